@@ -1,0 +1,44 @@
+//! # gram — generative foundation reward models on any GPU
+//!
+//! A GRAM (Wang et al., ICML 2025) is a causal language model used as a judge: it reads a judge
+//! instruction, a prompt `x` and two responses, and its next-token probabilities for the verdict
+//! tokens "A" and "B" say which response is better. Training has two stages — unsupervised
+//! generation of response pairs, then supervised fine-tuning on labeled pairs with label
+//! smoothing — and at inference each pair is scored in both orders and averaged.
+//!
+//! Everything runs on burn's wgpu backend (Vulkan, Metal, DX12; lavapipe in CI) or, without a
+//! GPU, on burn's pure-Rust `flex` CPU backend. The crate is organised one concept per module:
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`config`] | the model's hyper-parameters (mirrors `config.json`) |
+//! | [`checkpoint`] | reading GGUF files and Hugging Face directories; writing HF directories |
+//! | [`tokenizer`] | tokenizer and chat-template rendering |
+//! | [`model`] | the Llama-family decoder |
+//! | [`device`] | choosing a wgpu adapter or the CPU |
+//! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
+//! | [`judge`] | the judge prompt and the model-backed judge |
+//! | [`data`] | preference data formats (HH-RLHF, RM-Bench, LLMBar, LLaMA-Factory, JSONL) |
+//! | [`pairs`] | building unlabeled pairs from model-output files |
+//! | [`loss`] | the WGSL loss kernels with hand-written backward passes |
+//! | [`metrics`] | benchmark metrics and Bradley–Terry fitting |
+//! | [`rank`] | best-of-n and list ranking, RL rewards |
+//! | [`serve`] | the HTTP reward server |
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod judge;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod pair;
+pub mod pairs;
+pub mod rank;
+pub mod serve;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+pub use pair::{Judge, Pair, Preference, Verdict};
