@@ -1,0 +1,11 @@
+//! The `gram` command line: a thin layer over the library. Each subcommand is one file with its
+//! clap arguments and a `run` function.
+
+pub mod common;
+pub mod devices;
+pub mod eval;
+pub mod judge;
+pub mod pairs;
+pub mod rank;
+pub mod reward;
+pub mod serve;

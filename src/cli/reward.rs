@@ -1,0 +1,8 @@
+//! `gram reward` (being written).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> gram::Result<()> {
+    Err(gram::Error::invalid("`gram reward` is not built yet"))
+}
