@@ -1,9 +1,106 @@
-//! Choosing the compute device (being written).
+//! Choosing the compute device: a wgpu adapter (Vulkan, Metal, DX12) or the CPU.
+//!
+//! `auto` takes wgpu's best adapter (a discrete GPU before an integrated one before a software
+//! rasterizer such as lavapipe). `cpu` is burn's pure-Rust `flex` backend, for machines without
+//! a GPU or where the only Vulkan driver is a slow software one.
 
-use crate::Result;
-use burn::tensor::Device;
+use crate::{Error, Result};
+use burn::tensor::wgpu::{WgpuBackend, wgpu};
+use burn::tensor::{Device, DeviceKind};
 
-/// Parse a device name: `auto`, `vulkan`, `metal`, `dx12`, an adapter index, or `cpu`.
-pub fn select(_name: &str) -> Result<Device> {
-    Ok(Device::flex())
+/// One wgpu adapter as the system reports it.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    /// Position in [`adapters`]'s list; `--device N` picks it.
+    pub index: usize,
+    pub name: String,
+    /// Vulkan, Metal, Dx12, Gl, ...
+    pub api: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+}
+
+/// Every adapter wgpu can see on Vulkan, Metal and DX12, in wgpu's order.
+pub fn adapters() -> Vec<Adapter> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let found = pollster::block_on(
+        instance.enumerate_adapters(wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12),
+    );
+    found
+        .iter()
+        .enumerate()
+        .map(|(index, adapter)| {
+            let info = adapter.get_info();
+            Adapter {
+                index,
+                name: info.name,
+                api: info.backend,
+                device_type: info.device_type,
+                driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            }
+        })
+        .collect()
+}
+
+/// How to get a GPU device when none is found.
+const NO_ADAPTER_HELP: &str = "no GPU adapter found through wgpu. Install a Vulkan driver \
+(on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers libvulkan1`; the software driver \
+lavapipe works everywhere but is slow), or run on the CPU with `--device cpu`";
+
+/// Parse a device name: `auto`, `vulkan`, `metal`, `dx12`, an adapter index from
+/// `gram devices`, or `cpu`.
+pub fn select(name: &str) -> Result<Device> {
+    let name = name.trim().to_ascii_lowercase();
+    let options = Device::wgpu_options();
+    let options = match name.as_str() {
+        "cpu" | "flex" => return Ok(Device::flex()),
+        "auto" | "gpu" | "wgpu" => options,
+        "vulkan" => options.graphics_api(WgpuBackend::Vulkan),
+        "metal" => options.graphics_api(WgpuBackend::Metal),
+        "dx12" => options.graphics_api(WgpuBackend::Dx12),
+        other => {
+            let index: usize = other.parse().map_err(|_| {
+                Error::Device(format!(
+                    "unknown device `{other}`: use auto, vulkan, metal, dx12, cpu, or an adapter \
+                     index from `gram devices`"
+                ))
+            })?;
+            let all = adapters();
+            let adapter = all.get(index).ok_or_else(|| {
+                Error::Device(format!("no adapter {index}: `gram devices` lists {} adapter(s)", all.len()))
+            })?;
+            // cubecl numbers adapters per type and graphics API; find this one's ordinal.
+            let ordinal = all[..index]
+                .iter()
+                .filter(|a| a.api == adapter.api && a.device_type == adapter.device_type)
+                .count();
+            let kind = match adapter.device_type {
+                wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(ordinal),
+                wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(ordinal),
+                wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(ordinal),
+                _ => DeviceKind::Cpu,
+            };
+            let api = match adapter.api {
+                wgpu::Backend::Metal => WgpuBackend::Metal,
+                wgpu::Backend::Dx12 => WgpuBackend::Dx12,
+                _ => WgpuBackend::Vulkan,
+            };
+            options.graphics_api(api).device_kind(kind)
+        }
+    };
+    if adapters().is_empty() {
+        return Err(Error::Device(NO_ADAPTER_HELP.into()));
+    }
+    options.init().map_err(|e| Error::Device(format!("{e}; {NO_ADAPTER_HELP}")))
+}
+
+/// A one-line description of a device, for logs.
+pub fn describe(device: &Device) -> String {
+    if *device == Device::flex() {
+        return "cpu (burn flex, pure Rust)".into();
+    }
+    match device.identity() {
+        Some(identity) => format!("wgpu: {identity:?}"),
+        None => format!("{device:?}"),
+    }
 }

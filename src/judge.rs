@@ -1,7 +1,47 @@
-//! The judge prompt and the model-backed judge (being written).
+//! The judge: a causal LM reads a judge prompt and its next-token logits for the two verdict
+//! tokens say which response is better.
+//!
+//! For a pair `(x, y_a, y_b)` the judge prompt is filled, wrapped in the model's chat template as
+//! one user turn (generation prompt appended), tokenized, and run through the model. At the last
+//! position only the two rows of the output projection that belong to the verdict tokens are
+//! applied: `z = h_last · W[{A, B}]ᵀ`. The pair is scored again with the responses swapped and
+//!
+//! ```text
+//! p_a = ( σ(z_A − z_B)|_(a,b)  +  σ(z_B − z_A)|_(b,a) ) / 2
+//! ```
+//!
+//! which cancels the model's position bias. Sequences are sorted by length and right-padded in
+//! batches; padding never changes a score (see [`crate::model`]).
 
-use crate::{Judge, Pair, Result, Verdict};
+use crate::checkpoint::Checkpoint;
+use crate::model::Llama;
+use crate::tokenizer::{ChatMessage, TextCodec};
+use crate::{Error, Judge, Pair, Result, Verdict};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::path::Path;
+
+/// The default judge prompt: an impartial-judge instruction, the question and both responses in
+/// delimited blocks, and the verdict cue last.
+pub const DEFAULT_TEMPLATE: &str = "Please act as an impartial judge and evaluate the quality of the \
+responses provided by two AI assistants to the user question shown below. Choose the response that \
+follows the user's instructions and answers the question better, considering helpfulness, accuracy, \
+relevance, depth and harmlessness. Do not let the order in which the responses are presented, their \
+length, or the assistants' names influence your decision. Be as objective as possible.
+
+[User Question]
+{prompt}
+
+[The Start of Assistant A's Answer]
+{response_a}
+[The End of Assistant A's Answer]
+
+[The Start of Assistant B's Answer]
+{response_b}
+[The End of Assistant B's Answer]
+
+Which answer is better? Reply with a single letter: \"A\" if Assistant A's answer is better, \"B\" if \
+Assistant B's answer is better.
+";
 
 /// How the judge builds its input and batches work.
 #[derive(Debug, Clone)]
@@ -18,18 +58,298 @@ pub struct JudgeOptions {
     pub chat_template: bool,
 }
 
+impl Default for JudgeOptions {
+    fn default() -> Self {
+        JudgeOptions {
+            template: None,
+            labels: ("A".into(), "B".into()),
+            batch_size: 8,
+            max_len: None,
+            chat_template: true,
+        }
+    }
+}
+
+/// A judge prompt template: literal text with the three slots `{prompt}`, `{response_a}`,
+/// `{response_b}`. Filling is a single pass, so slot-like text inside a response stays as is.
+#[derive(Debug, Clone)]
+pub struct PromptTemplate {
+    text: String,
+}
+
+impl PromptTemplate {
+    /// The slot names, in the form they appear in a template.
+    pub const SLOTS: [&'static str; 3] = ["{prompt}", "{response_a}", "{response_b}"];
+
+    /// Check that `text` holds every slot.
+    pub fn new(text: impl Into<String>) -> Result<Self> {
+        let text = text.into();
+        for slot in Self::SLOTS {
+            if !text.contains(slot) {
+                return Err(Error::invalid(format!("the judge template has no {slot} slot")));
+            }
+        }
+        Ok(PromptTemplate { text })
+    }
+
+    /// The template with each slot replaced by its value, byte for byte.
+    pub fn fill(&self, prompt: &str, response_a: &str, response_b: &str) -> String {
+        let values = [prompt, response_a, response_b];
+        let mut out = String::with_capacity(self.text.len() + prompt.len() + response_a.len() + response_b.len());
+        let mut rest = self.text.as_str();
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let tail = &rest[start..];
+            match Self::SLOTS.iter().position(|slot| tail.starts_with(slot)) {
+                Some(i) => {
+                    out.push_str(values[i]);
+                    rest = &tail[Self::SLOTS[i].len()..];
+                }
+                None => {
+                    out.push('{');
+                    rest = &tail[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// The token-level input for one ordered pair.
+struct Sequence {
+    ids: Vec<u32>,
+    truncated: bool,
+}
+
+/// Turns pairs into token sequences: fill the template, apply the chat template, tokenize, and
+/// shorten the responses when the whole exceeds `max_len`.
+pub struct PromptBuilder {
+    codec: TextCodec,
+    template: PromptTemplate,
+    chat_template: bool,
+    max_len: usize,
+}
+
+impl PromptBuilder {
+    pub fn new(codec: TextCodec, template: PromptTemplate, chat_template: bool, max_len: usize) -> Self {
+        PromptBuilder { codec, template, chat_template, max_len }
+    }
+
+    /// The tokenizer and chat template.
+    pub fn codec(&self) -> &TextCodec {
+        &self.codec
+    }
+
+    /// The exact text the model reads for `(prompt, a, b)`.
+    pub fn render(&self, prompt: &str, a: &str, b: &str) -> Result<String> {
+        let filled = self.template.fill(prompt, a, b);
+        if self.chat_template && self.codec.has_chat_template() {
+            let message = ChatMessage { role: "user".into(), content: filled };
+            self.codec.apply_chat_template(&[message], true)
+        } else {
+            Ok(filled)
+        }
+    }
+
+    /// Token ids for `(prompt, a, b)`, at most `max_len` long.
+    ///
+    /// When too long, both responses lose tokens from their ends in proportion to their
+    /// lengths; the instruction, the question and the verdict cue are never cut. If the input
+    /// is still too long with empty responses, that is an error.
+    fn sequence(&self, prompt: &str, a: &str, b: &str) -> Result<Sequence> {
+        let ids = self.codec.encode(&self.render(prompt, a, b)?)?;
+        if ids.len() <= self.max_len {
+            return Ok(Sequence { ids, truncated: false });
+        }
+        let a_ids = self.codec.encode(a)?;
+        let b_ids = self.codec.encode(b)?;
+        let mut excess = ids.len() - self.max_len;
+        // Re-tokenizing the joined text can differ by a token or two from the sum of the parts,
+        // so cut, re-check, and cut the remainder again (a handful of rounds at most).
+        let (mut keep_a, mut keep_b) = (a_ids.len(), b_ids.len());
+        for _ in 0..8 {
+            let total = (keep_a + keep_b).max(1);
+            let cut_a = (excess * keep_a).div_ceil(total).min(keep_a);
+            let cut_b = (excess.saturating_sub(cut_a)).min(keep_b);
+            keep_a -= cut_a;
+            keep_b -= cut_b;
+            let a_text = self.codec.decode(&a_ids[..keep_a])?;
+            let b_text = self.codec.decode(&b_ids[..keep_b])?;
+            let ids = self.codec.encode(&self.render(prompt, &a_text, &b_text)?)?;
+            if ids.len() <= self.max_len {
+                return Ok(Sequence { ids, truncated: true });
+            }
+            if keep_a + keep_b == 0 {
+                return Err(Error::invalid(format!(
+                    "the judge prompt alone is {} tokens, more than --max-len {}",
+                    ids.len(),
+                    self.max_len
+                )));
+            }
+            excess = (ids.len() - self.max_len).max(1);
+        }
+        Err(Error::invalid("could not shorten the responses to fit --max-len"))
+    }
+}
+
+/// Counters a run of the judge accumulates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JudgeStats {
+    /// Pairs judged.
+    pub pairs: usize,
+    /// Ordered sequences whose responses were shortened to fit `max_len`.
+    pub truncated: usize,
+    /// Tokens run through the model, padding excluded.
+    pub tokens: usize,
+    /// Tokens including padding.
+    pub padded_tokens: usize,
+    /// Forward passes (batches).
+    pub batches: usize,
+}
+
 /// A language model used as a pairwise judge.
-pub struct GramJudge {}
+pub struct GramJudge {
+    model: Llama,
+    prompts: PromptBuilder,
+    verdict_tokens: [u32; 2],
+    pad_id: u32,
+    batch_size: usize,
+    stats: JudgeStats,
+}
 
 impl GramJudge {
-    /// Load a checkpoint onto `device`.
-    pub fn load(_model: &Path, _device: &burn::tensor::Device, _options: JudgeOptions) -> Result<Self> {
-        Err(crate::Error::invalid("the judge is not built yet"))
+    /// Load a checkpoint (GGUF file or Hugging Face directory) onto `device`.
+    pub fn load(path: &Path, device: &Device, options: JudgeOptions) -> Result<Self> {
+        let mut checkpoint = Checkpoint::load(path)?;
+        let model = Llama::from_checkpoint(&mut checkpoint, device)?;
+        Self::new(model, checkpoint.codec, options)
+    }
+
+    /// Wrap an in-memory model and its tokenizer.
+    pub fn new(model: Llama, codec: TextCodec, options: JudgeOptions) -> Result<Self> {
+        if options.batch_size == 0 {
+            return Err(Error::invalid("--batch-size must be at least 1"));
+        }
+        let verdict_tokens = [codec.token_id(&options.labels.0)?, codec.token_id(&options.labels.1)?];
+        if verdict_tokens[0] == verdict_tokens[1] {
+            return Err(Error::invalid("the two verdict labels are the same token"));
+        }
+        let template = PromptTemplate::new(options.template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?;
+        let context = model.config.max_position_embeddings;
+        let max_len = options.max_len.unwrap_or(context).min(context);
+        let pad_id = codec.pad_token_id().or(codec.eos_token_id()).unwrap_or(0);
+        Ok(GramJudge {
+            model,
+            prompts: PromptBuilder::new(codec, template, options.chat_template, max_len),
+            verdict_tokens,
+            pad_id,
+            batch_size: options.batch_size,
+            stats: JudgeStats::default(),
+        })
+    }
+
+    /// The model being used.
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// How prompts are built and tokenized.
+    pub fn prompts(&self) -> &PromptBuilder {
+        &self.prompts
+    }
+
+    /// The verdict token ids `[A, B]`.
+    pub fn verdict_tokens(&self) -> [u32; 2] {
+        self.verdict_tokens
+    }
+
+    /// Counters since the judge was created.
+    pub fn stats(&self) -> JudgeStats {
+        self.stats
+    }
+
+    /// Verdict margins `z_A − z_B` for already tokenized sequences, in input order.
+    ///
+    /// Sequences are sorted by length and run `batch_size` at a time, right-padded.
+    pub fn margins(&mut self, sequences: &[Vec<u32>]) -> Result<Vec<f64>> {
+        let mut order: Vec<usize> = (0..sequences.len()).collect();
+        order.sort_by_key(|&i| sequences[i].len());
+        let mut margins = vec![0.0; sequences.len()];
+        for chunk in order.chunks(self.batch_size) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
+            let logits = self.verdict_logits(&batch)?;
+            for (k, &i) in chunk.iter().enumerate() {
+                margins[i] = (logits[2 * k] - logits[2 * k + 1]) as f64;
+            }
+        }
+        Ok(margins)
+    }
+
+    /// `[z_A, z_B]` per sequence (flattened) for one right-padded batch.
+    fn verdict_logits(&mut self, batch: &[&[u32]]) -> Result<Vec<f32>> {
+        let device = self.model.device();
+        let width = batch.iter().map(|s| s.len()).max().unwrap_or(0);
+        if width == 0 {
+            return Err(Error::invalid("cannot judge an empty token sequence"));
+        }
+        let mut ids = Vec::with_capacity(batch.len() * width);
+        let mut last = Vec::with_capacity(batch.len());
+        for (row, seq) in batch.iter().enumerate() {
+            if seq.is_empty() {
+                return Err(Error::invalid("cannot judge an empty token sequence"));
+            }
+            ids.extend(seq.iter().map(|&t| t as i64));
+            ids.extend(std::iter::repeat_n(self.pad_id as i64, width - seq.len()));
+            last.push((row * width + seq.len() - 1) as i64);
+            self.stats.tokens += seq.len();
+        }
+        self.stats.padded_tokens += batch.len() * width;
+        self.stats.batches += 1;
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), width]), &device);
+        let hidden = self.model.hidden_states(ids); // [B, T, d]
+        let d = self.model.config.hidden_size;
+        let last = Tensor::<1, Int>::from_data(TensorData::new(last, [batch.len()]), &device);
+        let at_verdict = hidden.reshape([batch.len() * width, d]).select(0, last);
+        let logits = self.model.token_logits(at_verdict, &self.verdict_tokens);
+        logits
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| Error::Device(format!("reading verdict logits back from the device: {e:?}")))
     }
 }
 
 impl Judge for GramJudge {
-    fn judge(&mut self, _pairs: &[Pair]) -> Result<Vec<Verdict>> {
-        Err(crate::Error::invalid("the judge is not built yet"))
+    fn judge(&mut self, pairs: &[Pair]) -> Result<Vec<Verdict>> {
+        let mut sequences = Vec::with_capacity(2 * pairs.len());
+        for pair in pairs {
+            let forward = self.prompts.sequence(&pair.prompt, &pair.response_a, &pair.response_b)?;
+            let reverse = self.prompts.sequence(&pair.prompt, &pair.response_b, &pair.response_a)?;
+            self.stats.truncated += forward.truncated as usize + reverse.truncated as usize;
+            sequences.push(forward.ids);
+            sequences.push(reverse.ids);
+        }
+        let margins = self.margins(&sequences)?;
+        self.stats.pairs += pairs.len();
+        Ok(margins.chunks_exact(2).map(|m| Verdict::from_margins(m[0], m[1])).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_fills_each_slot_once_and_keeps_other_braces() {
+        let t = PromptTemplate::new("Q: {prompt}\nA: {response_a}\nB: {response_b} {x}").unwrap();
+        let filled = t.fill("a {response_b} b", "one", "two");
+        assert_eq!(filled, "Q: a {response_b} b\nA: one\nB: two {x}");
+    }
+
+    #[test]
+    fn template_without_a_slot_is_rejected() {
+        let err = PromptTemplate::new("{prompt} {response_a}").unwrap_err();
+        assert!(err.to_string().contains("{response_b}"), "{err}");
+        assert!(PromptTemplate::new(DEFAULT_TEMPLATE).is_ok());
     }
 }

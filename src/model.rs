@@ -1,1 +1,411 @@
-//! (being written)
+//! The Llama-family decoder, written once against burn's device-agnostic tensor API.
+//!
+//! For token ids `t_1..t_T` the model computes
+//!
+//! ```text
+//! x_0     = E[t]                                   embedding rows, [B, T, d]
+//! h_l     = x_l + Attn_l(RMSNorm(x_l))             pre-norm residual attention
+//! x_{l+1} = h_l + MLP_l(RMSNorm(h_l))              pre-norm residual SwiGLU
+//! hidden  = RMSNorm(x_L)                           [B, T, d]
+//! logits  = hidden · Wᵀ                            W = lm_head, or E when tied
+//! ```
+//!
+//! with `RMSNorm(x) = x / sqrt(mean(x²) + eps) ⊙ g`, `MLP(x) = W_down (silu(W_gate x) ⊙ W_up x)`
+//! and causal grouped-query attention with rotary position embeddings (HF "rotate-half" layout).
+//! Variants: Qwen2 adds q/k/v biases, Qwen3 RMS-normalises each q and k head before RoPE.
+//!
+//! Batches are right-padded. With a causal mask, the output at a real position `t < len` attends
+//! only to keys `≤ t`, all real tokens, so padding never changes a real position's output and no
+//! separate key-padding mask is needed; outputs at padded positions are never read.
+//!
+//! Projection weights are stored as `[in, out]` (transposed from the checkpoint's `[out, in]`)
+//! so every projection is a plain `x · W`.
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{ModelConfig, RopeScaling};
+use crate::{Error, Result};
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+
+/// Root-mean-square layer norm with a learned gain `g`.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// `x / sqrt(mean(x², last dim) + eps) ⊙ g`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let rms = (x.clone().powi_scalar(2).mean_dim(D - 1) + self.eps).sqrt();
+        x.div(rms).mul(self.weight.val().unsqueeze())
+    }
+}
+
+/// A dense projection `y = x · W (+ b)` with `W` stored `[in, out]`.
+#[derive(Module, Debug)]
+pub struct Projection {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Projection {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        burn::tensor::module::linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+}
+
+/// Causal grouped-query self-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Projection,
+    pub k_proj: Projection,
+    pub v_proj: Projection,
+    pub o_proj: Projection,
+    /// Qwen3's per-head RMSNorm on queries and keys.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    #[module(skip)]
+    pub num_heads: usize,
+    #[module(skip)]
+    pub num_kv_heads: usize,
+    #[module(skip)]
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// `x`: `[B, T, d]`; `rope`: cos/sin tables `[T, head_dim]`; `mask`: `[G·T, T]`, true = blocked.
+    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: &Tensor<2, Bool>) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let group = h / kv;
+
+        let q = self.q_proj.forward(x.clone()).reshape([b, t, h, hd]);
+        let k = self.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
+        let v = self.v_proj.forward(x).reshape([b, t, kv, hd]);
+        let (q, k) = match (&self.q_norm, &self.k_norm) {
+            (Some(qn), Some(kn)) => (qn.forward(q), kn.forward(k)),
+            _ => (q, k),
+        };
+        // [B, heads, T, hd]
+        let q = rope.apply(q.swap_dims(1, 2));
+        let k = rope.apply(k.swap_dims(1, 2));
+        let v = v.swap_dims(1, 2);
+
+        // Grouped-query attention without copying K/V: the `group` query heads that share one
+        // key/value head are stacked along the time axis, [B, kv, group·T, hd].
+        let q = q.reshape([b, kv, group * t, hd]);
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, kv, G·T, T]
+        let scores = scores.mask_fill(mask.clone().unsqueeze::<4>(), -1.0e9);
+        let weights = softmax(scores, 3);
+        let out = weights.matmul(v); // [B, kv, G·T, hd]
+        let out = out.reshape([b, h, t, hd]).swap_dims(1, 2).reshape([b, t, h * hd]);
+        self.o_proj.forward(out)
+    }
+}
+
+/// The SwiGLU feed-forward block: `W_down (silu(W_gate x) ⊙ W_up x)`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate_proj: Projection,
+    pub up_proj: Projection,
+    pub down_proj: Projection,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: &Tensor<2, Bool>) -> Tensor<3> {
+        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+}
+
+/// A Llama-family causal language model.
+#[derive(Module, Debug)]
+pub struct Llama {
+    /// Token embeddings `E`, `[vocab, d]`.
+    pub embed_tokens: Param<Tensor<2>>,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// Output projection `[vocab, d]`; `None` when tied to `embed_tokens`.
+    pub lm_head: Option<Param<Tensor<2>>>,
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+impl Llama {
+    /// Build the model from a loaded checkpoint, moving its tensors onto `device`.
+    ///
+    /// Tensors are consumed from the checkpoint as they are uploaded, so host memory holds at
+    /// most one copy of the weights.
+    pub fn from_checkpoint(checkpoint: &mut Checkpoint, device: &Device) -> Result<Self> {
+        let config = checkpoint.config.clone();
+        let source = checkpoint.source.clone();
+        let mut weights = Weights {
+            device,
+            fetch: Box::new(|name: &str, shape: &[usize]| {
+                let tensor = checkpoint.take(name)?;
+                if tensor.shape != shape {
+                    return Err(Error::checkpoint(
+                        &source,
+                        format!(
+                            "tensor `{name}` has shape {:?}, the config implies {shape:?}",
+                            tensor.shape
+                        ),
+                    ));
+                }
+                Ok(tensor.data)
+            }),
+        };
+        Self::build(&config, &mut weights)
+    }
+
+    /// A model with random weights (normal, σ = 0.02; norm gains 1) — for tests and for
+    /// training from scratch.
+    pub fn random(config: &ModelConfig, device: &Device) -> Self {
+        let mut weights = Weights {
+            device,
+            fetch: Box::new(|_: &str, shape: &[usize]| {
+                let n: usize = shape.iter().product();
+                if shape.len() == 1 {
+                    return Ok(vec![1.0; n]);
+                }
+                let normal = Distribution::Normal(0.0, 0.02);
+                Ok(Tensor::<1>::random([n], normal, &Device::flex()).into_data().to_vec::<f32>().unwrap_or_default())
+            }),
+        };
+        Self::build(config, &mut weights).expect("random weights always fit the config")
+    }
+
+    /// Assemble the modules, fetching each tensor by its Hugging Face name.
+    fn build(config: &ModelConfig, w: &mut Weights) -> Result<Self> {
+        let d = config.hidden_size;
+        let hd = config.head_dim();
+        let (h, kv, f) = (config.num_attention_heads, config.num_key_value_heads, config.intermediate_size);
+        if kv == 0 || h % kv != 0 {
+            return Err(Error::invalid(format!(
+                "num_attention_heads ({h}) is not a multiple of num_key_value_heads ({kv})"
+            )));
+        }
+        let eps = config.rms_norm_eps;
+        let bias = config.qkv_bias();
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let (q_norm, k_norm) = if config.qk_norm() {
+                (
+                    Some(w.norm(&format!("{p}.self_attn.q_norm.weight"), hd, eps)?),
+                    Some(w.norm(&format!("{p}.self_attn.k_norm.weight"), hd, eps)?),
+                )
+            } else {
+                (None, None)
+            };
+            layers.push(DecoderLayer {
+                input_layernorm: w.norm(&format!("{p}.input_layernorm.weight"), d, eps)?,
+                self_attn: Attention {
+                    q_proj: w.projection(&format!("{p}.self_attn.q_proj"), d, h * hd, bias)?,
+                    k_proj: w.projection(&format!("{p}.self_attn.k_proj"), d, kv * hd, bias)?,
+                    v_proj: w.projection(&format!("{p}.self_attn.v_proj"), d, kv * hd, bias)?,
+                    o_proj: w.projection(&format!("{p}.self_attn.o_proj"), h * hd, d, false)?,
+                    q_norm,
+                    k_norm,
+                    num_heads: h,
+                    num_kv_heads: kv,
+                    head_dim: hd,
+                },
+                post_attention_layernorm: w.norm(&format!("{p}.post_attention_layernorm.weight"), d, eps)?,
+                mlp: Mlp {
+                    gate_proj: w.projection(&format!("{p}.mlp.gate_proj"), d, f, false)?,
+                    up_proj: w.projection(&format!("{p}.mlp.up_proj"), d, f, false)?,
+                    down_proj: w.projection(&format!("{p}.mlp.down_proj"), f, d, false)?,
+                },
+            });
+        }
+        let norm = w.norm("model.norm.weight", d, eps)?;
+        let embed_tokens = w.matrix("model.embed_tokens.weight", config.vocab_size, d)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(w.matrix("lm_head.weight", config.vocab_size, d)?)
+        };
+        Ok(Llama { embed_tokens, layers, norm, lm_head, config: config.clone() })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed_tokens.val().device()
+    }
+
+    /// Final-normed hidden states `[B, T, d]` for right-padded token ids `[B, T]`.
+    pub fn hidden_states(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [_, t] = ids.dims();
+        let device = ids.device();
+        let config = &self.config;
+        let group = config.num_attention_heads / config.num_key_value_heads;
+        let rope = Rope::new(config, t, &device);
+        let mask = causal_mask(t, group, &device);
+        let mut x = burn::tensor::module::embedding(self.embed_tokens.val(), ids);
+        for layer in &self.layers {
+            x = layer.forward(x, &rope, &mask);
+        }
+        self.norm.forward(x)
+    }
+
+    /// The output projection `W`, `[vocab, d]` (the embedding matrix when tied).
+    pub fn output_weight(&self) -> Tensor<2> {
+        match &self.lm_head {
+            Some(w) => w.val(),
+            None => self.embed_tokens.val(),
+        }
+    }
+
+    /// Full-vocabulary logits `hidden · Wᵀ`, `[B, T, vocab]`.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        hidden.matmul(self.output_weight().transpose().unsqueeze())
+    }
+
+    /// Logits of a few tokens only: `hidden · W[tokens]ᵀ`, `[N, tokens.len()]` for `hidden` `[N, d]`.
+    ///
+    /// This is how the judge reads a verdict: 2·d multiply-adds per sequence instead of vocab·d.
+    pub fn token_logits(&self, hidden: Tensor<2>, tokens: &[u32]) -> Tensor<2> {
+        let device = hidden.device();
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let rows = self
+            .output_weight()
+            .select(0, Tensor::<1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &device));
+        hidden.matmul(rows.transpose())
+    }
+}
+
+/// Where [`Llama::build`] gets its tensors: `fetch(name, shape)` returns the row-major f32 data
+/// of the tensor the checkpoint calls `name`, checked against the `shape` the config implies.
+struct Weights<'a> {
+    device: &'a Device,
+    fetch: Box<dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a>,
+}
+
+impl Weights<'_> {
+    fn vector(&mut self, name: &str, n: usize) -> Result<Param<Tensor<1>>> {
+        let data = (self.fetch)(name, &[n])?;
+        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(data, [n]), self.device)))
+    }
+
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Param<Tensor<2>>> {
+        let data = (self.fetch)(name, &[rows, cols])?;
+        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(data, [rows, cols]), self.device)))
+    }
+
+    fn norm(&mut self, name: &str, n: usize, eps: f64) -> Result<RmsNorm> {
+        Ok(RmsNorm { weight: self.vector(name, n)?, eps })
+    }
+
+    /// An `[in, out]` projection from the checkpoint's `[out, in]` tensor `{name}.weight`
+    /// (and `{name}.bias` when `bias`).
+    fn projection(&mut self, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Projection> {
+        let data = (self.fetch)(&format!("{name}.weight"), &[d_out, d_in])?;
+        let mut transposed = vec![0.0f32; data.len()];
+        for (o, row) in data.chunks_exact(d_in).enumerate() {
+            for (i, &value) in row.iter().enumerate() {
+                transposed[i * d_out + o] = value;
+            }
+        }
+        let weight = Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), self.device);
+        let weight = Param::from_tensor(weight);
+        let bias = if bias { Some(self.vector(&format!("{name}.bias"), d_out)?) } else { None };
+        Ok(Projection { weight, bias })
+    }
+}
+
+/// `[G·T, T]` mask, true where query position (row mod T) may not see key position (column):
+/// the causal mask repeated for the `G` query heads stacked per key/value head.
+fn causal_mask(t: usize, group: usize, device: &Device) -> Tensor<2, Bool> {
+    let blocked = Tensor::<2, Bool>::triu_mask([t, t], 1, device);
+    if group == 1 { blocked } else { blocked.repeat_dim(0, group) }
+}
+
+/// Rotary position embedding tables for positions `0..T`.
+///
+/// Frequencies `ω_i = θ^(−2i/hd)` (Llama 3 scaling applied when configured); for a head vector
+/// `x` at position `p`, `rope(x) = x ⊙ cos(pω) + rotate_half(x) ⊙ sin(pω)` with
+/// `rotate_half([x₁, x₂]) = [−x₂, x₁]` and the frequencies repeated over both halves.
+struct Rope {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+impl Rope {
+    fn new(config: &ModelConfig, t: usize, device: &Device) -> Self {
+        let hd = config.head_dim();
+        let freqs = inverse_frequencies(config.rope_theta, hd, config.rope_scaling.as_ref());
+        let mut cos = Vec::with_capacity(t * hd);
+        let mut sin = Vec::with_capacity(t * hd);
+        for p in 0..t {
+            for _half in 0..2 {
+                for &w in &freqs {
+                    let angle = p as f64 * w;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        Rope {
+            cos: Tensor::from_data(TensorData::new(cos, [t, hd]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [t, hd]), device),
+        }
+    }
+
+    /// Rotate `x`: `[B, heads, T, hd]`.
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, t, hd] = x.dims();
+        let half = hd / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let cos = self.cos.clone().reshape([1, 1, t, hd]).expand([b, h, t, hd]);
+        let sin = self.sin.clone().reshape([1, 1, t, hd]).expand([b, h, t, hd]);
+        x * cos + rotated * sin
+    }
+}
+
+/// `ω_i = θ^(−2i/hd)` for `i < hd/2`, with Llama 3 frequency scaling when configured:
+/// wavelengths longer than `orig_ctx / low_freq_factor` are divided by `factor`, shorter than
+/// `orig_ctx / high_freq_factor` kept, and those between interpolated smoothly.
+pub fn inverse_frequencies(theta: f64, head_dim: usize, scaling: Option<&RopeScaling>) -> Vec<f64> {
+    let base: Vec<f64> =
+        (0..head_dim / 2).map(|i| theta.powf(-(2 * i) as f64 / head_dim as f64)).collect();
+    let Some(s) = scaling.filter(|s| s.rope_type == "llama3") else { return base };
+    let original = s.original_max_position_embeddings.unwrap_or(8192) as f64;
+    let low_wavelen = original / s.low_freq_factor;
+    let high_wavelen = original / s.high_freq_factor;
+    base.into_iter()
+        .map(|w| {
+            let wavelen = 2.0 * std::f64::consts::PI / w;
+            if wavelen < high_wavelen {
+                w
+            } else if wavelen > low_wavelen {
+                w / s.factor
+            } else {
+                let smooth = (original / wavelen - s.low_freq_factor)
+                    / (s.high_freq_factor - s.low_freq_factor);
+                (1.0 - smooth) * w / s.factor + smooth * w
+            }
+        })
+        .collect()
+}
