@@ -86,9 +86,9 @@ impl Format {
         } else if !has("prompt") && is_str("chosen") && is_str("rejected") {
             let dialogue = row["chosen"].as_str().unwrap_or_default();
             dialogue.contains(HH_ASSISTANT).then_some(Format::Hh)
-        } else if has("prompt") && has("chosen") && has("rejected") {
-            Some(Format::Preference)
-        } else if is_message_list("chosen") && is_message_list("rejected") {
+        } else if (has("prompt") && has("chosen") && has("rejected"))
+            || (is_message_list("chosen") && is_message_list("rejected"))
+        {
             Some(Format::Preference)
         } else {
             None
@@ -559,6 +559,8 @@ fn parse_messages(row: &Row, field: &str, messages: &[Value]) -> Result<Vec<(Rol
 }
 
 /// `prompt`, `chosen`, `rejected`: strings, or chat lists sharing all but a final assistant turn.
+/// With chat lists the shared messages are the prompt; a `prompt` field is then only needed
+/// (and only read) when the lists hold nothing but the final assistant message.
 fn preference_row(row: &mut Row) -> Result<Example> {
     let chosen = row.take("chosen")?;
     let rejected = row.take("rejected")?;

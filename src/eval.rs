@@ -146,6 +146,7 @@ pub fn evaluate(
     options: &EvalOptions,
 ) -> Result<Report> {
     let mut pairs = Vec::new();
+    let mut counts = Vec::with_capacity(records.len());
     for record in records {
         let preferences = record.preferences();
         if preferences.is_empty() {
@@ -158,6 +159,7 @@ pub fn evaluate(
                 .location
                 .error(Some("chosen"), "RM-Bench rows need 3 style variants"));
         }
+        counts.push(preferences.len());
         pairs.extend(preferences.iter().map(|p| p.as_pair()));
     }
     let verdicts = judge_all(judge, &pairs, options)?;
@@ -165,8 +167,8 @@ pub fn evaluate(
     // Each record's verdicts, in record order.
     let mut per_record = Vec::with_capacity(records.len());
     let mut rest = verdicts.as_slice();
-    for record in records {
-        let (own, tail) = rest.split_at(record.preferences().len());
+    for count in counts {
+        let (own, tail) = rest.split_at(count);
         per_record.push(own);
         rest = tail;
     }
