@@ -344,6 +344,7 @@ fn judge_all(
     options: &EvalOptions,
 ) -> Result<Vec<Verdict>> {
     let start = Instant::now();
+    let mut last_report = start;
     let mut verdicts = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(options.chunk.max(1)) {
         let judged = judge.judge(chunk)?;
@@ -355,8 +356,10 @@ fn judge_all(
             )));
         }
         verdicts.extend(judged);
-        if options.progress {
-            let done = verdicts.len();
+        let done = verdicts.len();
+        // At most two progress updates a second, and always the last.
+        if options.progress && (done == pairs.len() || last_report.elapsed().as_secs_f64() >= 0.5) {
+            last_report = Instant::now();
             let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
             let eta = (pairs.len() - done) as f64 / rate;
             let mut stderr = std::io::stderr();
