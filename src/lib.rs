@@ -29,6 +29,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod error;
 pub mod judge;
 pub mod loss;

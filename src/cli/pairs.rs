@@ -1,8 +1,43 @@
-//! `gram pairs` (being written).
+//! `gram pairs`: unlabeled response pairs from several models' outputs on the same prompts.
+
+use gram::pairs::{self, PairOptions};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Model-output files: AlpacaEval `model_outputs.json`, Arena-Hard `question.jsonl` plus
+    /// per-model answer files, or JSONL `{"prompt", "response"[, "model"]}`.
+    #[arg(required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the pairs (JSONL `prompt, response_a, response_b, model_a, model_b`).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Pairs drawn per prompt (default: every pair of different responses).
+    #[arg(long)]
+    pub per_prompt: Option<usize>,
+    /// Seed for drawing pairs and their A/B order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
 
-pub fn run(_args: Args) -> gram::Result<()> {
-    Err(gram::Error::invalid("`gram pairs` is not built yet"))
+pub fn run(args: Args) -> gram::Result<()> {
+    let outputs = pairs::read_outputs(&args.inputs)?;
+    let set = pairs::build_pairs(
+        &outputs,
+        PairOptions {
+            per_prompt: args.per_prompt,
+            seed: args.seed,
+        },
+    );
+    pairs::write_pairs(&args.out, &set.pairs)?;
+    eprintln!(
+        "{} outputs, {} prompts ({} empty and {} repeated responses dropped): {} pairs written to {}",
+        outputs.len(),
+        set.prompts,
+        set.empty,
+        set.duplicates,
+        set.pairs.len(),
+        args.out.display()
+    );
+    Ok(())
 }

@@ -1,0 +1,426 @@
+//! Benchmark metrics against hand-computed cases, Bradley–Terry against closed forms, and
+//! `evaluate` end to end with fake judges on real RM-Bench and LLMBar rows.
+
+use gram::data::{self, Example, Format, Record};
+use gram::eval::{self, Benchmark, EvalOptions};
+use gram::metrics::{self, Decision, StyleVerdicts};
+use gram::{Judge, Pair, Verdict};
+use std::path::{Path, PathBuf};
+
+const EPS: f64 = 1e-12;
+
+/// A verdict whose two orders give `forward` and `reverse` as P(A).
+fn verdict(forward: f64, reverse: f64) -> Verdict {
+    Verdict {
+        p_a: 0.5 * (forward + reverse),
+        p_a_forward: forward,
+        p_a_reverse: reverse,
+    }
+}
+
+/// A position-consistent verdict with probability `p` for A.
+fn sure(p: f64) -> Verdict {
+    verdict(p, p)
+}
+
+#[test]
+fn accuracy_counts_exact_ties_as_wrong() {
+    let verdicts = [sure(0.9), sure(0.5), sure(0.2), sure(0.5000001)];
+    let score = metrics::accuracy(&verdicts);
+    assert_eq!(score.count, 4);
+    assert!((score.accuracy - 0.5).abs() < EPS);
+    // A tie from disagreeing orders is also wrong.
+    assert!(!metrics::is_correct(&verdict(0.8, 0.2)));
+
+    let by = metrics::accuracy_by(&[
+        ("x", sure(0.9)),
+        ("y", sure(0.1)),
+        ("x", sure(0.4)),
+        ("x", sure(0.7)),
+    ]);
+    assert!((by["x"].accuracy - 2.0 / 3.0).abs() < EPS);
+    assert_eq!((by["x"].count, by["y"].count), (3, 1));
+    assert_eq!(by["y"].accuracy, 0.0);
+}
+
+#[test]
+fn rewardbench_weights_subsets_by_example_counts() {
+    let labeled = [
+        ("alpacaeval-easy", sure(0.9)),
+        ("alpacaeval-easy", sure(0.5)), // tie: wrong
+        ("mt-bench-easy", sure(0.8)),
+        ("math-prm", sure(0.7)),
+        ("hep-python", sure(0.3)),
+        ("anthropic_helpful", sure(0.9)), // not in any section
+    ];
+    let scores = metrics::rewardbench(&labeled);
+    assert_eq!(scores.subsets.len(), 5);
+    assert!((scores.subsets["alpacaeval-easy"].accuracy - 0.5).abs() < EPS);
+    let sections: Vec<&str> = scores
+        .sections
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(sections, ["Chat", "Reasoning"]);
+    // Chat: (0.5·100 + 1·28) / (100 + 28); Reasoning: (1·984 + 0·164) / (984 + 164).
+    let chat = 78.0 / 128.0;
+    let reasoning = 984.0 / 1148.0;
+    assert!((scores.sections[0].1.accuracy - chat).abs() < EPS);
+    assert_eq!(scores.sections[0].1.count, 3);
+    assert!((scores.sections[1].1.accuracy - reasoning).abs() < EPS);
+    assert!((scores.score - (chat + reasoning) / 2.0).abs() < EPS);
+}
+
+/// A grid where chosen style i beats rejected style j exactly when `wins(i, j)`.
+fn grid(wins: impl Fn(usize, usize) -> bool) -> StyleVerdicts {
+    std::array::from_fn(|i| std::array::from_fn(|j| if wins(i, j) { sure(0.8) } else { sure(0.5) }))
+}
+
+#[test]
+fn rm_bench_triangles_follow_the_authors_definition() {
+    // Prompt 1 wins only where the chosen is plainer (i < j); prompt 2 wins everywhere.
+    let domain = metrics::rm_bench_domain(&[grid(|i, j| i < j), grid(|_, _| true)]);
+    assert_eq!(domain.prompts, 2);
+    assert!((domain.matrix[0][1] - 1.0).abs() < EPS);
+    assert!((domain.matrix[1][0] - 0.5).abs() < EPS);
+    assert!((domain.matrix[2][2] - 0.5).abs() < EPS);
+    assert!((domain.hard - 1.0).abs() < EPS);
+    assert!((domain.normal - 0.5).abs() < EPS);
+    assert!((domain.easy - 0.5).abs() < EPS);
+    assert!((domain.average - 2.0 / 3.0).abs() < EPS);
+
+    // Only the diagonal and the one easy cell (2, 0).
+    let domain = metrics::rm_bench_domain(&[grid(|i, j| i == j || (i, j) == (2, 0))]);
+    assert_eq!((domain.hard, domain.normal), (0.0, 1.0));
+    assert!((domain.easy - 1.0 / 3.0).abs() < EPS);
+
+    // safety-refuse and safety-response pool into one `safety` domain; overall = mean of domains.
+    let scores = metrics::rm_bench(&[
+        ("chat", grid(|_, _| true)),
+        ("safety-refuse", grid(|_, _| false)),
+        ("safety-response", grid(|i, j| i >= j)),
+    ]);
+    assert_eq!(
+        scores.domains.keys().collect::<Vec<_>>(),
+        ["chat", "safety"]
+    );
+    let safety = &scores.domains["safety"];
+    assert_eq!(safety.prompts, 2);
+    assert!(
+        (safety.hard - 0.0).abs() < EPS
+            && (safety.normal - 0.5).abs() < EPS
+            && (safety.easy - 0.5).abs() < EPS
+    );
+    assert!((scores.hard - 0.5).abs() < EPS);
+    assert!((scores.normal - 0.75).abs() < EPS);
+    assert!((scores.average - (1.0 + 1.0 / 3.0) / 2.0).abs() < EPS);
+    assert_eq!(metrics::rm_bench_domain_of("math-prm"), "math");
+}
+
+#[test]
+fn judgebench_combines_both_orders_like_the_official_scorer() {
+    assert_eq!(Decision::from_probability(0.5), Decision::Tie);
+    assert_eq!(Decision::from_probability(0.51), Decision::A);
+    let labeled = [
+        ("mmlu-pro-law", verdict(0.9, 0.8)),        // both right: correct
+        ("mmlu-pro-math", verdict(0.9, 0.2)),       // one each: tie, inconsistent
+        ("livebench-math", verdict(0.5, 0.7)),      // tie + right: correct, inconsistent
+        ("livebench-math", verdict(0.5, 0.5)),      // both ties: tie
+        ("livecodebench", verdict(0.1, 0.3)),       // both wrong: incorrect
+        ("livebench-reasoning", verdict(0.4, 0.5)), // wrong + tie: incorrect, inconsistent
+    ];
+    let scores = metrics::judgebench(&labeled);
+    let overall = scores.overall;
+    assert_eq!(
+        (
+            overall.correct,
+            overall.incorrect,
+            overall.tie,
+            overall.inconsistent,
+            overall.count
+        ),
+        (2, 2, 2, 3, 6)
+    );
+    assert!((overall.accuracy() - 2.0 / 6.0).abs() < EPS);
+    let names: Vec<&str> = scores.categories.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "livebench-math",
+            "livebench-reasoning",
+            "livecodebench",
+            "mmlu-pro"
+        ]
+    );
+    assert_eq!(scores.categories["mmlu-pro"].count, 2);
+    assert!((scores.categories["livebench-math"].accuracy() - 0.5).abs() < EPS);
+}
+
+#[test]
+fn consistency_rate_and_mean_gap() {
+    let stats = metrics::consistency(&[verdict(0.9, 0.7), verdict(0.8, 0.4), verdict(0.3, 0.1)]);
+    assert!((stats.rate - 2.0 / 3.0).abs() < EPS);
+    assert!((stats.mean_gap - (0.2 + 0.4 + 0.2) / 3.0).abs() < EPS);
+    assert_eq!(stats.count, 3);
+}
+
+#[test]
+fn bradley_terry_recovers_hand_solved_strengths() {
+    // Two players, P(0 beats 1) = 0.75: π0/π1 = 3, so s0 − s1 = ln 3, centred to ±ln 3 / 2.
+    let s = metrics::bradley_terry(2, &[(0, 1, 0.75)]);
+    assert!((s[0] - s[1] - 3f64.ln()).abs() < 5e-3, "{s:?}");
+    assert!((s[0] + s[1]).abs() < EPS);
+    // With 1000 such comparisons the prior's pull vanishes.
+    let many = vec![(0, 1, 0.75); 1000];
+    let s = metrics::bradley_terry(2, &many);
+    assert!((s[0] - s[1] - 3f64.ln()).abs() < 1e-4, "{s:?}");
+
+    // Three players with strengths 1, 2, 4 and comparisons at exactly the model's probabilities:
+    // the MLE is the truth, ln π centred (−ln 2, 0, ln 2).
+    let pi = [1.0, 2.0, 4.0];
+    let mut comparisons = Vec::new();
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        for _ in 0..500 {
+            comparisons.push((i, j, pi[i] / (pi[i] + pi[j])));
+        }
+    }
+    let s = metrics::bradley_terry(3, &comparisons);
+    let ln2 = 2f64.ln();
+    for (got, want) in s.iter().zip([-ln2, 0.0, ln2]) {
+        assert!((got - want).abs() < 1e-3, "{s:?}");
+    }
+
+    // A player who wins everything stays finite; a player with no games sits at the prior.
+    let s = metrics::bradley_terry(3, &[(0, 1, 1.0), (0, 1, 1.0)]);
+    assert!(
+        s.iter().all(|x| x.is_finite()) && s[0] > s[2] && s[2] > s[1],
+        "{s:?}"
+    );
+    assert!(s.iter().sum::<f64>().abs() < 1e-9);
+}
+
+// -------------------------------------------------------------------------------------------
+// evaluate
+
+fn shared_data() -> PathBuf {
+    let root = std::env::var_os("GRAM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let data = root.join("data");
+    assert!(
+        data.is_dir(),
+        "shared data not found at {} (set GRAM_SHARED)",
+        data.display()
+    );
+    data
+}
+
+/// Prefers the longer response, with the same confidence in both orders; counts calls.
+struct LongerJudge {
+    calls: usize,
+}
+
+impl Judge for LongerJudge {
+    fn judge(&mut self, pairs: &[Pair]) -> gram::Result<Vec<Verdict>> {
+        self.calls += 1;
+        Ok(pairs
+            .iter()
+            .map(|pair| {
+                let (a, b) = (
+                    pair.response_a.chars().count(),
+                    pair.response_b.chars().count(),
+                );
+                sure(if a > b {
+                    0.9
+                } else if a < b {
+                    0.1
+                } else {
+                    0.5
+                })
+            })
+            .collect())
+    }
+}
+
+/// Always picks whatever is shown first.
+struct FirstJudge;
+
+impl Judge for FirstJudge {
+    fn judge(&mut self, pairs: &[Pair]) -> gram::Result<Vec<Verdict>> {
+        Ok(pairs.iter().map(|_| verdict(0.9, 0.1)).collect())
+    }
+}
+
+#[test]
+fn evaluate_rm_bench_with_a_length_judge() {
+    let mut records = Vec::new();
+    for file in ["chat.json", "safety-refuse.json"] {
+        records.extend(
+            data::read_preferences(shared_data().join("rm-bench").join(file), Format::Auto)
+                .unwrap(),
+        );
+    }
+    // The length judge's hard accuracy, counted directly: chosen style i longer than rejected j, i < j.
+    let mut hard = std::collections::BTreeMap::<String, (f64, f64)>::new();
+    for record in &records {
+        let Example::StyleGrid(grid) = &record.example else {
+            panic!()
+        };
+        let entry = hard.entry(record.group.clone().unwrap()).or_default();
+        for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+            entry.0 += f64::from(u8::from(
+                grid.chosen[i].chars().count() > grid.rejected[j].chars().count(),
+            ));
+            entry.1 += 1.0;
+        }
+    }
+    let mut judge = LongerJudge { calls: 0 };
+    let options = EvalOptions {
+        chunk: 100,
+        ..EvalOptions::default()
+    };
+    let report = eval::evaluate(&mut judge, &records, Benchmark::RmBench, &options).unwrap();
+    assert_eq!(judge.calls, ((129 + 284) * 9usize).div_ceil(100));
+    assert_eq!(report.overall.count, 129 + 284);
+    let entry = |name: &str| {
+        report
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let chat_hard = hard["chat"].0 / hard["chat"].1;
+    let safety_hard = hard["safety-refuse"].0 / hard["safety-refuse"].1;
+    assert!((entry("chat/hard").accuracy - chat_hard).abs() < 1e-9);
+    assert!((entry("safety/hard").accuracy - safety_hard).abs() < 1e-9);
+    assert!((entry("hard").accuracy - (chat_hard + safety_hard) / 2.0).abs() < 1e-9);
+    // Detailed answers are longer than concise ones, so the length judge fails hard cells more
+    // often than easy ones.
+    assert!(entry("hard").accuracy < entry("easy").accuracy);
+    assert_eq!(report.consistency.rate, 1.0);
+    assert!(report.table().contains("domain chat/hard"));
+}
+
+#[test]
+fn evaluate_llmbar_groups_and_writes_a_json_report() {
+    let dir = shared_data().join("llmbar");
+    let mut records: Vec<Record> = Vec::new();
+    for file in ["Natural.json", "Adversarial_GPTOut.json"] {
+        records.extend(data::read_preferences(dir.join(file), Format::Auto).unwrap());
+    }
+    let longer = records
+        .iter()
+        .filter(|r| {
+            let p = &r.preferences()[0];
+            p.chosen.chars().count() > p.rejected.chars().count()
+        })
+        .count();
+    let options = EvalOptions {
+        by: Some("group".to_owned()),
+        chunk: 16,
+        progress: true,
+    };
+    let report = eval::evaluate(
+        &mut LongerJudge { calls: 0 },
+        &records,
+        Benchmark::of(Format::Llmbar),
+        &options,
+    )
+    .unwrap();
+    assert_eq!(report.benchmark, "accuracy");
+    assert_eq!(report.overall.count, 147);
+    assert!((report.overall.accuracy - longer as f64 / 147.0).abs() < 1e-12);
+    let groups: Vec<(&str, &str, usize)> = report
+        .entries
+        .iter()
+        .map(|e| (e.kind.as_str(), e.name.as_str(), e.count))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("group", "Adversarial_GPTOut", 47),
+            ("group", "Natural", 100),
+            ("by group", "Adversarial_GPTOut", 47),
+            ("by group", "Natural", 100)
+        ]
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("report.json");
+    report.write_json(&path).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["overall"]["count"], 147);
+    assert_eq!(json["entries"][1]["name"], "Natural");
+    assert_eq!(json["consistency"]["rate"], 1.0);
+}
+
+#[test]
+fn evaluate_counts_a_position_biased_judge_as_wrong() {
+    let records = data::read_preferences(
+        shared_data().join("llmbar/Adversarial_Manual.json"),
+        Format::Auto,
+    )
+    .unwrap();
+    let report = eval::evaluate(
+        &mut FirstJudge,
+        &records,
+        Benchmark::Accuracy,
+        &EvalOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.overall.accuracy, 0.0);
+    assert_eq!(report.consistency.rate, 0.0);
+    assert!((report.consistency.mean_gap - 0.8).abs() < 1e-12);
+}
+
+#[test]
+fn evaluate_rejects_unlabeled_rows_and_miscounting_judges() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.jsonl");
+    std::fs::write(&path, "{\"prompt\": \"p\", \"response_a\": \"a\", \"response_b\": \"b\", \"label\": \"A\"}\n{\"prompt\": \"p\", \"response_a\": \"a\", \"response_b\": \"b\"}\n").unwrap();
+    let records = data::read_preferences(&path, Format::Auto).unwrap();
+    match eval::evaluate(
+        &mut LongerJudge { calls: 0 },
+        &records,
+        Benchmark::Accuracy,
+        &EvalOptions::default(),
+    ) {
+        Err(gram::Error::Data {
+            line: Some(2),
+            message,
+            ..
+        }) => assert!(message.contains("unlabeled")),
+        other => panic!("{other:?}"),
+    }
+    struct Silent;
+    impl Judge for Silent {
+        fn judge(&mut self, _: &[Pair]) -> gram::Result<Vec<Verdict>> {
+            Ok(Vec::new())
+        }
+    }
+    assert!(
+        eval::evaluate(
+            &mut Silent,
+            &records[..1],
+            Benchmark::Accuracy,
+            &EvalOptions::default()
+        )
+        .is_err()
+    );
+    let by = EvalOptions {
+        by: Some("nope".to_owned()),
+        ..EvalOptions::default()
+    };
+    match eval::evaluate(
+        &mut LongerJudge { calls: 0 },
+        &records[..1],
+        Benchmark::Accuracy,
+        &by,
+    ) {
+        Err(gram::Error::Data {
+            field: Some(field), ..
+        }) => assert_eq!(field, "nope"),
+        other => panic!("{other:?}"),
+    }
+}
