@@ -23,13 +23,16 @@
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes |
 //! | [`metrics`] | benchmark metrics and Bradley–Terry fitting |
 //! | [`rank`] | best-of-n and list ranking, RL rewards |
+//! | [`eval`] | running a benchmark through a judge, reports |
 //! | [`serve`] | the HTTP reward server |
+//! | [`io`], [`progress`] | atomic output files, progress lines |
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod io;
 pub mod error;
 pub mod judge;
 pub mod loss;
@@ -37,6 +40,7 @@ pub mod metrics;
 pub mod model;
 pub mod pair;
 pub mod pairs;
+pub mod progress;
 pub mod rank;
 pub mod serve;
 pub mod tokenizer;
