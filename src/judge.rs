@@ -23,7 +23,11 @@ pub struct GramJudge {}
 
 impl GramJudge {
     /// Load a checkpoint onto `device`.
-    pub fn load(_model: &Path, _device: &burn::tensor::Device, _options: JudgeOptions) -> Result<Self> {
+    pub fn load(
+        _model: &Path,
+        _device: &burn::tensor::Device,
+        _options: JudgeOptions,
+    ) -> Result<Self> {
         Err(crate::Error::invalid("the judge is not built yet"))
     }
 }
