@@ -479,8 +479,8 @@ fn byte_level_pre_tokenizer(
         ])))
     };
     Ok(match pre.unwrap_or("default") {
-        "default" | "gpt2" => (byte_level(true), false),
-        "smollm" | "starcoder" | "refact" | "codeshell" => (
+        "default" | "gpt2" | "mpt" | "olmo" => (byte_level(true), false),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => (
             PreTokenizerWrapper::Sequence(Sequence::new(vec![
                 Digits::new(true).into(),
                 byte_level(true),

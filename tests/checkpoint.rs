@@ -572,11 +572,21 @@ fn unknown_hf_architecture_is_named() {
 
 // ---------------------------------------------------------------- corrupt and unsupported GGUF
 
-/// A hand-written GGUF v3 file: metadata and tensors (f32) as given.
-fn gguf_bytes(
-    metadata: &[(&str, &str)],
+/// A metadata value for [`gguf_bytes`].
+enum Meta<'a> {
+    Str(&'a str),
+    U32(u32),
+    F32(f32),
+    Strs(&'a [&'a str]),
+    I32s(&'a [i32]),
+}
+
+/// A hand-written GGUF v3 file: metadata as given, F32 tensors `(name, dims, offset)` and
+/// `data` after the header (padded to the default 32-byte alignment).
+fn gguf_file(
+    metadata: &[(&str, Meta)],
     tensors: &[(&str, Vec<u64>, u64)],
-    data_len: usize,
+    data: &[f32],
 ) -> Vec<u8> {
     let string = |out: &mut Vec<u8>, s: &str| {
         out.extend((s.len() as u64).to_le_bytes());
@@ -588,8 +598,24 @@ fn gguf_bytes(
     out.extend((metadata.len() as u64).to_le_bytes());
     for (key, value) in metadata {
         string(&mut out, key);
-        out.extend(8u32.to_le_bytes());
-        string(&mut out, value);
+        match value {
+            Meta::Str(s) => {
+                out.extend(8u32.to_le_bytes());
+                string(&mut out, s);
+            }
+            Meta::U32(v) => out.extend([4u32.to_le_bytes(), v.to_le_bytes()].concat()),
+            Meta::F32(v) => out.extend([6u32.to_le_bytes(), v.to_le_bytes()].concat()),
+            Meta::Strs(items) => {
+                out.extend([9u32, 8].iter().flat_map(|t| t.to_le_bytes()));
+                out.extend((items.len() as u64).to_le_bytes());
+                items.iter().for_each(|s| string(&mut out, s));
+            }
+            Meta::I32s(items) => {
+                out.extend([9u32, 5].iter().flat_map(|t| t.to_le_bytes()));
+                out.extend((items.len() as u64).to_le_bytes());
+                items.iter().for_each(|v| out.extend(v.to_le_bytes()));
+            }
+        }
     }
     for (name, dims, offset) in tensors {
         string(&mut out, name);
@@ -598,8 +624,147 @@ fn gguf_bytes(
         out.extend(0u32.to_le_bytes()); // F32
         out.extend(offset.to_le_bytes());
     }
-    out.resize(out.len().div_ceil(32) * 32 + data_len, 0);
+    out.resize(out.len().div_ceil(32) * 32, 0);
+    out.extend(data.iter().flat_map(|x| x.to_le_bytes()));
     out
+}
+
+/// [`gguf_file`] with string metadata and `data_len` zero bytes of tensor data.
+fn gguf_bytes(
+    metadata: &[(&str, &str)],
+    tensors: &[(&str, Vec<u64>, u64)],
+    data_len: usize,
+) -> Vec<u8> {
+    let metadata: Vec<_> = metadata.iter().map(|&(k, v)| (k, Meta::Str(v))).collect();
+    let mut out = gguf_file(&metadata, tensors, &[]);
+    out.resize(out.len() + data_len, 0);
+    out
+}
+
+/// A one-layer GGUF of architecture `arch` (d = 8, 2 heads of width 4, 1 kv head, 4 tokens)
+/// whose every tensor holds 0, 1, 2, ... and whose output projection is stored (untied).
+fn tiny_gguf(arch: &str) -> Vec<u8> {
+    let key = |k: &str| format!("{arch}.{k}");
+    let keys: Vec<String> = [
+        "block_count",
+        "embedding_length",
+        "feed_forward_length",
+        "attention.head_count",
+        "attention.head_count_kv",
+        "context_length",
+        "attention.layer_norm_rms_epsilon",
+        "rope.freq_base",
+    ]
+    .iter()
+    .map(|k| key(k))
+    .collect();
+    let tokens = ["a", "b", "ab", "<|end|>"];
+    let metadata = [
+        ("general.architecture", Meta::Str(arch)),
+        (keys[0].as_str(), Meta::U32(1)),
+        (keys[1].as_str(), Meta::U32(8)),
+        (keys[2].as_str(), Meta::U32(8)),
+        (keys[3].as_str(), Meta::U32(2)),
+        (keys[4].as_str(), Meta::U32(1)),
+        (keys[5].as_str(), Meta::U32(128)),
+        (keys[6].as_str(), Meta::F32(1e-6)),
+        (keys[7].as_str(), Meta::F32(1e6)),
+        ("tokenizer.ggml.model", Meta::Str("gpt2")),
+        ("tokenizer.ggml.tokens", Meta::Strs(&tokens)),
+        ("tokenizer.ggml.merges", Meta::Strs(&["a b"])),
+        ("tokenizer.ggml.token_type", Meta::I32s(&[1, 1, 1, 3])),
+        ("tokenizer.ggml.eos_token_id", Meta::U32(3)),
+    ];
+    // GGUF dims are [in, out].
+    let shapes: [(&str, Vec<u64>); 12] = [
+        ("token_embd.weight", vec![8, 4]),
+        ("output.weight", vec![8, 4]),
+        ("output_norm.weight", vec![8]),
+        ("blk.0.attn_q.weight", vec![8, 8]),
+        ("blk.0.attn_k.weight", vec![8, 4]),
+        ("blk.0.attn_v.weight", vec![8, 4]),
+        ("blk.0.attn_output.weight", vec![8, 8]),
+        ("blk.0.ffn_gate.weight", vec![8, 8]),
+        ("blk.0.ffn_up.weight", vec![8, 8]),
+        ("blk.0.ffn_down.weight", vec![8, 8]),
+        ("blk.0.attn_norm.weight", vec![8]),
+        ("blk.0.ffn_norm.weight", vec![8]),
+    ];
+    let mut tensors = Vec::new();
+    let mut data = Vec::new();
+    for (name, dims) in shapes {
+        let n: u64 = dims.iter().product();
+        tensors.push((name, dims, 4 * data.len() as u64));
+        data.extend((0..n).map(|x| x as f32));
+        data.resize(data.len().div_ceil(8) * 8, 0.0); // keep offsets 32-byte aligned
+    }
+    gguf_file(&metadata, &tensors, &data)
+}
+
+/// Llama files get their q/k rows un-permuted (heads of width 4: HF rows = GGUF rows
+/// [0, 2, 1, 3] within each head); Qwen2 files keep GGUF row order. Both map every name,
+/// keep the untied `lm_head`, and read the config and the tokenizer.
+#[test]
+fn hand_written_gguf_loads_with_hf_names() {
+    let dir = temp_dir("tiny-gguf");
+    for arch in ["llama", "qwen2"] {
+        let path = dir.join(format!("{arch}.gguf"));
+        std::fs::write(&path, tiny_gguf(arch)).unwrap();
+        let checkpoint = Checkpoint::load(&path).unwrap();
+        let c = &checkpoint.config;
+        assert_eq!(
+            (c.num_hidden_layers, c.hidden_size, c.intermediate_size),
+            (1, 8, 8)
+        );
+        assert_eq!(
+            (c.num_attention_heads, c.num_key_value_heads, c.head_dim()),
+            (2, 1, 4)
+        );
+        assert_eq!(
+            (c.vocab_size, c.max_position_embeddings, c.rope_theta),
+            (4, 128, 1e6)
+        );
+        assert!(!c.tie_word_embeddings);
+        assert_eq!(c.eos_token_id, Some(serde_json::json!(3)));
+        let t = &checkpoint.tensors;
+        assert_eq!(t.len(), 12);
+        assert_eq!(t["lm_head.weight"].shape, [4, 8]);
+        assert_eq!(t["model.layers.0.self_attn.k_proj.weight"].shape, [4, 8]);
+        assert_eq!(
+            t["model.layers.0.mlp.down_proj.weight"].data[..9],
+            [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+        );
+        let first_column =
+            |name: &str| -> Vec<f32> { t[name].data.iter().step_by(8).copied().collect() };
+        let (q, k) = if arch == "llama" {
+            (
+                vec![0.0, 16.0, 8.0, 24.0, 32.0, 48.0, 40.0, 56.0],
+                vec![0.0, 16.0, 8.0, 24.0],
+            )
+        } else {
+            (
+                vec![0.0, 8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 56.0],
+                vec![0.0, 8.0, 16.0, 24.0],
+            )
+        };
+        assert_eq!(
+            first_column("model.layers.0.self_attn.q_proj.weight"),
+            q,
+            "{arch}"
+        );
+        assert_eq!(
+            first_column("model.layers.0.self_attn.k_proj.weight"),
+            k,
+            "{arch}"
+        );
+        assert_eq!(
+            first_column("model.layers.0.self_attn.v_proj.weight"),
+            [0.0, 8.0, 16.0, 24.0],
+            "{arch}"
+        );
+        assert_eq!(checkpoint.codec.encode("ab<|end|>b").unwrap(), [2, 3, 1]);
+        assert_eq!(checkpoint.codec.eos_token_id(), Some(3));
+    }
 }
 
 fn parse_err(bytes: Vec<u8>) -> String {
