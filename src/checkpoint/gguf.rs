@@ -339,7 +339,7 @@ fn locate(
         .ok_or_else(|| bad(format!("dims {dims:?} overflow")))?;
     if dims
         .first()
-        .is_some_and(|&cols| cols % ggml_type.block_len() != 0)
+        .is_some_and(|&cols| !cols.is_multiple_of(ggml_type.block_len()))
     {
         return Err(bad(format!(
             "row length {} is not a multiple of the {ggml_type:?} block ({})",
@@ -352,7 +352,7 @@ fn locate(
             "{count} {ggml_type:?} values do not fill whole blocks"
         ))
     })?;
-    if offset % alignment != 0 {
+    if !offset.is_multiple_of(alignment) {
         return Err(bad(format!(
             "offset {offset} is not a multiple of the alignment {alignment}"
         )));
@@ -748,8 +748,8 @@ fn rope_permuted_heads(config: &ModelConfig, hf_name: &str) -> Option<usize> {
 /// into `n_head` heads of even width.
 pub fn unpermute_rope_rows(t: &HostTensor, n_head: usize) -> Option<HostTensor> {
     let rows = *t.shape.first()?;
-    let cols = if rows == 0 { 0 } else { t.data.len() / rows };
-    if n_head == 0 || rows % (2 * n_head) != 0 {
+    let cols = t.data.len().checked_div(rows).unwrap_or(0);
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) {
         return None;
     }
     let head_dim = rows / n_head;
