@@ -24,7 +24,7 @@ use crate::config::{Architecture, ModelConfig, RopeScaling};
 use crate::tokenizer::{ByteLevelBpe, TextCodec};
 use crate::{Error, Result};
 
-/// `"GGUF"` read as a little-endian u32.
+/// The four bytes every GGUF file starts with.
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Tensor data alignment when `general.alignment` is absent.
 const DEFAULT_ALIGNMENT: u64 = 32;
