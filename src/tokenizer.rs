@@ -1,10 +1,3 @@
-<<<<<<< HEAD
-//! Tokenizer and chat template (being written on the `checkpoint` branch; agreed interface).
-
-use crate::Result;
-
-pub struct ChatMessage {
-=======
 //! Text ⇄ token ids, and chat-template rendering.
 //!
 //! [`TextCodec`] wraps a Hugging Face `tokenizers` tokenizer together with the model's chat
@@ -35,38 +28,10 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
->>>>>>> checkpoint
     pub role: String,
     pub content: String,
 }
 
-<<<<<<< HEAD
-pub struct TextCodec {}
-
-impl TextCodec {
-    pub fn encode(&self, _text: &str) -> Result<Vec<u32>> {
-        Err(crate::Error::invalid("tokenizer not built yet"))
-    }
-    pub fn decode(&self, _ids: &[u32]) -> Result<String> {
-        Err(crate::Error::invalid("tokenizer not built yet"))
-    }
-    pub fn token_id(&self, _text: &str) -> Result<u32> {
-        Err(crate::Error::invalid("tokenizer not built yet"))
-    }
-    pub fn apply_chat_template(&self, _m: &[ChatMessage], _g: bool) -> Result<String> {
-        Err(crate::Error::invalid("tokenizer not built yet"))
-    }
-    pub fn has_chat_template(&self) -> bool {
-        false
-    }
-    pub fn eos_token_id(&self) -> Option<u32> {
-        None
-    }
-    pub fn pad_token_id(&self) -> Option<u32> {
-        None
-    }
-}
-=======
 impl ChatMessage {
     /// A message from `role` saying `content`.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
@@ -536,4 +501,3 @@ fn byte_level_pre_tokenizer(
 fn preview(text: &str) -> String {
     text.chars().take(60).collect()
 }
->>>>>>> checkpoint
