@@ -219,7 +219,6 @@ pub struct GramJudge {
 }
 
 impl GramJudge {
-<<<<<<< HEAD
     /// Load a checkpoint (GGUF file or Hugging Face directory) onto `device`.
     pub fn load(path: &Path, device: &Device, options: JudgeOptions) -> Result<Self> {
         let mut checkpoint = Checkpoint::load(path)?;
@@ -317,15 +316,6 @@ impl GramJudge {
             .into_data()
             .to_vec::<f32>()
             .map_err(|e| Error::Device(format!("reading verdict logits back from the device: {e:?}")))
-=======
-    /// Load a checkpoint onto `device`.
-    pub fn load(
-        _model: &Path,
-        _device: &burn::tensor::Device,
-        _options: JudgeOptions,
-    ) -> Result<Self> {
-        Err(crate::Error::invalid("the judge is not built yet"))
->>>>>>> checkpoint
     }
 }
 
