@@ -1,11 +1,11 @@
 // Masked mean of per-token losses (one workgroup): loss = Σ masked_nll / max(Σ mask, 1), and
 // scale = 1 / max(Σ mask, 1), which the backward pass multiplies into every gradient.
 
-@group(0) @binding(0) var<storage, read> masked_nll: array<f32>;   // [tokens]
-@group(0) @binding(1) var<storage, read> mask: array<f32>;         // [tokens]
+@group(0) @binding(0) var<storage, read_write> masked_nll: array<f32>;   // [tokens]
+@group(0) @binding(1) var<storage, read_write> mask: array<f32>;         // [tokens]
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;   // [1]
 @group(0) @binding(3) var<storage, read_write> scale: array<f32>;  // [1]
-@group(0) @binding(4) var<storage, read> params: array<u32>;       // [tokens]
+@group(0) @binding(4) var<storage, read_write> params: array<u32>;       // [tokens]
 
 const WORKGROUP_SIZE: u32 = {{ workgroup_size }}u;
 

@@ -3,11 +3,11 @@
 // With g = ∂(outer)/∂(mean loss) and B the batch size:
 //     ∂L/∂z_correct = g·(σ(Δ) − 1 + ε)/B = g·(ε − σ(−Δ))/B,   ∂L/∂z_other = −∂L/∂z_correct.
 
-@group(0) @binding(0) var<storage, read> margin_logits: array<f32>;     // [batch, 2]
-@group(0) @binding(1) var<storage, read> correct: array<i32>;           // [batch]
-@group(0) @binding(2) var<storage, read> grad_loss: array<f32>;         // [1]
+@group(0) @binding(0) var<storage, read_write> margin_logits: array<f32>;     // [batch, 2]
+@group(0) @binding(1) var<storage, read_write> correct: array<i32>;           // [batch]
+@group(0) @binding(2) var<storage, read_write> grad_loss: array<f32>;         // [1]
 @group(0) @binding(3) var<storage, read_write> grad_logits: array<f32>; // [batch, 2]
-@group(0) @binding(4) var<storage, read> params: array<u32>;            // [batch, bits of ε]
+@group(0) @binding(4) var<storage, read_write> params: array<u32>;            // [batch, bits of ε]
 
 @compute @workgroup_size({{ workgroup_size }}, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

@@ -5,10 +5,10 @@
 // and the kernel writes mean_i L_i to loss[0]. Each invocation sums a strided slice of the
 // batch, then the workgroup adds the partial sums in a tree.
 
-@group(0) @binding(0) var<storage, read> margin_logits: array<f32>; // [batch, 2], row-major
-@group(0) @binding(1) var<storage, read> correct: array<i32>;       // [batch], 0 = A, 1 = B
+@group(0) @binding(0) var<storage, read_write> margin_logits: array<f32>; // [batch, 2], row-major
+@group(0) @binding(1) var<storage, read_write> correct: array<i32>;       // [batch], 0 = A, 1 = B
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;    // [1]
-@group(0) @binding(3) var<storage, read> params: array<u32>;        // [batch, bits of ε]
+@group(0) @binding(3) var<storage, read_write> params: array<u32>;        // [batch, bits of ε]
 
 const WORKGROUP_SIZE: u32 = {{ workgroup_size }}u;
 

@@ -3,14 +3,14 @@
 //     ∂L/∂z[t, v] = g·mask_t/N·(softmax(z_t)[v] − [v = target_t]),   softmax(z_t)[v] = e^(z[t,v] − lse_t),
 // with g the incoming gradient of the loss and 1/N = scale[0] from the forward pass.
 
-@group(0) @binding(0) var<storage, read> logits: array<f32>;            // [tokens, vocab]
-@group(0) @binding(1) var<storage, read> targets: array<i32>;           // [tokens]
-@group(0) @binding(2) var<storage, read> mask: array<f32>;              // [tokens]
-@group(0) @binding(3) var<storage, read> log_sum_exp: array<f32>;       // [tokens]
-@group(0) @binding(4) var<storage, read> scale: array<f32>;             // [1]
-@group(0) @binding(5) var<storage, read> grad_loss: array<f32>;         // [1]
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>;            // [tokens, vocab]
+@group(0) @binding(1) var<storage, read_write> targets: array<i32>;           // [tokens]
+@group(0) @binding(2) var<storage, read_write> mask: array<f32>;              // [tokens]
+@group(0) @binding(3) var<storage, read_write> log_sum_exp: array<f32>;       // [tokens]
+@group(0) @binding(4) var<storage, read_write> scale: array<f32>;             // [1]
+@group(0) @binding(5) var<storage, read_write> grad_loss: array<f32>;         // [1]
 @group(0) @binding(6) var<storage, read_write> grad_logits: array<f32>; // [tokens, vocab]
-@group(0) @binding(7) var<storage, read> params: array<u32>;            // [tokens, vocab]
+@group(0) @binding(7) var<storage, read_write> params: array<u32>;            // [tokens, vocab]
 
 const WORKGROUP_SIZE: u32 = {{ workgroup_size }}u;
 

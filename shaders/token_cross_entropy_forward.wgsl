@@ -10,12 +10,12 @@
 // whatever its target (padding may use −100); a counted row whose target lies outside
 // [0, vocab) yields NaN so the error cannot go unnoticed.
 
-@group(0) @binding(0) var<storage, read> logits: array<f32>;           // [tokens, vocab]
-@group(0) @binding(1) var<storage, read> targets: array<i32>;          // [tokens]
-@group(0) @binding(2) var<storage, read> mask: array<f32>;             // [tokens]
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>;           // [tokens, vocab]
+@group(0) @binding(1) var<storage, read_write> targets: array<i32>;          // [tokens]
+@group(0) @binding(2) var<storage, read_write> mask: array<f32>;             // [tokens]
 @group(0) @binding(3) var<storage, read_write> log_sum_exp: array<f32>; // [tokens]
 @group(0) @binding(4) var<storage, read_write> masked_nll: array<f32>;  // [tokens]
-@group(0) @binding(5) var<storage, read> params: array<u32>;           // [tokens, vocab]
+@group(0) @binding(5) var<storage, read_write> params: array<u32>;           // [tokens, vocab]
 
 const WORKGROUP_SIZE: u32 = {{ workgroup_size }}u;
 // Below every finite logit we accept, yet e^(LOWEST − m) is 0 rather than NaN.

@@ -66,7 +66,7 @@ impl PreferenceBatch {
         let logits = TensorData::new(self.logits.clone(), [self.batch(), 2]);
         let correct = TensorData::new(self.correct.clone(), [self.batch()]);
         (
-            Tensor::from_data(logits, device).require_grad(),
+            trainable(Tensor::from_data(logits, device)),
             Tensor::from_data(correct, device),
         )
     }
@@ -182,16 +182,29 @@ impl TokenBatch {
     }
 }
 
+/// `logits` marked as needing a gradient where the device records one.
+fn trainable(logits: Tensor<2>) -> Tensor<2> {
+    if logits.device().is_autodiff() {
+        logits.require_grad()
+    } else {
+        logits
+    }
+}
+
 // ---- evaluation ----------------------------------------------------------------------------
 
 /// The loss value and the gradient of the logits, read back as `f32`.
 fn loss_and_gradient(loss: Tensor<1>, logits: &Tensor<2>) -> (f32, Vec<f32>) {
-    let value = loss.clone().into_data().to_vec::<f32>().expect("f32 loss")[0];
+    let value = loss
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 loss")[0];
     let grads = loss.backward();
     let grad = logits.grad(&grads).expect("the logits receive a gradient");
     (
         value,
-        grad.into_data().to_vec::<f32>().expect("f32 gradient"),
+        grad.into_data().try_to_vec::<f32>().expect("f32 gradient"),
     )
 }
 
@@ -299,7 +312,7 @@ fn label_smoothing_matches_pytorch_convention() {
     let expected = -(0.95 * log_p0 + 0.05 * log_p1);
     assert_close(
         "smoothed loss",
-        &loss.into_data().to_vec::<f32>().unwrap(),
+        &loss.into_data().try_to_vec::<f32>().unwrap(),
         &[expected],
     );
 }
@@ -345,7 +358,7 @@ fn counted_token_with_impossible_target_gives_nan() {
     batch.targets[1] = 10;
     let (logits, targets, mask) = batch.tensors(&device);
     let loss = masked_token_cross_entropy(logits, targets, mask).expect("shapes are valid");
-    assert!(loss.into_data().to_vec::<f32>().unwrap()[0].is_nan());
+    assert!(loss.into_data().try_to_vec::<f32>().unwrap()[0].is_nan());
 }
 
 #[test]
@@ -441,13 +454,13 @@ fn wgpu_forward_without_autodiff_and_on_strided_logits() {
         Tensor::<2>::from_data(TensorData::new(columns, [vocab, tokens]), &device).transpose();
     let loss = masked_token_cross_entropy(strided, targets, mask).expect("valid inputs");
     let expected = tokens_reference(&batch).0;
-    let actual = loss.into_data().to_vec::<f32>().unwrap()[0];
+    let actual = loss.into_data().try_to_vec::<f32>().unwrap()[0];
     assert_close("no-autodiff loss", &[actual], &[expected as f64]);
 
     let pairs = PreferenceBatch::random(5, 20);
     let (logits, correct) = pairs.tensors(&device);
     let loss = preference_loss(logits, correct, DEFAULT_LABEL_SMOOTHING).expect("valid inputs");
     let expected = preference_reference(&pairs, DEFAULT_LABEL_SMOOTHING).0;
-    let actual = loss.into_data().to_vec::<f32>().unwrap()[0];
+    let actual = loss.into_data().try_to_vec::<f32>().unwrap()[0];
     assert_close("no-autodiff preference loss", &[actual], &[expected as f64]);
 }

@@ -2,6 +2,9 @@
 //!
 //! Every kernel reads contiguous `f32` tensors (and `i32` labels), takes its sizes from a small
 //! `params` buffer of `u32` (floats as their bits), and writes freshly allocated outputs.
+//! The shaders declare every binding `read_write`, even the inputs: cubecl sub-allocates small
+//! tensors from shared wgpu buffers, and wgpu rejects a dispatch that binds one buffer both
+//! read-only and read-write.
 
 use burn::backend::Cube;
 use burn::backend::ops::{FloatTensorOps, IntTensorOps};
