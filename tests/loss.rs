@@ -144,7 +144,7 @@ impl TokenBatch {
     fn tensors(&self, device: &Device) -> (Tensor<2>, Tensor<1, Int>, Tensor<1>) {
         let logits = TensorData::new(self.logits.clone(), [self.tokens(), self.vocab]);
         (
-            Tensor::from_data(logits, device).require_grad(),
+            trainable(Tensor::from_data(logits, device)),
             Tensor::from_data(
                 TensorData::new(self.targets.clone(), [self.tokens()]),
                 device,
