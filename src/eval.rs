@@ -8,9 +8,8 @@ use crate::data::{Example, Format, RM_BENCH_STYLES, Record};
 use crate::metrics::{self, Consistency, Score, StyleVerdicts};
 use crate::{Error, Judge, Pair, Result, Verdict};
 use serde::Serialize;
-use std::io::Write;
+use crate::progress::Progress;
 use std::path::Path;
-use std::time::Instant;
 
 /// How a benchmark is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +133,7 @@ impl Report {
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::invalid(format!("report: {e}")))?;
-        std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+        crate::io::write_atomic(path, (text + "\n").as_bytes())
     }
 }
 
@@ -343,8 +342,7 @@ fn judge_all(
     pairs: &[Pair],
     options: &EvalOptions,
 ) -> Result<Vec<Verdict>> {
-    let start = Instant::now();
-    let mut last_report = start;
+    let mut progress = Progress::new("pairs", pairs.len(), options.progress);
     let mut verdicts = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(options.chunk.max(1)) {
         let judged = judge.judge(chunk)?;
@@ -356,22 +354,7 @@ fn judge_all(
             )));
         }
         verdicts.extend(judged);
-        let done = verdicts.len();
-        // At most two progress updates a second, and always the last.
-        if options.progress && (done == pairs.len() || last_report.elapsed().as_secs_f64() >= 0.5) {
-            last_report = Instant::now();
-            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            let eta = (pairs.len() - done) as f64 / rate;
-            let mut stderr = std::io::stderr();
-            let _ = write!(
-                stderr,
-                "\r{done}/{} pairs, {rate:.1} pairs/s, ETA {eta:.0} s ",
-                pairs.len()
-            );
-            if done == pairs.len() {
-                let _ = writeln!(stderr);
-            }
-        }
+        progress.advance(chunk.len(), "");
     }
     Ok(verdicts)
 }

@@ -314,7 +314,7 @@ impl GramJudge {
         let logits = self.model.token_logits(at_verdict, &self.verdict_tokens);
         logits
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .map_err(|e| Error::Device(format!("reading verdict logits back from the device: {e:?}")))
     }
 }

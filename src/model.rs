@@ -188,7 +188,7 @@ impl Llama {
                     return Ok(vec![1.0; n]);
                 }
                 let normal = Distribution::Normal(0.0, 0.02);
-                Ok(Tensor::<1>::random([n], normal, &Device::flex()).into_data().to_vec::<f32>().unwrap_or_default())
+                Ok(Tensor::<1>::random([n], normal, &Device::flex()).into_data().try_to_vec::<f32>().unwrap_or_default())
             }),
         };
         Self::build(config, &mut weights).expect("random weights always fit the config")
@@ -336,7 +336,8 @@ impl Weights<'_> {
 /// `[G·T, T]` mask, true where query position (row mod T) may not see key position (column):
 /// the causal mask repeated for the `G` query heads stacked per key/value head.
 fn causal_mask(t: usize, group: usize, device: &Device) -> Tensor<2, Bool> {
-    let blocked = Tensor::<2, Bool>::triu_mask([t, t], 1, device);
+    // burn's `tril_mask` is true *outside* the lower triangle: exactly the future keys.
+    let blocked = Tensor::<2, Bool>::tril_mask([t, t], 0, device);
     if group == 1 { blocked } else { blocked.repeat_dim(0, group) }
 }
 
@@ -389,7 +390,7 @@ impl Rope {
 /// `orig_ctx / high_freq_factor` kept, and those between interpolated smoothly.
 pub fn inverse_frequencies(theta: f64, head_dim: usize, scaling: Option<&RopeScaling>) -> Vec<f64> {
     let base: Vec<f64> =
-        (0..head_dim / 2).map(|i| theta.powf(-(2 * i) as f64 / head_dim as f64)).collect();
+        (0..head_dim / 2).map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64)).collect();
     let Some(s) = scaling.filter(|s| s.rope_type == "llama3") else { return base };
     let original = s.original_max_position_embeddings.unwrap_or(8192) as f64;
     let low_wavelen = original / s.low_freq_factor;

@@ -14,13 +14,13 @@
 //! comes from one ChaCha8 generator seeded with `seed`, so a run is reproducible.
 
 use crate::data::{Location, Row, Rows, file_stem};
+use crate::io::AtomicFile;
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -254,23 +254,9 @@ pub fn build_pairs(outputs: &[Output], options: PairOptions) -> PairSet {
 /// Write pairs as JSONL: to a temporary file beside `path`, renamed into place when complete,
 /// so a reader never sees half a file.
 pub fn write_pairs(path: &Path, pairs: &[ModelPair]) -> Result<()> {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp{}", std::process::id()));
-    let temporary = path.with_file_name(name);
-    let write = || -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
-        for pair in pairs {
-            serde_json::to_writer(&mut out, pair)?;
-            out.write_all(b"\n")?;
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
-    };
-    if let Err(error) = write() {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(Error::io(&temporary, error));
+    let mut file = AtomicFile::create(path)?;
+    for pair in pairs {
+        file.write_json_line(pair)?;
     }
-    std::fs::rename(&temporary, path).map_err(|e| Error::io(path, e))
+    file.commit()
 }

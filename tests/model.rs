@@ -32,7 +32,7 @@ fn check_parity(device: &Device) {
         );
         let logits = model.logits(model.hidden_states(input)); // [1, T, V]
         let vocab = model.config.vocab_size;
-        let logits = logits.into_data().to_vec::<f32>().unwrap();
+        let logits = logits.into_data().try_to_vec::<f32>().unwrap();
         let mut check = |what: &str, got: f32, want: f64| {
             let err = (got - want as f32).abs();
             worst = worst.max(err);
