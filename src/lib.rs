@@ -37,6 +37,7 @@ pub mod model;
 pub mod pair;
 pub mod pairs;
 pub mod rank;
+pub mod reward;
 pub mod serve;
 pub mod tokenizer;
 
