@@ -271,9 +271,13 @@ impl Tournament {
         let best = match &self.state {
             Progress::Linear { best, .. } => *best,
             Progress::Knockout { alive } => alive[0],
-            Progress::RoundRobin { .. } => (0..self.n)
-                .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
-                .expect("n >= 1"),
+            // Scores within 1e-9 (fit noise) count as tied; the earliest response wins a tie.
+            Progress::RoundRobin { .. } => {
+                let top = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (0..self.n)
+                    .find(|&i| scores[i] >= top - 1e-9)
+                    .expect("n >= 1")
+            }
         };
         let mut order: Vec<usize> = (0..self.n).filter(|&i| i != best).collect();
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
