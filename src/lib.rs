@@ -42,6 +42,7 @@ pub mod pair;
 pub mod pairs;
 pub mod progress;
 pub mod rank;
+pub mod reward;
 pub mod serve;
 pub mod tokenizer;
 

@@ -1,8 +1,47 @@
-//! `gram serve` (being written).
+//! `gram serve`: the judge over HTTP with dynamic batching (see [`gram::serve`]).
+
+use super::common::JudgeArgs;
+use gram::Result;
+use gram::serve::{ServeConfig, serve};
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    /// Interface to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// TCP port (0 = any free port).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Most pairs judged in one call (1 = no batching).
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+    /// Milliseconds to wait, after a request arrives, for others to batch with it.
+    #[arg(long, default_value_t = 10)]
+    pub max_wait_ms: u64,
+    /// Requests that may wait for the judge; beyond that 503 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    pub max_queue: usize,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// Longest prompt or response in characters (400 beyond).
+    #[arg(long, default_value_t = 32_768)]
+    pub max_chars: usize,
+}
 
-pub fn run(_args: Args) -> gram::Result<()> {
-    Err(gram::Error::invalid("`gram serve` is not built yet"))
+pub fn run(args: Args) -> Result<()> {
+    let config = ServeConfig {
+        host: args.host,
+        port: args.port,
+        max_batch: args.max_batch,
+        max_wait: Duration::from_millis(args.max_wait_ms),
+        max_queue: args.max_queue,
+        max_body_bytes: args.max_body_bytes,
+        max_chars: args.max_chars,
+    };
+    let judge = args.judge;
+    serve(move || judge.load(), config)
 }
