@@ -117,9 +117,10 @@ impl PromptTemplate {
 }
 
 /// The token-level input for one ordered pair.
-struct Sequence {
-    ids: Vec<u32>,
-    truncated: bool,
+pub struct Sequence {
+    pub ids: Vec<u32>,
+    /// Whether the responses were shortened to fit `max_len`.
+    pub truncated: bool,
 }
 
 /// Turns pairs into token sequences: fill the template, apply the chat template, tokenize, and
@@ -157,7 +158,7 @@ impl PromptBuilder {
     /// When too long, both responses lose tokens from their ends in proportion to their
     /// lengths; the instruction, the question and the verdict cue are never cut. If the input
     /// is still too long with empty responses, that is an error.
-    fn sequence(&self, prompt: &str, a: &str, b: &str) -> Result<Sequence> {
+    pub fn sequence(&self, prompt: &str, a: &str, b: &str) -> Result<Sequence> {
         let ids = self.codec.encode(&self.render(prompt, a, b)?)?;
         if ids.len() <= self.max_len {
             return Ok(Sequence { ids, truncated: false });

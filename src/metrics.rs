@@ -1,5 +1,4 @@
-//! Benchmark metrics, computed the way each benchmark's authors compute them, and
-//! Bradley–Terry fitting.
+//! Benchmark metrics, computed the way each benchmark's authors compute them.
 //!
 //! Every metric reads [`Verdict`]s on pairs oriented with the *correct* response as A, so
 //! `p_a` is the probability the judge gives to the right answer. A verdict is correct when
@@ -439,63 +438,3 @@ pub fn consistency(verdicts: &[Verdict]) -> Consistency {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Bradley–Terry
-
-/// Virtual wins and losses each player gets against a phantom player of strength 1: a tiny
-/// prior that keeps strengths finite when a player wins or loses everything, and fixes the
-/// scale when the comparison graph is disconnected.
-const BT_PRIOR: f64 = 1e-3;
-const BT_MAX_ITERATIONS: usize = 100_000;
-const BT_TOLERANCE: f64 = 1e-12;
-
-/// Maximum-likelihood Bradley–Terry log-strengths for `n` players.
-///
-/// Model: P(i beats j) = π_i / (π_i + π_j). Each comparison `(i, j, w)` counts as `w` wins of
-/// `i` over `j` and `1 − w` wins of `j` over `i` (`w` a probability, clamped to [0, 1]; NaN
-/// comparisons are skipped). Fitted with Hunter's (2004) MM iterations
-/// π_i ← (W_i + ε) / (Σ_j N_ij / (π_i + π_j) + 2ε / (π_i + 1)),
-/// where W_i are i's wins, N_ij the comparisons between i and j, ε = 10⁻³ the prior above.
-/// Returns ln π_i centred to mean 0, so `s_i − s_j` is the log-odds that i beats j.
-///
-/// # Panics
-/// If a comparison names a player `≥ n` (a caller bug, not bad data).
-pub fn bradley_terry(n: usize, comparisons: &[(usize, usize, f64)]) -> Vec<f64> {
-    let mut wins = vec![0.0; n];
-    let mut games: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); n];
-    for &(i, j, w) in comparisons {
-        assert!(
-            i < n && j < n,
-            "bradley_terry: comparison ({i}, {j}) names a player ≥ n = {n}"
-        );
-        if w.is_nan() || i == j {
-            continue;
-        }
-        let w = w.clamp(0.0, 1.0);
-        wins[i] += w;
-        wins[j] += 1.0 - w;
-        *games[i].entry(j).or_default() += 1.0;
-        *games[j].entry(i).or_default() += 1.0;
-    }
-    let mut strength = vec![1.0; n];
-    for _ in 0..BT_MAX_ITERATIONS {
-        let mut change: f64 = 0.0;
-        for i in 0..n {
-            let pi = strength[i];
-            let denominator: f64 = games[i]
-                .iter()
-                .map(|(&j, &count)| count / (pi + strength[j]))
-                .sum::<f64>()
-                + 2.0 * BT_PRIOR / (pi + 1.0);
-            let updated = (wins[i] + BT_PRIOR) / denominator;
-            change = change.max((updated.ln() - pi.ln()).abs());
-            strength[i] = updated;
-        }
-        if change < BT_TOLERANCE {
-            break;
-        }
-    }
-    let logs: Vec<f64> = strength.iter().map(|s| s.ln()).collect();
-    let mean = logs.iter().sum::<f64>() / n.max(1) as f64;
-    logs.into_iter().map(|s| s - mean).collect()
-}
