@@ -1,0 +1,271 @@
+//! Launching the WGSL loss kernels (`shaders/*.wgsl`) on the wgpu backend's tensors.
+//!
+//! Every kernel reads contiguous `f32` tensors (and `i32` labels), takes its sizes from a small
+//! `params` buffer of `u32` (floats as their bits), and writes freshly allocated outputs.
+
+use burn::backend::Cube;
+use burn::backend::ops::{FloatTensorOps, IntTensorOps};
+use burn::backend::wgpu::{
+    CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
+};
+use burn::tensor::{DType, FloatDType, IntDType, Shape};
+use cubecl::prelude::KernelId;
+use cubecl::server::{BufferBinding, KernelArguments};
+use cubecl::{CubeCount, CubeDim};
+
+/// Helpers appended to every kernel: stable `log1p`, softplus and sigmoid.
+const STABLE_MATH: &str = include_str!("../../shaders/stable_math.wgsl");
+
+/// Invocations per workgroup (a power of two: the reductions halve it).
+const WORKGROUP_SIZE: u32 = 256;
+
+/// The most workgroups a dispatch may have along one dimension (WebGPU's guaranteed limit).
+const MAX_GROUPS_PER_DIMENSION: usize = 65_535;
+
+/// One of the shaders, with the workgroup size spliced into its `{{ workgroup_size }}` slots.
+struct WgslKernel {
+    name: &'static str,
+    source: &'static str,
+}
+
+impl KernelSource for WgslKernel {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(self.source)
+            .add_template(STABLE_MATH)
+            .register("workgroup_size", WORKGROUP_SIZE.to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.name, WORKGROUP_SIZE))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+const PREFERENCE_FORWARD: WgslKernel = WgslKernel {
+    name: "preference_forward",
+    source: include_str!("../../shaders/preference_forward.wgsl"),
+};
+const PREFERENCE_BACKWARD: WgslKernel = WgslKernel {
+    name: "preference_backward",
+    source: include_str!("../../shaders/preference_backward.wgsl"),
+};
+const TOKEN_CROSS_ENTROPY_FORWARD: WgslKernel = WgslKernel {
+    name: "token_cross_entropy_forward",
+    source: include_str!("../../shaders/token_cross_entropy_forward.wgsl"),
+};
+const MASKED_MEAN: WgslKernel = WgslKernel {
+    name: "masked_mean",
+    source: include_str!("../../shaders/masked_mean.wgsl"),
+};
+const TOKEN_CROSS_ENTROPY_BACKWARD: WgslKernel = WgslKernel {
+    name: "token_cross_entropy_backward",
+    source: include_str!("../../shaders/token_cross_entropy_backward.wgsl"),
+};
+
+/// What the token cross-entropy forward pass hands to its backward pass besides the inputs.
+#[derive(Clone, Debug)]
+pub(super) struct TokenCrossEntropySaved {
+    /// `[tokens]`: log Σ_v e^(z[t, v]) per row.
+    pub log_sum_exp: CubeTensor,
+    /// `[1]`: 1 / max(Σ mask, 1).
+    pub scale: CubeTensor,
+}
+
+/// Mean preference loss `[1]` of `margin_logits` `[batch, 2]` against `correct` `[batch]`.
+pub(super) fn preference_forward(
+    margin_logits: CubeTensor,
+    correct: CubeTensor,
+    epsilon: f32,
+) -> CubeTensor {
+    let margin_logits = as_f32(margin_logits);
+    let correct = as_i32(correct);
+    let batch = margin_logits.meta.shape()[0];
+    let loss = empty_f32(&margin_logits, [1]);
+    let params = params(&margin_logits, &[batch as u32, epsilon.to_bits()]);
+    launch(
+        &margin_logits,
+        PREFERENCE_FORWARD,
+        CubeCount::Static(1, 1, 1),
+        vec![
+            binding(&margin_logits),
+            binding(&correct),
+            binding(&loss),
+            binding(&params),
+        ],
+    );
+    loss
+}
+
+/// Gradient `[batch, 2]` of the mean preference loss given the loss's own gradient `[1]`.
+pub(super) fn preference_backward(
+    margin_logits: CubeTensor,
+    correct: CubeTensor,
+    epsilon: f32,
+    grad_loss: CubeTensor,
+) -> CubeTensor {
+    let margin_logits = as_f32(margin_logits);
+    let correct = as_i32(correct);
+    let grad_loss = as_f32(grad_loss);
+    let batch = margin_logits.meta.shape()[0];
+    let grad_logits = empty_f32(&margin_logits, [batch, 2]);
+    let params = params(&margin_logits, &[batch as u32, epsilon.to_bits()]);
+    launch(
+        &margin_logits,
+        PREFERENCE_BACKWARD,
+        CubeCount::Static(batch.div_ceil(WORKGROUP_SIZE as usize) as u32, 1, 1),
+        vec![
+            binding(&margin_logits),
+            binding(&correct),
+            binding(&grad_loss),
+            binding(&grad_logits),
+            binding(&params),
+        ],
+    );
+    grad_logits
+}
+
+/// Masked mean token cross-entropy `[1]`, and what the backward pass needs.
+pub(super) fn token_cross_entropy_forward(
+    logits: CubeTensor,
+    targets: CubeTensor,
+    mask: CubeTensor,
+) -> (CubeTensor, TokenCrossEntropySaved) {
+    let logits = as_f32(logits);
+    let targets = as_i32(targets);
+    let mask = as_f32(mask);
+    let [tokens, vocab] = [logits.meta.shape()[0], logits.meta.shape()[1]];
+
+    let log_sum_exp = empty_f32(&logits, [tokens]);
+    let masked_nll = empty_f32(&logits, [tokens]);
+    let row_params = params(&logits, &[tokens as u32, vocab as u32]);
+    launch(
+        &logits,
+        TOKEN_CROSS_ENTROPY_FORWARD,
+        one_workgroup_per_row(tokens),
+        vec![
+            binding(&logits),
+            binding(&targets),
+            binding(&mask),
+            binding(&log_sum_exp),
+            binding(&masked_nll),
+            binding(&row_params),
+        ],
+    );
+
+    let loss = empty_f32(&logits, [1]);
+    let scale = empty_f32(&logits, [1]);
+    let mean_params = params(&logits, &[tokens as u32]);
+    launch(
+        &logits,
+        MASKED_MEAN,
+        CubeCount::Static(1, 1, 1),
+        vec![
+            binding(&masked_nll),
+            binding(&mask),
+            binding(&loss),
+            binding(&scale),
+            binding(&mean_params),
+        ],
+    );
+    (loss, TokenCrossEntropySaved { log_sum_exp, scale })
+}
+
+/// Gradient `[tokens, vocab]` of the masked mean token cross-entropy given the loss's own
+/// gradient `[1]`.
+pub(super) fn token_cross_entropy_backward(
+    logits: CubeTensor,
+    targets: CubeTensor,
+    mask: CubeTensor,
+    saved: TokenCrossEntropySaved,
+    grad_loss: CubeTensor,
+) -> CubeTensor {
+    let logits = as_f32(logits);
+    let targets = as_i32(targets);
+    let mask = as_f32(mask);
+    let grad_loss = as_f32(grad_loss);
+    let [tokens, vocab] = [logits.meta.shape()[0], logits.meta.shape()[1]];
+
+    let grad_logits = empty_f32(&logits, [tokens, vocab]);
+    let params = params(&logits, &[tokens as u32, vocab as u32]);
+    launch(
+        &logits,
+        TOKEN_CROSS_ENTROPY_BACKWARD,
+        one_workgroup_per_row(tokens),
+        vec![
+            binding(&logits),
+            binding(&targets),
+            binding(&mask),
+            binding(&saved.log_sum_exp),
+            binding(&saved.scale),
+            binding(&grad_loss),
+            binding(&grad_logits),
+            binding(&params),
+        ],
+    );
+    grad_logits
+}
+
+/// `rows` workgroups, folded into a second dimension past the per-dimension limit; the kernels
+/// number rows `x + y·groups.x` and skip the few past the end.
+fn one_workgroup_per_row(rows: usize) -> CubeCount {
+    let x = rows.clamp(1, MAX_GROUPS_PER_DIMENSION);
+    CubeCount::Static(x as u32, rows.div_ceil(x) as u32, 1)
+}
+
+fn launch(on: &CubeTensor, kernel: WgslKernel, count: CubeCount, buffers: Vec<BufferBinding>) {
+    on.client.launch(
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(WORKGROUP_SIZE))),
+        count,
+        KernelArguments::new().with_buffers(buffers),
+    );
+}
+
+fn binding(tensor: &CubeTensor) -> BufferBinding {
+    tensor.handle.clone().binding()
+}
+
+/// A contiguous `f32` tensor with the same values.
+fn as_f32(tensor: CubeTensor) -> CubeTensor {
+    let tensor = match tensor.dtype {
+        DType::F32 => tensor,
+        _ => Cube::float_cast(tensor, FloatDType::F32),
+    };
+    into_contiguous(tensor)
+}
+
+/// A contiguous `i32` tensor with the same values (WGSL has no 64-bit integers).
+fn as_i32(tensor: CubeTensor) -> CubeTensor {
+    let tensor = match tensor.dtype {
+        DType::I32 => tensor,
+        _ => Cube::int_cast(tensor, IntDType::I32),
+    };
+    into_contiguous(tensor)
+}
+
+/// A new, uninitialised contiguous `f32` tensor on `like`'s device.
+fn empty_f32<const D: usize>(like: &CubeTensor, shape: [usize; D]) -> CubeTensor {
+    let shape = Shape::new(shape);
+    let handle = like.client.empty(shape.num_elements() * DType::F32.size());
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        shape,
+        handle,
+        DType::F32,
+    )
+}
+
+/// A `u32` parameter buffer on `like`'s device.
+fn params(like: &CubeTensor, values: &[u32]) -> CubeTensor {
+    let handle = like.client.create_from_slice(bytemuck::cast_slice(values));
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new([values.len()]),
+        handle,
+        DType::U32,
+    )
+}
