@@ -104,7 +104,8 @@ fn default_max_positions() -> usize {
 impl ModelConfig {
     /// Per-head width.
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
     /// Whether q, k and v projections carry biases.

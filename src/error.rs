@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub enum Error {
     /// Reading or writing a file failed.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A data row is malformed: `file:line`, the offending field (if any) and why.
     Data {
         path: PathBuf,
@@ -32,7 +35,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// A malformed data row: `path:line`, `field`, `message`.
@@ -52,7 +58,10 @@ impl Error {
 
     /// A problem with a checkpoint file or directory.
     pub fn checkpoint(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        Error::Checkpoint { path: path.as_ref().to_path_buf(), message: message.into() }
+        Error::Checkpoint {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
     }
 
     /// A request that cannot be served as given.
@@ -65,7 +74,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::Data { path, line, field, message } => {
+            Error::Data {
+                path,
+                line,
+                field,
+                message,
+            } => {
                 write!(f, "{}", path.display())?;
                 if let Some(line) = line {
                     write!(f, ":{line}")?;

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "gram", version, about = "Generative foundation reward models (GRAM) on any GPU")]
+#[command(
+    name = "gram",
+    version,
+    about = "Generative foundation reward models (GRAM) on any GPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -12,7 +12,11 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(prompt: impl Into<String>, a: impl Into<String>, b: impl Into<String>) -> Self {
-        Pair { prompt: prompt.into(), response_a: a.into(), response_b: b.into() }
+        Pair {
+            prompt: prompt.into(),
+            response_a: a.into(),
+            response_b: b.into(),
+        }
     }
 
     /// The same pair with the two responses swapped.
@@ -36,7 +40,11 @@ pub struct Preference {
 impl Preference {
     /// The pair with `chosen` as response A.
     pub fn as_pair(&self) -> Pair {
-        Pair::new(self.prompt.clone(), self.chosen.clone(), self.rejected.clone())
+        Pair::new(
+            self.prompt.clone(),
+            self.chosen.clone(),
+            self.rejected.clone(),
+        )
     }
 }
 
@@ -61,7 +69,11 @@ impl Verdict {
     pub fn from_margins(margin_forward: f64, margin_reverse: f64) -> Self {
         let p_a_forward = sigmoid(margin_forward);
         let p_a_reverse = sigmoid(-margin_reverse);
-        Verdict { p_a: 0.5 * (p_a_forward + p_a_reverse), p_a_forward, p_a_reverse }
+        Verdict {
+            p_a: 0.5 * (p_a_forward + p_a_reverse),
+            p_a_forward,
+            p_a_reverse,
+        }
     }
 
     /// log(p_a / (1 − p_a)): the margin in logits, for use as an RL reward.

@@ -1,34 +1,503 @@
-//! Tokenizer and chat template (being written on the `checkpoint` branch; agreed interface).
+//! Text ⇄ token ids, and chat-template rendering.
+//!
+//! [`TextCodec`] wraps a Hugging Face `tokenizers` tokenizer together with the model's chat
+//! template (Jinja, rendered with minijinja the way `transformers` renders it) and its
+//! beginning/end/padding tokens. It is read from a Hugging Face directory (`tokenizer.json` +
+//! `tokenizer_config.json`) or built from a GGUF file's byte-level BPE vocabulary, and written
+//! back as a Hugging Face directory.
 
-use crate::Result;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
 
+use minijinja::{Environment, ErrorKind, Value};
+use serde::{Deserialize, Serialize};
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::PostProcessorWrapper;
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+use crate::{Error, Result};
+
+/// One turn of a conversation, as chat templates expect it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
     pub role: String,
     pub content: String,
 }
 
-pub struct TextCodec {}
+impl ChatMessage {
+    /// A message from `role` saying `content`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A model's tokenizer, chat template and special tokens.
+#[derive(Clone)]
+pub struct TextCodec {
+    tokenizer: Tokenizer,
+    chat: Option<ChatTemplate>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    pad_token: Option<String>,
+}
+
+/// A compiled chat template and its source text.
+#[derive(Clone)]
+struct ChatTemplate {
+    source: String,
+    env: Environment<'static>,
+}
+
+/// Name under which the chat template is registered in its minijinja environment.
+const CHAT_TEMPLATE: &str = "chat_template";
+
+/// A byte-level BPE vocabulary as stored in GGUF metadata (`tokenizer.ggml.model == "gpt2"`).
+#[derive(Debug, Clone, Copy)]
+pub struct ByteLevelBpe<'a> {
+    /// `tokenizer.ggml.tokens`: token text (byte-level alphabet) by id.
+    pub tokens: &'a [String],
+    /// `tokenizer.ggml.token_type`: 1 normal, 3 control, 4 user-defined (others treated as normal).
+    pub token_types: &'a [i64],
+    /// `tokenizer.ggml.merges`: `"left right"` pairs, highest priority first.
+    pub merges: &'a [String],
+    /// `tokenizer.ggml.pre`: which pre-tokenizer split the model was trained with.
+    pub pre: Option<&'a str>,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    pub pad_id: Option<u32>,
+    /// `tokenizer.chat_template`.
+    pub chat_template: Option<&'a str>,
+}
+
+/// GGUF `tokenizer.ggml.pre` values we know how to pre-tokenize, for error messages.
+pub const SUPPORTED_PRE: &str =
+    "default, gpt2, smollm, starcoder, refact, codeshell, llama-bpe, llama3, qwen2";
+
+/// Llama 3's split regex (its `tokenizer.json` pre-tokenizer, also llama.cpp's `llama-bpe`).
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2/Qwen3's split regex: Llama 3's with single digits.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 impl TextCodec {
-    pub fn encode(&self, _text: &str) -> Result<Vec<u32>> {
-        Err(crate::Error::invalid("tokenizer not built yet"))
+    /// Read `tokenizer.json` (required), `tokenizer_config.json` (optional: chat template and
+    /// special tokens) and `chat_template.jinja` (optional, newer transformers) from `dir`.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.is_file() {
+            return Err(Error::checkpoint(
+                &tokenizer_path,
+                "missing: a Hugging Face model directory needs tokenizer.json",
+            ));
+        }
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| Error::checkpoint(&tokenizer_path, e.to_string()))?;
+
+        let config_path = dir.join("tokenizer_config.json");
+        let config: serde_json::Value = if config_path.is_file() {
+            let text =
+                std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::checkpoint(&config_path, format!("invalid JSON: {e}")))?
+        } else {
+            serde_json::Value::Null
+        };
+        let special = |field: &str| -> Result<Option<String>> {
+            match config.get(field) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(v) => match v.get("content").and_then(|c| c.as_str()) {
+                    Some(s) => Ok(Some(s.to_owned())),
+                    None => Err(Error::checkpoint(
+                        &config_path,
+                        format!(
+                            "field `{field}`: expected a string or {{\"content\": ...}}, got {v}"
+                        ),
+                    )),
+                },
+            }
+        };
+        let (bos_token, eos_token, pad_token) = (
+            special("bos_token")?,
+            special("eos_token")?,
+            special("pad_token")?,
+        );
+
+        let jinja_path = dir.join("chat_template.jinja");
+        let template = match config.get("chat_template") {
+            Some(value) if !value.is_null() => {
+                Some(chat_template_from_config(&config_path, value)?)
+            }
+            _ if jinja_path.is_file() => {
+                Some(std::fs::read_to_string(&jinja_path).map_err(|e| Error::io(&jinja_path, e))?)
+            }
+            _ => None,
+        };
+        let chat = template
+            .map(|t| ChatTemplate::compile(&config_path, t))
+            .transpose()?;
+        let codec = TextCodec {
+            tokenizer,
+            chat,
+            bos_token,
+            eos_token,
+            pad_token,
+        };
+        codec.check_special_tokens(&config_path)?;
+        Ok(codec)
     }
-    pub fn decode(&self, _ids: &[u32]) -> Result<String> {
-        Err(crate::Error::invalid("tokenizer not built yet"))
+
+    /// Build the tokenizer of a GGUF byte-level BPE vocabulary (`source` names the file for errors).
+    ///
+    /// Vocabulary id = position in `tokens`; merges keep their order as priorities; control and
+    /// user-defined tokens (types 3, 4) become added special tokens, matched verbatim in text.
+    /// The pre-tokenizer follows `pre`, the split the model was trained with (as llama.cpp does):
+    /// GPT-2's regex for `gpt2`/`default`; single digits split off first for `smollm` and the
+    /// StarCoder family (this matches SmolLM2's own `tokenizer.json`; transformers' GGUF loader
+    /// ignores `pre` and uses the GPT-2 regex, which differs from it only on runs of digits);
+    /// the Llama 3 and Qwen2 regexes for `llama-bpe`/`llama3` and `qwen2`.
+    pub fn from_byte_level_bpe(source: &Path, bpe: ByteLevelBpe<'_>) -> Result<Self> {
+        let bad = |message: String| Error::checkpoint(source, message);
+        let vocab: Vocab = bpe
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.clone(), id as u32))
+            .collect();
+        let merges = bpe
+            .merges
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match m.split_once(' ') {
+                Some((a, b)) => Ok((a.to_owned(), b.to_owned())),
+                None => Err(bad(format!(
+                    "tokenizer.ggml.merges[{i}] = {m:?} is not two tokens separated by a space"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (pre_tokenizer, ignore_merges) = byte_level_pre_tokenizer(bpe.pre).map_err(bad)?;
+        let model = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(ignore_merges)
+            .build()
+            .map_err(|e| bad(format!("building the BPE tokenizer: {e}")))?;
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
+        tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
+        tokenizer.with_post_processor(Some(PostProcessorWrapper::ByteLevel(ByteLevel::new(
+            false, false, true,
+        ))));
+        let special: Vec<AddedToken> = bpe
+            .tokens
+            .iter()
+            .zip(bpe.token_types)
+            .filter(|(_, ty)| matches!(**ty, 3 | 4))
+            .map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false))
+            .collect();
+        tokenizer.add_special_tokens(&special);
+
+        let token_text = |id: Option<u32>, field: &str| -> Result<Option<String>> {
+            id.map(|id| {
+                bpe.tokens.get(id as usize).cloned().ok_or_else(|| {
+                    bad(format!(
+                        "{field} = {id} is past the {} tokens",
+                        bpe.tokens.len()
+                    ))
+                })
+            })
+            .transpose()
+        };
+        let chat = bpe
+            .chat_template
+            .map(|t| ChatTemplate::compile(source, t.to_owned()))
+            .transpose()?;
+        Ok(TextCodec {
+            tokenizer,
+            chat,
+            bos_token: token_text(bpe.bos_id, "tokenizer.ggml.bos_token_id")?,
+            eos_token: token_text(bpe.eos_id, "tokenizer.ggml.eos_token_id")?,
+            pad_token: token_text(bpe.pad_id, "tokenizer.ggml.padding_token_id")?,
+        })
     }
-    pub fn token_id(&self, _text: &str) -> Result<u32> {
-        Err(crate::Error::invalid("tokenizer not built yet"))
+
+    /// Write `tokenizer.json` and `tokenizer_config.json` (chat template, bos/eos/pad tokens) into `dir`.
+    pub fn write_hf_files(&self, dir: &Path) -> Result<()> {
+        let tokenizer_path = dir.join("tokenizer.json");
+        self.tokenizer
+            .save(&tokenizer_path, false)
+            .map_err(|e| Error::checkpoint(&tokenizer_path, format!("writing: {e}")))?;
+        let mut config = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "clean_up_tokenization_spaces": false,
+        });
+        for (field, value) in [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+            ("pad_token", &self.pad_token),
+        ] {
+            if let Some(value) = value {
+                config[field] = value.clone().into();
+            }
+        }
+        if let Some(chat) = &self.chat {
+            config["chat_template"] = chat.source.clone().into();
+        }
+        let config_path = dir.join("tokenizer_config.json");
+        let text = serde_json::to_string_pretty(&config).expect("a JSON value serialises");
+        std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))
     }
-    pub fn apply_chat_template(&self, _m: &[ChatMessage], _g: bool) -> Result<String> {
-        Err(crate::Error::invalid("tokenizer not built yet"))
+
+    /// Token ids of `text`, without any special tokens added (special tokens written in the
+    /// text, such as `<|im_start|>`, are still recognised).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::invalid(format!("tokenizing {:?}: {e}", preview(text))))?;
+        Ok(encoding.get_ids().to_vec())
     }
+
+    /// The text of `ids` (special tokens included verbatim).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer
+            .decode(ids, false)
+            .map_err(|e| Error::invalid(format!("decoding {} token ids: {e}", ids.len())))
+    }
+
+    /// The id of the single token `token_text` encodes to; [`Error::Invalid`] naming it if it
+    /// encodes to zero or several tokens (a verdict label must be one token).
+    pub fn token_id(&self, token_text: &str) -> Result<u32> {
+        match self.encode(token_text)?.as_slice() {
+            [id] => Ok(*id),
+            ids => Err(Error::invalid(format!(
+                "{token_text:?} is not a single token: it encodes to {} tokens {ids:?}",
+                ids.len()
+            ))),
+        }
+    }
+
+    /// Render `messages` through the model's chat template, appending the assistant turn's
+    /// opening when `add_generation_prompt` (as `transformers`' `apply_chat_template(tokenize=False)`).
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let chat = self
+            .chat
+            .as_ref()
+            .ok_or_else(|| Error::invalid("this model has no chat template"))?;
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let fields = [("role", &m.role), ("content", &m.content)];
+                Value::from_object(
+                    fields
+                        .map(|(k, v)| (k.to_owned(), Value::from(v.as_str())))
+                        .into_iter()
+                        .collect::<BTreeMap<_, _>>(),
+                )
+            })
+            .collect();
+        let mut context: BTreeMap<String, Value> = BTreeMap::new();
+        context.insert("messages".into(), Value::from(messages));
+        context.insert(
+            "add_generation_prompt".into(),
+            Value::from(add_generation_prompt),
+        );
+        for (name, token) in [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+            ("pad_token", &self.pad_token),
+        ] {
+            if let Some(token) = token {
+                context.insert(name.into(), Value::from(token.as_str()));
+            }
+        }
+        let template = chat
+            .env
+            .get_template(CHAT_TEMPLATE)
+            .expect("the chat template was added at construction");
+        template
+            .render(Value::from_object(context))
+            .map_err(|e| Error::invalid(format!("rendering the chat template: {e:#}")))
+    }
+
+    /// Whether the model ships a chat template.
     pub fn has_chat_template(&self) -> bool {
-        false
+        self.chat.is_some()
     }
+
+    /// The chat template's Jinja source, if any.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat.as_ref().map(|c| c.source.as_str())
+    }
+
+    pub fn bos_token_id(&self) -> Option<u32> {
+        self.bos_token
+            .as_deref()
+            .and_then(|t| self.tokenizer.token_to_id(t))
+    }
+
     pub fn eos_token_id(&self) -> Option<u32> {
-        None
+        self.eos_token
+            .as_deref()
+            .and_then(|t| self.tokenizer.token_to_id(t))
     }
+
     pub fn pad_token_id(&self) -> Option<u32> {
-        None
+        self.pad_token
+            .as_deref()
+            .and_then(|t| self.tokenizer.token_to_id(t))
     }
+
+    /// Number of token ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Every configured special token must be in the vocabulary.
+    fn check_special_tokens(&self, source: &Path) -> Result<()> {
+        for (field, token) in [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+            ("pad_token", &self.pad_token),
+        ] {
+            if let Some(token) = token
+                && self.tokenizer.token_to_id(token).is_none()
+            {
+                return Err(Error::checkpoint(
+                    source,
+                    format!("field `{field}`: {token:?} is not in the vocabulary"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TextCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TextCodec")
+            .field("vocab_size", &self.vocab_size())
+            .field("chat_template", &self.has_chat_template())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .field("pad_token", &self.pad_token)
+            .finish()
+    }
+}
+
+impl ChatTemplate {
+    /// Compile `source` the way transformers does: `trim_blocks` and `lstrip_blocks` on, Python
+    /// string methods (`.strip()`, `.startswith()`, ...) available, and `raise_exception(msg)`
+    /// failing the render with `msg`. Compile errors are reported against `path`.
+    fn compile(path: &Path, source: String) -> Result<Self> {
+        let mut env = Environment::new();
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .expect("default delimiters are valid");
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<Value, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_template_owned(CHAT_TEMPLATE, source.clone())
+            .map_err(|e| {
+                Error::checkpoint(path, format!("chat template does not compile: {e:#}"))
+            })?;
+        Ok(ChatTemplate { source, env })
+    }
+}
+
+/// The `chat_template` field of tokenizer_config.json: a string, or a list of
+/// `{"name", "template"}` of which we take the one named `default`.
+fn chat_template_from_config(path: &Path, value: &serde_json::Value) -> Result<String> {
+    if let Some(s) = value.as_str() {
+        return Ok(s.to_owned());
+    }
+    let named = value.as_array().ok_or_else(|| {
+        Error::checkpoint(
+            path,
+            "field `chat_template`: expected a string or a list of {name, template}",
+        )
+    })?;
+    let names: Vec<&str> = named
+        .iter()
+        .filter_map(|t| t.get("name")?.as_str())
+        .collect();
+    named
+        .iter()
+        .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+        .and_then(|t| t.get("template")?.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Error::checkpoint(
+                path,
+                format!("field `chat_template`: no template named \"default\" (found {names:?})"),
+            )
+        })
+}
+
+/// The pre-tokenizer for GGUF `tokenizer.ggml.pre` and whether BPE should look whole pieces up
+/// in the vocabulary before merging (`ignore_merges`, as in Llama 3's tokenizer.json).
+fn byte_level_pre_tokenizer(
+    pre: Option<&str>,
+) -> std::result::Result<(PreTokenizerWrapper, bool), String> {
+    let byte_level =
+        |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, use_regex));
+    let split = |regex: &str| -> std::result::Result<PreTokenizerWrapper, String> {
+        let split = Split::new(
+            SplitPattern::Regex(regex.to_owned()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| format!("compiling the pre-tokenizer regex: {e}"))?;
+        Ok(PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            split.into(),
+            byte_level(false),
+        ])))
+    };
+    Ok(match pre.unwrap_or("default") {
+        "default" | "gpt2" | "mpt" | "olmo" => (byte_level(true), false),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => (
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                Digits::new(true).into(),
+                byte_level(true),
+            ])),
+            false,
+        ),
+        "llama-bpe" | "llama3" => (split(LLAMA3_SPLIT)?, true),
+        "qwen2" => (split(QWEN2_SPLIT)?, false),
+        other => {
+            return Err(format!(
+                "unsupported tokenizer.ggml.pre = {other:?} (supported: {SUPPORTED_PRE})"
+            ));
+        }
+    })
+}
+
+/// The start of `text`, for error messages.
+fn preview(text: &str) -> String {
+    text.chars().take(60).collect()
 }

@@ -33,7 +33,9 @@ impl JudgeArgs {
     pub fn load(&self) -> gram::Result<gram::judge::GramJudge> {
         let device = gram::device::select(&self.device)?;
         let template = match &self.template {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| gram::Error::io(path, e))?),
+            Some(path) => {
+                Some(std::fs::read_to_string(path).map_err(|e| gram::Error::io(path, e))?)
+            }
             None => None,
         };
         let options = gram::judge::JudgeOptions {

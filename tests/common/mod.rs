@@ -1,9 +1,10 @@
-//! Shared test helpers: where the real data, the fixture and the default model are.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: where the shared data, the default model and the
+//! reference fixture are.
+#![allow(dead_code)] // each test crate uses its own subset of these helpers
 
 use std::path::PathBuf;
 
-/// `../shared` beside the repository (override with `GRAM_SHARED`).
+/// The shared read-only data directory: `$GRAM_SHARED`, else `<repo root>/../shared`.
 pub fn shared_dir() -> PathBuf {
     match std::env::var_os("GRAM_SHARED") {
         Some(dir) => PathBuf::from(dir),
@@ -11,24 +12,33 @@ pub fn shared_dir() -> PathBuf {
     }
 }
 
-/// The default model, SmolLM2-135M-Instruct Q4_1 (override with `GRAM_MODEL`).
+/// The default model: `$GRAM_MODEL`, else `~/.cache/gram/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
+/// Panics with instructions if it is missing.
 pub fn model_path() -> PathBuf {
     let path = match std::env::var_os("GRAM_MODEL") {
         Some(path) => PathBuf::from(path),
         None => {
-            let cache = std::env::var_os("GRAM_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/gram"));
-            cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(".cache/gram/models/SmolLM2-135M-Instruct.Q4_1.gguf")
         }
     };
-    assert!(path.exists(), "model {} not found: run scripts/fetch-model.sh", path.display());
+    assert!(
+        path.is_file(),
+        "model {} is missing: run scripts/fetch-model.sh or set GRAM_MODEL",
+        path.display()
+    );
     path
 }
 
-/// The Hugging Face reference values for SmolLM2-135M-Instruct.
+/// The reference values `fixtures/smollm2_135m_reference.json` (see fixtures/README.md).
 pub fn fixture() -> serde_json::Value {
     let path = shared_dir().join("fixtures/smollm2_135m_reference.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "fixture {} unreadable ({e}): set GRAM_SHARED to the shared data directory",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("fixture {} is not JSON: {e}", path.display()))
 }

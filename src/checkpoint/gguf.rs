@@ -1,0 +1,768 @@
+//! GGUF (version 2 and 3) files: parsing, and conversion to a Hugging Face-layout [`Checkpoint`].
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! magic "GGUF" | version: u32 | tensor_count: u64 | kv_count: u64
+//! kv_count × (key: string, value_type: u32, value)
+//! tensor_count × (name: string, n_dims: u32, dims: [u64; n_dims], ggml_type: u32, offset: u64)
+//! padding to `general.alignment` (default 32)
+//! tensor data; each tensor at data_start + offset
+//! ```
+//! where `string` is `len: u64` + UTF-8 bytes and an array value is `item_type: u32, len: u64,
+//! items`. `dims[0]` is the fastest-varying (column) dimension, so a GGUF tensor with dims
+//! `[in, out]` is the row-major HF matrix `[out, in]`.
+//!
+//! Every length is checked against the bytes that remain before anything is sliced or
+//! allocated, so a truncated or corrupt file is an [`Error::Checkpoint`], never a panic.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::quant::GgmlType;
+use super::{Checkpoint, HostTensor};
+use crate::config::{Architecture, ModelConfig, RopeScaling};
+use crate::tokenizer::{ByteLevelBpe, TextCodec};
+use crate::{Error, Result};
+
+/// `"GGUF"` read as a little-endian u32.
+const MAGIC: &[u8; 4] = b"GGUF";
+/// Tensor data alignment when `general.alignment` is absent.
+const DEFAULT_ALIGNMENT: u64 = 32;
+/// ggml tensors have at most 4 dimensions.
+const MAX_DIMS: u32 = 4;
+
+/// A metadata value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    Array(Vec<MetaValue>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl MetaValue {
+    /// The value as an integer, if it is one of the integer types.
+    pub fn as_i64(&self) -> Option<i64> {
+        Some(match *self {
+            MetaValue::U8(v) => v.into(),
+            MetaValue::I8(v) => v.into(),
+            MetaValue::U16(v) => v.into(),
+            MetaValue::I16(v) => v.into(),
+            MetaValue::U32(v) => v.into(),
+            MetaValue::I32(v) => v.into(),
+            MetaValue::U64(v) => i64::try_from(v).ok()?,
+            MetaValue::I64(v) => v,
+            _ => return None,
+        })
+    }
+
+    /// The value as a float, if it is numeric.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            MetaValue::F32(v) => Some(v.into()),
+            MetaValue::F64(v) => Some(v),
+            _ => self.as_i64().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MetaValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[MetaValue]> {
+        match self {
+            MetaValue::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+/// Where one tensor's bytes are and how to read them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// GGUF order: `dims[0]` varies fastest.
+    pub dims: Vec<usize>,
+    pub ggml_type: GgmlType,
+    /// Absolute byte range in the file.
+    pub start: usize,
+    pub len: usize,
+}
+
+impl TensorInfo {
+    /// The row-major (HF) shape: the GGUF dims reversed.
+    pub fn shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().copied().collect()
+    }
+}
+
+/// A parsed GGUF file held in memory.
+#[derive(Debug)]
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub version: u32,
+    pub metadata: BTreeMap<String, MetaValue>,
+    pub tensors: Vec<TensorInfo>,
+    bytes: Vec<u8>,
+}
+
+impl GgufFile {
+    /// Read and parse the file at `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(path, bytes)
+    }
+
+    /// Parse `bytes`, the contents of `path` (named in errors).
+    pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        let mut r = Reader {
+            bytes: &bytes,
+            pos: 0,
+            path,
+        };
+        if r.take(4, "magic")? != MAGIC {
+            return Err(Error::checkpoint(
+                path,
+                "not a GGUF file (bad magic; expected \"GGUF\")",
+            ));
+        }
+        let version = r.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::checkpoint(
+                path,
+                format!("unsupported GGUF version {version} (supported: 2, 3)"),
+            ));
+        }
+        let tensor_count = r.u64("tensor_count")?;
+        let kv_count = r.u64("kv_count")?;
+        // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
+        r.check_count(kv_count, 13, "kv_count")?;
+        let mut metadata = BTreeMap::new();
+        for i in 0..kv_count {
+            let key = r.string(&format!("metadata key #{i}"))?;
+            let ty = r.u32(&format!("type of `{key}`"))?;
+            let value = r.value(ty, &key)?;
+            metadata.insert(key, value);
+        }
+
+        // A tensor info takes at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
+        r.check_count(tensor_count, 24, "tensor_count")?;
+        let mut raw = Vec::new();
+        for i in 0..tensor_count {
+            let name = r.string(&format!("name of tensor #{i}"))?;
+            let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
+            if n_dims > MAX_DIMS {
+                return Err(Error::checkpoint(
+                    path,
+                    format!("tensor `{name}` has {n_dims} dimensions (at most {MAX_DIMS})"),
+                ));
+            }
+            let dims = (0..n_dims)
+                .map(|_| {
+                    r.u64(&format!("dims of `{name}`"))
+                        .and_then(|d| r.usize(d, &format!("dims of `{name}`")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let type_id = r.u32(&format!("type of `{name}`"))?;
+            let offset = r.u64(&format!("offset of `{name}`"))?;
+            raw.push((name, dims, type_id, offset));
+        }
+
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => match v.as_i64() {
+                Some(a) if a > 0 && (a as u64).is_power_of_two() => a as u64,
+                _ => {
+                    return Err(Error::checkpoint(
+                        path,
+                        format!("general.alignment = {v:?} is not a positive power of two"),
+                    ));
+                }
+            },
+        };
+        let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
+        let tensors = raw
+            .into_iter()
+            .map(|(name, dims, type_id, offset)| {
+                locate(
+                    path,
+                    bytes.len(),
+                    data_start,
+                    alignment,
+                    name,
+                    dims,
+                    type_id,
+                    offset,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            bytes,
+        })
+    }
+
+    /// Metadata value `key`, or an error naming it.
+    pub fn get(&self, key: &str) -> Result<&MetaValue> {
+        self.metadata
+            .get(key)
+            .ok_or_else(|| Error::checkpoint(&self.path, format!("metadata `{key}` is missing")))
+    }
+
+    /// String metadata `key`.
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        self.get(key)?
+            .as_str()
+            .ok_or_else(|| self.wrong_type(key, "a string"))
+    }
+
+    /// Non-negative integer metadata `key`.
+    pub fn get_usize(&self, key: &str) -> Result<usize> {
+        self.get(key)?
+            .as_i64()
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| self.wrong_type(key, "a non-negative integer"))
+    }
+
+    /// Numeric metadata `key` as f64.
+    pub fn get_f64(&self, key: &str) -> Result<f64> {
+        self.get(key)?
+            .as_f64()
+            .ok_or_else(|| self.wrong_type(key, "a number"))
+    }
+
+    /// Optional metadata: `Ok(None)` when absent, the error of `read` when present but wrong.
+    pub fn optional<'a, T>(
+        &'a self,
+        key: &str,
+        read: impl Fn(&'a Self, &str) -> Result<T>,
+    ) -> Result<Option<T>> {
+        if self.metadata.contains_key(key) {
+            read(self, key).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Array-of-strings metadata `key`.
+    pub fn get_strings(&self, key: &str) -> Result<Vec<String>> {
+        let items = self
+            .get(key)?
+            .as_array()
+            .ok_or_else(|| self.wrong_type(key, "an array"))?;
+        items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| self.wrong_type(key, "an array of strings"))
+            })
+            .collect()
+    }
+
+    /// Array-of-integers metadata `key`.
+    pub fn get_ints(&self, key: &str) -> Result<Vec<i64>> {
+        let items = self
+            .get(key)?
+            .as_array()
+            .ok_or_else(|| self.wrong_type(key, "an array"))?;
+        items
+            .iter()
+            .map(|v| {
+                v.as_i64()
+                    .ok_or_else(|| self.wrong_type(key, "an array of integers"))
+            })
+            .collect()
+    }
+
+    /// The tensor `name` dequantised to f32, in row-major shape (GGUF dims reversed), exactly
+    /// as stored (no row permutation).
+    pub fn tensor_f32(&self, name: &str) -> Result<HostTensor> {
+        let info = self
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::checkpoint(&self.path, format!("tensor `{name}` is missing")))?;
+        Ok(self.dequantize(info))
+    }
+
+    /// Dequantise a tensor of this file (its byte range was validated when parsing).
+    fn dequantize(&self, info: &TensorInfo) -> HostTensor {
+        let mut data = vec![0.0; info.dims.iter().product()];
+        info.ggml_type
+            .dequantize(&self.bytes[info.start..info.start + info.len], &mut data);
+        HostTensor {
+            shape: info.shape(),
+            data,
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str) -> Error {
+        Error::checkpoint(&self.path, format!("metadata `{key}` is not {expected}"))
+    }
+}
+
+/// Validate one tensor info and turn it into an absolute byte range.
+#[allow(clippy::too_many_arguments)]
+fn locate(
+    path: &Path,
+    file_len: usize,
+    data_start: u64,
+    alignment: u64,
+    name: String,
+    dims: Vec<usize>,
+    type_id: u32,
+    offset: u64,
+) -> Result<TensorInfo> {
+    let bad = |message: String| Error::checkpoint(path, format!("tensor `{name}`: {message}"));
+    let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
+        bad(format!("ggml type {type_id} is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)"))
+    })?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(format!("dims {dims:?} overflow")))?;
+    if dims
+        .first()
+        .is_some_and(|&cols| cols % ggml_type.block_len() != 0)
+    {
+        return Err(bad(format!(
+            "row length {} is not a multiple of the {ggml_type:?} block ({})",
+            dims[0],
+            ggml_type.block_len()
+        )));
+    }
+    let len = ggml_type.bytes_for(count).ok_or_else(|| {
+        bad(format!(
+            "{count} {ggml_type:?} values do not fill whole blocks"
+        ))
+    })?;
+    if offset % alignment != 0 {
+        return Err(bad(format!(
+            "offset {offset} is not a multiple of the alignment {alignment}"
+        )));
+    }
+    let start = data_start.checked_add(offset).filter(|&s| s <= file_len as u64).ok_or_else(|| {
+        bad(format!("data offset {offset} (+{data_start}) is past the end of the file ({file_len} bytes; truncated?)"))
+    })? as usize;
+    if len > file_len - start {
+        return Err(bad(format!(
+            "{len} bytes of data at byte {start} run past the end of the file ({file_len} bytes; truncated?)"
+        )));
+    }
+    Ok(TensorInfo {
+        name,
+        dims,
+        ggml_type,
+        start,
+        len,
+    })
+}
+
+/// A bounds-checked little-endian reader over the file's bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    /// The next `n` bytes, or an error saying what was being read when the file ended.
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let remaining = self.bytes.len() - self.pos;
+        if n > remaining {
+            return Err(Error::checkpoint(
+                self.path,
+                format!(
+                    "unexpected end of file at byte {} reading {what} ({n} bytes needed, {remaining} left; truncated?)",
+                    self.pos
+                ),
+            ));
+        }
+        let out = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        Ok(self
+            .take(N, what)?
+            .try_into()
+            .expect("take returned N bytes"))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        self.array(what).map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        self.array(what).map(u64::from_le_bytes)
+    }
+
+    fn usize(&self, v: u64, what: &str) -> Result<usize> {
+        usize::try_from(v).map_err(|_| {
+            Error::checkpoint(self.path, format!("{what}: {v} does not fit in memory"))
+        })
+    }
+
+    /// Refuse `count` items of at least `min_bytes` each when the rest of the file cannot hold
+    /// them (so a corrupt count cannot trigger a huge allocation or a long loop).
+    fn check_count(&self, count: u64, min_bytes: u64, what: &str) -> Result<()> {
+        let remaining = (self.bytes.len() - self.pos) as u64;
+        if count.saturating_mul(min_bytes) > remaining {
+            return Err(Error::checkpoint(
+                self.path,
+                format!(
+                    "{what} = {count} cannot fit in the {remaining} bytes left at byte {} (corrupt or truncated)",
+                    self.pos
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let len = self.u64(what)?;
+        self.check_count(len, 1, what)?;
+        let bytes = self.take(len as usize, what)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::checkpoint(self.path, format!("{what} is not valid UTF-8")))
+    }
+
+    /// A value of GGUF type `ty` for metadata `key`.
+    fn value(&mut self, ty: u32, key: &str) -> Result<MetaValue> {
+        Ok(match ty {
+            0 => MetaValue::U8(self.array::<1>(key)?[0]),
+            1 => MetaValue::I8(self.array::<1>(key)?[0] as i8),
+            2 => MetaValue::U16(u16::from_le_bytes(self.array(key)?)),
+            3 => MetaValue::I16(i16::from_le_bytes(self.array(key)?)),
+            4 => MetaValue::U32(self.u32(key)?),
+            5 => MetaValue::I32(i32::from_le_bytes(self.array(key)?)),
+            6 => MetaValue::F32(f32::from_le_bytes(self.array(key)?)),
+            7 => match self.array::<1>(key)?[0] {
+                0 => MetaValue::Bool(false),
+                1 => MetaValue::Bool(true),
+                b => {
+                    return Err(Error::checkpoint(
+                        self.path,
+                        format!("metadata `{key}`: bool byte {b} is not 0 or 1"),
+                    ));
+                }
+            },
+            8 => MetaValue::String(self.string(key)?),
+            9 => {
+                let item_ty = self.u32(key)?;
+                if item_ty == 9 {
+                    return Err(Error::checkpoint(
+                        self.path,
+                        format!("metadata `{key}`: nested arrays are not supported"),
+                    ));
+                }
+                let len = self.u64(key)?;
+                self.check_count(len, min_value_bytes(item_ty), key)?;
+                let items = (0..len)
+                    .map(|_| self.value(item_ty, key))
+                    .collect::<Result<Vec<_>>>()?;
+                MetaValue::Array(items)
+            }
+            10 => MetaValue::U64(self.u64(key)?),
+            11 => MetaValue::I64(i64::from_le_bytes(self.array(key)?)),
+            12 => MetaValue::F64(f64::from_le_bytes(self.array(key)?)),
+            other => {
+                return Err(Error::checkpoint(
+                    self.path,
+                    format!("metadata `{key}`: unknown value type {other}"),
+                ));
+            }
+        })
+    }
+}
+
+/// Fewest bytes a value of GGUF type `ty` occupies (strings: their 8-byte length).
+fn min_value_bytes(ty: u32) -> u64 {
+    match ty {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        _ => 8,
+    }
+}
+
+/// Load a GGUF file as a Hugging Face-layout checkpoint.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let file = GgufFile::read(path)?;
+    let mut config = config_from_metadata(&file)?;
+    let mut tensors = BTreeMap::new();
+    for info in &file.tensors {
+        if info.name == ROPE_FREQS {
+            let factors = file.dequantize(info).data;
+            config.rope_scaling = Some(llama3_rope_scaling(&factors, config.rope_theta).ok_or_else(|| {
+                Error::checkpoint(path, format!("`{ROPE_FREQS}` is not Llama 3 RoPE scaling (low 1, high 4, original context 8192)"))
+            })?);
+            continue;
+        }
+        let name = hf_name(&info.name).ok_or_else(|| {
+            Error::checkpoint(
+                path,
+                format!(
+                    "tensor `{}` has no Hugging Face counterpart we know of",
+                    info.name
+                ),
+            )
+        })?;
+        let mut tensor = file.dequantize(info);
+        if let Some(n_head) = rope_permuted_heads(&config, &name) {
+            tensor = unpermute_rope_rows(&tensor, n_head).ok_or_else(|| {
+                Error::checkpoint(
+                    path,
+                    format!(
+                        "tensor `{}` {:?} does not split into {n_head} heads",
+                        info.name, tensor.shape
+                    ),
+                )
+            })?;
+        }
+        tensors.insert(name, tensor);
+    }
+    let embed_rows = tensors.get("model.embed_tokens.weight").map(|t| t.shape[0]);
+    if embed_rows != Some(config.vocab_size) {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "token_embd.weight has {embed_rows:?} rows, the tokenizer {} tokens",
+                config.vocab_size
+            ),
+        ));
+    }
+    let codec = codec_from_metadata(&file)?;
+    Ok(Checkpoint {
+        config,
+        tensors,
+        codec,
+        source: path.to_path_buf(),
+    })
+}
+
+/// llama.cpp's per-frequency RoPE divisors (Llama 3.1/3.2 frequency scaling).
+const ROPE_FREQS: &str = "rope_freqs.weight";
+
+/// Llama 3 RoPE scaling recovered from llama.cpp's `rope_freqs` divisors.
+///
+/// llama.cpp's converter stores, for each rotary frequency `f_i = θ^(−2i/dim)` with wavelength
+/// `λ_i = 2π/f_i`, the divisor `1` when `λ_i < L/high`, `factor` when `λ_i > L/low`, and
+/// otherwise `1 / ((1 − s)/factor + s)` with `s = (L/λ_i − low)/(high − low)`. Every Llama 3.x
+/// release uses `low = 1`, `high = 4`, `L = 8192`, so `factor` is the largest divisor; the
+/// scaling is returned only if recomputing all divisors from these values reproduces
+/// `factors` (to 1e-4 relative), so anything else is refused rather than guessed.
+pub fn llama3_rope_scaling(factors: &[f32], rope_theta: f64) -> Option<RopeScaling> {
+    let (low, high, context) = (1.0, 4.0, 8192.0);
+    let factor = factors.iter().copied().fold(f32::NAN, f32::max) as f64;
+    if factors.is_empty() || factor.is_nan() || factor < 1.0 {
+        return None;
+    }
+    let dim = 2 * factors.len();
+    let consistent = factors.iter().enumerate().all(|(i, &stored)| {
+        let freq = rope_theta.powf(-((2 * i) as f64) / dim as f64);
+        let wavelen = 2.0 * std::f64::consts::PI / freq;
+        let expected = if wavelen < context / high {
+            1.0
+        } else if wavelen > context / low {
+            factor
+        } else {
+            let s = (context / wavelen - low) / (high - low);
+            1.0 / ((1.0 - s) / factor + s)
+        };
+        (stored as f64 - expected).abs() <= 1e-4 * expected
+    });
+    consistent.then(|| RopeScaling {
+        rope_type: "llama3".into(),
+        factor,
+        low_freq_factor: low,
+        high_freq_factor: high,
+        original_max_position_embeddings: Some(context as usize),
+    })
+}
+
+/// The model configuration from `general.architecture` and `{arch}.*` metadata.
+pub fn config_from_metadata(file: &GgufFile) -> Result<ModelConfig> {
+    let arch_name = file.get_str("general.architecture")?;
+    let model_type = Architecture::parse(arch_name).ok_or_else(|| {
+        Error::checkpoint(
+            &file.path,
+            format!(
+                "architecture `{arch_name}` is not supported (supported: {})",
+                Architecture::SUPPORTED
+            ),
+        )
+    })?;
+    let key = |k: &str| format!("{arch_name}.{k}");
+    let has_tensor = |name: &str| file.tensors.iter().any(|t| t.name == name);
+    let token_id = |k: &str| -> Result<Option<u32>> {
+        file.optional(k, GgufFile::get_usize)?
+            .map(|id| {
+                u32::try_from(id).map_err(|_| {
+                    Error::checkpoint(
+                        &file.path,
+                        format!("metadata `{k}` = {id} is not a token id"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    Ok(ModelConfig {
+        model_type,
+        vocab_size: file
+            .get("tokenizer.ggml.tokens")?
+            .as_array()
+            .map(<[_]>::len)
+            .ok_or_else(|| file.wrong_type("tokenizer.ggml.tokens", "an array"))?,
+        hidden_size: file.get_usize(&key("embedding_length"))?,
+        intermediate_size: file.get_usize(&key("feed_forward_length"))?,
+        num_hidden_layers: file.get_usize(&key("block_count"))?,
+        num_attention_heads: file.get_usize(&key("attention.head_count"))?,
+        num_key_value_heads: file
+            .optional(&key("attention.head_count_kv"), GgufFile::get_usize)?
+            .map_or_else(|| file.get_usize(&key("attention.head_count")), Ok)?,
+        head_dim: file.optional(&key("attention.key_length"), GgufFile::get_usize)?,
+        rms_norm_eps: file.get_f64(&key("attention.layer_norm_rms_epsilon"))?,
+        rope_theta: file
+            .optional(&key("rope.freq_base"), GgufFile::get_f64)?
+            .unwrap_or(10_000.0),
+        rope_scaling: None,
+        max_position_embeddings: file.get_usize(&key("context_length"))?,
+        tie_word_embeddings: !has_tensor("output.weight"),
+        attention_bias: has_tensor("blk.0.attn_q.bias"),
+        bos_token_id: token_id("tokenizer.ggml.bos_token_id")?,
+        eos_token_id: token_id("tokenizer.ggml.eos_token_id")?.map(serde_json::Value::from),
+    })
+}
+
+/// The tokenizer and chat template from `tokenizer.*` metadata (byte-level BPE only).
+fn codec_from_metadata(file: &GgufFile) -> Result<TextCodec> {
+    let model = file.get_str("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(Error::checkpoint(
+            &file.path,
+            format!(
+                "tokenizer.ggml.model = {model:?} is not supported (only \"gpt2\", byte-level BPE); use the Hugging Face directory"
+            ),
+        ));
+    }
+    let tokens = file.get_strings("tokenizer.ggml.tokens")?;
+    let token_types = file
+        .optional("tokenizer.ggml.token_type", GgufFile::get_ints)?
+        .unwrap_or_default();
+    let merges = file.get_strings("tokenizer.ggml.merges")?;
+    let id = |k: &str| {
+        file.optional(k, GgufFile::get_usize)
+            .map(|id| id.map(|id| id as u32))
+    };
+    TextCodec::from_byte_level_bpe(
+        &file.path,
+        ByteLevelBpe {
+            tokens: &tokens,
+            token_types: &token_types,
+            merges: &merges,
+            pre: file.optional("tokenizer.ggml.pre", GgufFile::get_str)?,
+            bos_id: id("tokenizer.ggml.bos_token_id")?,
+            eos_id: id("tokenizer.ggml.eos_token_id")?,
+            pad_id: id("tokenizer.ggml.padding_token_id")?,
+            chat_template: file.optional("tokenizer.chat_template", GgufFile::get_str)?,
+        },
+    )
+}
+
+/// The Hugging Face name of GGUF tensor `name`, if it is one of the Llama-family tensors.
+pub fn hf_name(name: &str) -> Option<String> {
+    let (stem, suffix) = name
+        .rsplit_once('.')
+        .filter(|(_, s)| matches!(*s, "weight" | "bias"))?;
+    let global = match stem {
+        "token_embd" => Some("model.embed_tokens"),
+        "output_norm" => Some("model.norm"),
+        "output" => Some("lm_head"),
+        _ => None,
+    };
+    if let Some(hf) = global {
+        return Some(format!("{hf}.{suffix}"));
+    }
+    let (layer, part) = stem.strip_prefix("blk.")?.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let hf = match part {
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
+}
+
+/// Heads to un-permute by, when `hf_name` is a q or k projection weight that llama.cpp's
+/// converter stored in interleaved-RoPE row order (Llama and Mistral only; Qwen files keep
+/// HF order): q by the attention heads, k by the key/value heads.
+fn rope_permuted_heads(config: &ModelConfig, hf_name: &str) -> Option<usize> {
+    if !matches!(
+        config.model_type,
+        Architecture::Llama | Architecture::Mistral
+    ) {
+        return None;
+    }
+    if hf_name.ends_with(".self_attn.q_proj.weight") {
+        Some(config.num_attention_heads)
+    } else if hf_name.ends_with(".self_attn.k_proj.weight") {
+        Some(config.num_key_value_heads)
+    } else {
+        None
+    }
+}
+
+/// Undo llama.cpp's RoPE row permutation of a `[n_head·head_dim, in]` projection.
+///
+/// HF rotates each head's halves (`x[j]` with `x[j + head_dim/2]`); llama.cpp rotates adjacent
+/// pairs (`x[2j]` with `x[2j+1]`) and so stores, within each head, row `i·half + j` (`i ∈ {0,1}`,
+/// `j < half = head_dim/2`) at row `2j + i`. This returns the HF order:
+/// `hf[h·head_dim + i·half + j] = gguf[h·head_dim + 2j + i]`. `None` if the rows do not split
+/// into `n_head` heads of even width.
+pub fn unpermute_rope_rows(t: &HostTensor, n_head: usize) -> Option<HostTensor> {
+    let rows = *t.shape.first()?;
+    let cols = if rows == 0 { 0 } else { t.data.len() / rows };
+    if n_head == 0 || rows % (2 * n_head) != 0 {
+        return None;
+    }
+    let head_dim = rows / n_head;
+    let half = head_dim / 2;
+    let mut data = Vec::with_capacity(t.data.len());
+    for hf_row in 0..rows {
+        let (h, r) = (hf_row / head_dim, hf_row % head_dim);
+        let (i, j) = (r / half, r % half);
+        let src = h * head_dim + 2 * j + i;
+        data.extend_from_slice(&t.data[src * cols..(src + 1) * cols]);
+    }
+    Some(HostTensor {
+        shape: t.shape.clone(),
+        data,
+    })
+}

@@ -1,0 +1,237 @@
+//! Hugging Face model directories: `config.json`, `model.safetensors` (or shards listed in
+//! `model.safetensors.index.json`), `tokenizer.json`, `tokenizer_config.json`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use super::{Checkpoint, HostTensor};
+use crate::config::{Architecture, ModelConfig};
+use crate::tokenizer::TextCodec;
+use crate::{Error, Result};
+
+/// Load a Hugging Face model directory. When embeddings are tied, a stored `lm_head.weight`
+/// (a copy of the embedding) is dropped so that tied checkpoints look alike whatever their source.
+pub fn load(dir: &Path) -> Result<Checkpoint> {
+    let config = read_config(&dir.join("config.json"))?;
+    let mut tensors = BTreeMap::new();
+    for file in safetensors_files(dir)? {
+        read_safetensors(&file, &mut tensors)?;
+    }
+    if config.tie_word_embeddings {
+        tensors.remove("lm_head.weight");
+    }
+    let codec = TextCodec::from_hf_dir(dir)?;
+    Ok(Checkpoint {
+        config,
+        tensors,
+        codec,
+        source: dir.to_path_buf(),
+    })
+}
+
+/// Parse `config.json`, naming an unsupported `model_type` and the supported ones.
+fn read_config(path: &Path) -> Result<ModelConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(path, format!("invalid JSON: {e}")))?;
+    let model_type = value
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if Architecture::parse(model_type).is_none() {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "field `model_type`: architecture `{model_type}` is not supported (supported: {})",
+                Architecture::SUPPORTED
+            ),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| Error::checkpoint(path, format!("not a usable model config: {e}")))
+}
+
+/// The safetensors files of `dir`: `model.safetensors`, or the shards named in the index.
+fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index_path = dir.join("model.safetensors.index.json");
+    if !index_path.is_file() {
+        return Err(Error::checkpoint(
+            dir,
+            "no model.safetensors or model.safetensors.index.json",
+        ));
+    }
+    let text = std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
+    let index: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(&index_path, format!("invalid JSON: {e}")))?;
+    let map = index
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| {
+            Error::checkpoint(&index_path, "field `weight_map`: missing or not an object")
+        })?;
+    let shards = map
+        .iter()
+        .map(|(tensor, file)| {
+            file.as_str().ok_or_else(|| {
+                Error::checkpoint(
+                    &index_path,
+                    format!("field `weight_map.{tensor}`: not a file name"),
+                )
+            })
+        })
+        .collect::<Result<BTreeSet<&str>>>()?;
+    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
+}
+
+/// Read every tensor of the safetensors file at `path` into `tensors` as f32.
+fn read_safetensors(path: &Path, tensors: &mut BTreeMap<String, HostTensor>) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::checkpoint(path, format!("invalid safetensors: {e}")))?;
+    for (name, view) in file.iter() {
+        let data = to_f32(&view).ok_or_else(|| {
+            Error::checkpoint(
+                path,
+                format!(
+                    "tensor `{name}` has dtype {:?} (supported: F32, F16, BF16)",
+                    view.dtype()
+                ),
+            )
+        })?;
+        if tensors
+            .insert(
+                name.to_owned(),
+                HostTensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            )
+            .is_some()
+        {
+            return Err(Error::checkpoint(
+                path,
+                format!("tensor `{name}` appears in more than one shard"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A safetensors view's little-endian elements as f32, if its dtype is F32, F16 or BF16.
+fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    let bytes = view.data();
+    Some(match view.dtype() {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// The transformers class that loads `arch` (`architectures` in config.json).
+fn architecture_class(arch: Architecture) -> &'static str {
+    match arch {
+        Architecture::Llama => "LlamaForCausalLM",
+        Architecture::Mistral => "MistralForCausalLM",
+        Architecture::Qwen2 => "Qwen2ForCausalLM",
+        Architecture::Qwen3 => "Qwen3ForCausalLM",
+    }
+}
+
+/// Write a Hugging Face model directory at `dir`: `config.json` (with `architectures` and
+/// `torch_dtype: "float32"`), `model.safetensors` (F32), `tokenizer.json`, `tokenizer_config.json`.
+///
+/// Everything is written into a temporary sibling directory that is renamed to `dir` only once
+/// complete; an existing `dir` is replaced. A failed save leaves `dir` as it was.
+pub fn save_hf_dir(
+    dir: &Path,
+    config: &ModelConfig,
+    tensors: &BTreeMap<String, HostTensor>,
+    codec: &TextCodec,
+) -> Result<()> {
+    let name = dir
+        .file_name()
+        .ok_or_else(|| Error::checkpoint(dir, "not a directory name to save into"))?
+        .to_string_lossy();
+    let sibling = |tag: &str| dir.with_file_name(format!(".{name}.{tag}-{}", std::process::id()));
+    let staging = sibling("partial");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    let written = write_files(&staging, config, tensors, codec);
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let previous = sibling("previous");
+    if dir.exists() {
+        std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
+    if previous.exists() {
+        std::fs::remove_dir_all(&previous).map_err(|e| Error::io(&previous, e))?;
+    }
+    Ok(())
+}
+
+/// The files of [`save_hf_dir`], written into `dir`.
+fn write_files(
+    dir: &Path,
+    config: &ModelConfig,
+    tensors: &BTreeMap<String, HostTensor>,
+    codec: &TextCodec,
+) -> Result<()> {
+    let config_path = dir.join("config.json");
+    let mut json = serde_json::to_value(config).expect("ModelConfig serialises");
+    let object = json.as_object_mut().expect("ModelConfig is a JSON object");
+    object.retain(|_, v| !v.is_null());
+    object.insert(
+        "architectures".into(),
+        serde_json::json!([architecture_class(config.model_type)]),
+    );
+    object.insert("torch_dtype".into(), "float32".into());
+    let text = serde_json::to_string_pretty(&json).expect("a JSON value serialises");
+    std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;
+
+    let weights_path = dir.join("model.safetensors");
+    let bytes: BTreeMap<&str, Vec<u8>> = tensors
+        .iter()
+        .map(|(name, t)| {
+            (
+                name.as_str(),
+                t.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .map(|(name, t)| {
+            TensorView::new(Dtype::F32, t.shape.clone(), &bytes[name.as_str()])
+                .map(|view| (name.as_str(), view))
+                .map_err(|e| {
+                    Error::checkpoint(&weights_path, format!("tensor `{name}` {:?}: {e}", t.shape))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    safetensors::serialize_to_file(views, Some(metadata), &weights_path)
+        .map_err(|e| Error::checkpoint(&weights_path, format!("writing: {e}")))?;
+
+    codec.write_hf_files(dir)
+}
