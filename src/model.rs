@@ -389,7 +389,7 @@ impl Rope {
 /// `orig_ctx / high_freq_factor` kept, and those between interpolated smoothly.
 pub fn inverse_frequencies(theta: f64, head_dim: usize, scaling: Option<&RopeScaling>) -> Vec<f64> {
     let base: Vec<f64> =
-        (0..head_dim / 2).map(|i| theta.powf(-(2 * i) as f64 / head_dim as f64)).collect();
+        (0..head_dim / 2).map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64)).collect();
     let Some(s) = scaling.filter(|s| s.rope_type == "llama3") else { return base };
     let original = s.original_max_position_embeddings.unwrap_or(8192) as f64;
     let low_wavelen = original / s.low_freq_factor;
