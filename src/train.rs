@@ -25,7 +25,7 @@ use crate::judge::PromptBuilder;
 use crate::model::{Llama, Projection, RmsNorm};
 use crate::tokenizer::{ChatMessage, TextCodec};
 use crate::{Error, Preference, Result, Verdict, loss};
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::activation::log_sigmoid;
@@ -191,7 +191,7 @@ impl Trainee {
     /// the final norm (embeddings and output projection included) when `layers` is given. Frozen
     /// parameters are untracked, so the backward pass stops at the lowest trainable layer.
     pub fn freeze_below(self, layers: Option<usize>) -> Self {
-        let mut trainee = self.set_require_grad(true);
+        let mut trainee = self.map(&mut Leaves).set_require_grad(true);
         let Some(k) = layers else { return trainee };
         let n = trainee.llama.layers.len();
         let llama = &mut trainee.llama;
@@ -203,6 +203,17 @@ impl Trainee {
             .map(|(i, layer)| if i + k < n { layer.no_grad() } else { layer })
             .collect();
         trainee
+    }
+}
+
+/// Turns every weight into a fresh autodiff leaf (same values and parameter id): weights that
+/// were plain tensors, or results of earlier tracked operations (e.g. a move between devices),
+/// can then require gradients.
+struct Leaves;
+
+impl ModuleMapper for Leaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| t.inner().autodiff())
     }
 }
 
@@ -382,8 +393,8 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Start a run: `llama` must live on an autodiff device (`device.autodiff()`). With an
-    /// `output` directory, metrics and checkpoints are written there.
+    /// Start a run on `llama`'s device (plain or `.autodiff()`; its weights become autodiff
+    /// leaves). With an `output` directory, metrics and checkpoints are written there.
     pub fn new(llama: Llama, options: TrainOptions, output: Option<PathBuf>) -> Result<Self> {
         options.validate()?;
         if let Some(k) = options.train_layers

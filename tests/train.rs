@@ -277,7 +277,7 @@ fn export_reloads_with_the_same_verdict_margins() {
         let hidden = m.hidden_states(input).reshape([t, config.hidden_size]);
         m.token_logits(hidden, &verdict)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap()
     };
     let original = trainer.model.llama.valid();
