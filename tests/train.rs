@@ -337,3 +337,78 @@ fn wgpu_and_cpu_training_steps_agree() {
         assert!(worst < 1e-4, "{objective:?} gradients differ by {worst}");
     }
 }
+
+/// Bradley–Terry examples: the chosen sequence ends in a token from the first half of the
+/// vocabulary, the rejected one in a token from the second half.
+fn comparison_data(n: usize, seed: u64) -> Vec<Example> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let prompt = tokens(&mut rng, 4);
+            let good = rng.random_range(3..VOCAB as u32 / 2);
+            let bad = rng.random_range(VOCAB as u32 / 2..VOCAB as u32);
+            Example::Comparison {
+                chosen: [prompt.clone(), vec![good]].concat(),
+                rejected: [prompt, vec![bad]].concat(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn bradley_terry_head_learns_and_is_exported() {
+    let data = comparison_data(6, 7);
+    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let mut trainer = Trainer::new(model, options(Objective::BradleyTerry, 6, 3e-3), None).unwrap();
+    let history = trainer.run(&data, &data, 60, |_| true).unwrap();
+    let (first, last) = (history[0].loss, history.last().unwrap().loss);
+    assert_eq!(
+        history.last().unwrap().eval,
+        Some(1.0),
+        "accuracy (loss {first} -> {last})"
+    );
+    assert!(last < 0.5 * first, "loss {first} -> {last}");
+    let tensors = train::hf_tensors(&trainer.model).unwrap();
+    assert_eq!(tensors["score.weight"].shape, [1, 32]);
+}
+
+#[test]
+fn stage1_text_is_the_prompt_block_then_both_answer_blocks() {
+    let codec = Checkpoint::load(&common::model_path()).unwrap().codec;
+    let Some(Example::Generation { ids, target_start }) =
+        train::generation_example(&codec, "Why?", "Because.", "No idea.", 512).unwrap()
+    else {
+        panic!("a generation example fits in 512 tokens");
+    };
+    let target = codec.decode(&ids[target_start..]).unwrap();
+    assert!(
+        target.starts_with(
+            "[The Start of Assistant A's Answer]\nBecause.\n[The End of Assistant A's Answer]\n\n"
+        ),
+        "{target:?}"
+    );
+    assert!(target.contains(
+        "[The Start of Assistant B's Answer]\nNo idea.\n[The End of Assistant B's Answer]"
+    ));
+    assert!(
+        codec
+            .decode(&ids[..target_start])
+            .unwrap()
+            .ends_with("[User Question]\nWhy?\n\n")
+    );
+    // Cut to fit: the prompt survives, the target loses its tail.
+    let Some(Example::Generation {
+        ids: short,
+        target_start: s,
+    }) = train::generation_example(&codec, "Why?", "Because.", "No idea.", target_start + 2)
+        .unwrap()
+    else {
+        panic!("two target tokens fit");
+    };
+    assert_eq!((short.len(), s), (target_start + 2, target_start));
+    assert!(
+        train::generation_example(&codec, "Why?", "a", "b", target_start)
+            .unwrap()
+            .is_none()
+    );
+}
