@@ -893,10 +893,11 @@ fn comparison_rewards(model: &Trainee, chunk: &[Example], pad_id: u32) -> Tensor
 }
 
 fn to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    tensor
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Device(format!("reading a tensor back from the device: {e:?}")))
+    let fail = |e: &dyn std::fmt::Debug| {
+        Error::Device(format!("reading a tensor back from the device: {e:?}"))
+    };
+    let data = tensor.try_into_data().map_err(|e| fail(&e))?;
+    data.try_to_vec::<f32>().map_err(|e| fail(&e))
 }
 
 fn scalar(tensor: &Tensor<1>) -> Result<f64> {
