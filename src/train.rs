@@ -498,6 +498,7 @@ impl Trainer {
             let start = Instant::now();
             let lr = schedule.lr(self.step);
             let (loss, tokens) = self.train_step(train, lr)?;
+            let tokens_per_s = tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
             let last = self.step == total;
             let eval_due = !eval.is_empty()
                 && (last
@@ -511,7 +512,7 @@ impl Trainer {
                 } else {
                     None
                 },
-                tokens_per_s: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                tokens_per_s,
             };
             self.append_metrics(&metrics)?;
             let go_on = on_step(&metrics);
