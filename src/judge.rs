@@ -153,6 +153,12 @@ impl PromptBuilder {
         }
     }
 
+    /// Token ids for `(prompt, a, b)` (see [`PromptBuilder::sequence`]); training uses this so
+    /// it reads exactly what the judge reads.
+    pub fn token_ids(&self, prompt: &str, a: &str, b: &str) -> Result<Vec<u32>> {
+        Ok(self.sequence(prompt, a, b)?.ids)
+    }
+
     /// Token ids for `(prompt, a, b)`, at most `max_len` long.
     ///
     /// When too long, both responses lose tokens from their ends in proportion to their

@@ -25,6 +25,7 @@
 //! | [`rank`] | best-of-n and list ranking, RL rewards |
 //! | [`eval`] | running a benchmark through a judge, reports |
 //! | [`serve`] | the HTTP reward server |
+//! | [`train`] | both training stages and the Bradley–Terry baseline |
 //! | [`io`], [`progress`] | atomic output files, progress lines |
 
 pub mod checkpoint;
@@ -45,6 +46,7 @@ pub mod rank;
 pub mod reward;
 pub mod serve;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use pair::{Judge, Pair, Preference, Verdict};

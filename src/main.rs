@@ -32,6 +32,10 @@ enum Command {
     Serve(cli::serve::Args),
     /// Build unlabeled pairs from files of model outputs.
     Pairs(cli::pairs::Args),
+    /// Training stage 1: learn to generate both responses of unlabeled pairs.
+    Pretrain(cli::train::Args),
+    /// Training stage 2: learn the judge's verdict on labeled pairs (or a Bradley–Terry head).
+    Finetune(cli::train::FinetuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::eval::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Pairs(args) => cli::pairs::run(args),
+        Command::Pretrain(args) => cli::train::pretrain(args),
+        Command::Finetune(args) => cli::train::finetune(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

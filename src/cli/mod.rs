@@ -9,3 +9,4 @@ pub mod pairs;
 pub mod rank;
 pub mod reward;
 pub mod serve;
+pub mod train;
