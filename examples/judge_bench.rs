@@ -21,7 +21,9 @@ use std::time::Instant;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 /// GFLOP/s of an `n × n` by `n × n` f32 matmul on `device` (best of several runs).
@@ -61,13 +63,19 @@ fn main() -> gram::Result<()> {
     let peak = matmul_rate(&device, 1024);
     println!("measured matmul rate (1024^3, f32): {peak:.1} GFLOP/s");
 
-    let options = JudgeOptions { batch_size, ..JudgeOptions::default() };
+    let options = JudgeOptions {
+        batch_size,
+        ..JudgeOptions::default()
+    };
     let mut judge = GramJudge::load(&model, &device, options)?;
     // Token lengths of every sequence, for the FLOP count.
     let mut flops = 0.0;
     let config = judge.model().config.clone();
     for pair in &pairs {
-        for (a, b) in [(&pair.response_a, &pair.response_b), (&pair.response_b, &pair.response_a)] {
+        for (a, b) in [
+            (&pair.response_a, &pair.response_b),
+            (&pair.response_b, &pair.response_a),
+        ] {
             let text = judge.prompts().render(&pair.prompt, a, b)?;
             let t = judge.prompts().codec().encode(&text)?.len();
             flops += config.forward_flops(t, t) + 2.0 * 2.0 * config.hidden_size as f64;
@@ -84,13 +92,32 @@ fn main() -> gram::Result<()> {
     let padded = stats.padded_tokens - before.padded_tokens;
     let correct = verdicts.iter().filter(|v| v.p_a > 0.5).count();
 
-    println!("pairs: {}  (batch size {batch_size}, {} forward passes)", pairs.len(), stats.batches - before.batches);
+    println!(
+        "pairs: {}  (batch size {batch_size}, {} forward passes)",
+        pairs.len(),
+        stats.batches - before.batches
+    );
     println!("time: {seconds:.2} s");
-    println!("throughput: {:.3} pairs/s, {:.0} tokens/s (padding {:.1}%)", pairs.len() as f64 / seconds, tokens as f64 / seconds, 100.0 * (padded - tokens) as f64 / padded as f64);
-    println!("work: {:.2} GFLOP per pair (real tokens only)", flops / pairs.len() as f64 / 1e9);
+    println!(
+        "throughput: {:.3} pairs/s, {:.0} tokens/s (padding {:.1}%)",
+        pairs.len() as f64 / seconds,
+        tokens as f64 / seconds,
+        100.0 * (padded - tokens) as f64 / padded as f64
+    );
+    println!(
+        "work: {:.2} GFLOP per pair (real tokens only)",
+        flops / pairs.len() as f64 / 1e9
+    );
     let achieved = flops / seconds / 1e9;
-    println!("achieved: {achieved:.1} GFLOP/s = {:.0}% of the measured matmul rate", 100.0 * achieved / peak);
-    println!("accuracy (chosen as A): {:.3} on {} pairs", correct as f64 / pairs.len() as f64, pairs.len());
+    println!(
+        "achieved: {achieved:.1} GFLOP/s = {:.0}% of the measured matmul rate",
+        100.0 * achieved / peak
+    );
+    println!(
+        "accuracy (chosen as A): {:.3} on {} pairs",
+        correct as f64 / pairs.len() as f64,
+        pairs.len()
+    );
     println!("yardstick: transformers batch-1 recipe ~0.40 pairs/s on the 2-core CI machine");
     Ok(())
 }

@@ -7,6 +7,8 @@
 use crate::{Error, Result};
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
 use burn::tensor::{Device, DeviceKind};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// One wgpu adapter as the system reports it.
 #[derive(Debug, Clone)]
@@ -23,9 +25,10 @@ pub struct Adapter {
 /// Every adapter wgpu can see on Vulkan, Metal and DX12, in wgpu's order.
 pub fn adapters() -> Vec<Adapter> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let found = pollster::block_on(
-        instance.enumerate_adapters(wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12),
-    );
+    let found =
+        pollster::block_on(instance.enumerate_adapters(
+            wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+        ));
     found
         .iter()
         .enumerate()
@@ -36,7 +39,9 @@ pub fn adapters() -> Vec<Adapter> {
                 name: info.name,
                 api: info.backend,
                 device_type: info.device_type,
-                driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+                driver: format!("{} {}", info.driver, info.driver_info)
+                    .trim()
+                    .to_string(),
             }
         })
         .collect()
@@ -49,10 +54,30 @@ lavapipe works everywhere but is slow), or run on the CPU with `--device cpu`";
 
 /// Parse a device name: `auto`, `vulkan`, `metal`, `dx12`, an adapter index from
 /// `gram devices`, or `cpu`.
+///
+/// A wgpu runtime is initialised once per process; selecting the same name again returns the
+/// same device.
 pub fn select(name: &str) -> Result<Device> {
+    static SELECTED: OnceLock<Mutex<HashMap<String, Device>>> = OnceLock::new();
     let name = name.trim().to_ascii_lowercase();
+    let selected = SELECTED.get_or_init(Default::default);
+    if let Some(device) = selected
+        .lock()
+        .map_err(|_| Error::Device("device table poisoned".into()))?
+        .get(&name)
+    {
+        return Ok(device.clone());
+    }
+    let device = initialise(&name)?;
+    if let Ok(mut table) = selected.lock() {
+        table.insert(name, device.clone());
+    }
+    Ok(device)
+}
+
+fn initialise(name: &str) -> Result<Device> {
     let options = Device::wgpu_options();
-    let options = match name.as_str() {
+    let options = match name {
         "cpu" | "flex" => return Ok(Device::flex()),
         "auto" | "gpu" | "wgpu" => options,
         "vulkan" => options.graphics_api(WgpuBackend::Vulkan),
@@ -67,7 +92,10 @@ pub fn select(name: &str) -> Result<Device> {
             })?;
             let all = adapters();
             let adapter = all.get(index).ok_or_else(|| {
-                Error::Device(format!("no adapter {index}: `gram devices` lists {} adapter(s)", all.len()))
+                Error::Device(format!(
+                    "no adapter {index}: `gram devices` lists {} adapter(s)",
+                    all.len()
+                ))
             })?;
             // cubecl numbers adapters per type and graphics API; find this one's ordinal.
             let ordinal = all[..index]
@@ -91,7 +119,18 @@ pub fn select(name: &str) -> Result<Device> {
     if adapters().is_empty() {
         return Err(Error::Device(NO_ADAPTER_HELP.into()));
     }
-    options.init().map_err(|e| Error::Device(format!("{e}; {NO_ADAPTER_HELP}")))
+    match options.init() {
+        Ok(device) => Ok(device),
+        // Something else in this process (e.g. `Device::wgpu(..)` in user code) already started
+        // the default runtime: use it.
+        Err(e)
+            if matches!(name, "auto" | "gpu" | "wgpu")
+                && e.to_string().contains("already initialized") =>
+        {
+            Ok(Device::wgpu(DeviceKind::DefaultDevice))
+        }
+        Err(e) => Err(Error::Device(format!("{e}; {NO_ADAPTER_HELP}"))),
+    }
 }
 
 /// A one-line description of a device, for logs.

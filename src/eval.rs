@@ -6,9 +6,9 @@
 
 use crate::data::{Example, Format, RM_BENCH_STYLES, Record};
 use crate::metrics::{self, Consistency, Score, StyleVerdicts};
+use crate::progress::Progress;
 use crate::{Error, Judge, Pair, Result, Verdict};
 use serde::Serialize;
-use crate::progress::Progress;
 use std::path::Path;
 
 /// How a benchmark is scored.

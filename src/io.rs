@@ -17,11 +17,18 @@ impl AtomicFile {
     /// Start writing `path` (through `path.tmp<pid>` beside it).
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         name.push(format!(".tmp{}", std::process::id()));
         let temporary = path.with_file_name(name);
         let file = std::fs::File::create(&temporary).map_err(|e| Error::io(&temporary, e))?;
-        Ok(AtomicFile { path, temporary, writer: Some(std::io::BufWriter::new(file)) })
+        Ok(AtomicFile {
+            path,
+            temporary,
+            writer: Some(std::io::BufWriter::new(file)),
+        })
     }
 
     /// Append one JSON value and a newline.
@@ -29,19 +36,25 @@ impl AtomicFile {
         let writer = self.writer.as_mut().expect("not yet committed");
         serde_json::to_writer(&mut *writer, value)
             .map_err(|e| Error::io(&self.temporary, std::io::Error::other(e)))?;
-        writer.write_all(b"\n").map_err(|e| Error::io(&self.temporary, e))
+        writer
+            .write_all(b"\n")
+            .map_err(|e| Error::io(&self.temporary, e))
     }
 
     /// Append raw bytes.
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         let writer = self.writer.as_mut().expect("not yet committed");
-        writer.write_all(bytes).map_err(|e| Error::io(&self.temporary, e))
+        writer
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.temporary, e))
     }
 
     /// Flush, sync and rename into place.
     pub fn commit(mut self) -> Result<()> {
         let writer = self.writer.take().expect("committed once");
-        let file = writer.into_inner().map_err(|e| Error::io(&self.temporary, e.into_error()))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| Error::io(&self.temporary, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.temporary, e))?;
         std::fs::rename(&self.temporary, &self.path).map_err(|e| Error::io(&self.path, e))
     }

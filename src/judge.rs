@@ -86,7 +86,9 @@ impl PromptTemplate {
         let text = text.into();
         for slot in Self::SLOTS {
             if !text.contains(slot) {
-                return Err(Error::invalid(format!("the judge template has no {slot} slot")));
+                return Err(Error::invalid(format!(
+                    "the judge template has no {slot} slot"
+                )));
             }
         }
         Ok(PromptTemplate { text })
@@ -95,7 +97,9 @@ impl PromptTemplate {
     /// The template with each slot replaced by its value, byte for byte.
     pub fn fill(&self, prompt: &str, response_a: &str, response_b: &str) -> String {
         let values = [prompt, response_a, response_b];
-        let mut out = String::with_capacity(self.text.len() + prompt.len() + response_a.len() + response_b.len());
+        let mut out = String::with_capacity(
+            self.text.len() + prompt.len() + response_a.len() + response_b.len(),
+        );
         let mut rest = self.text.as_str();
         while let Some(start) = rest.find('{') {
             out.push_str(&rest[..start]);
@@ -133,8 +137,18 @@ pub struct PromptBuilder {
 }
 
 impl PromptBuilder {
-    pub fn new(codec: TextCodec, template: PromptTemplate, chat_template: bool, max_len: usize) -> Self {
-        PromptBuilder { codec, template, chat_template, max_len }
+    pub fn new(
+        codec: TextCodec,
+        template: PromptTemplate,
+        chat_template: bool,
+        max_len: usize,
+    ) -> Self {
+        PromptBuilder {
+            codec,
+            template,
+            chat_template,
+            max_len,
+        }
     }
 
     /// The tokenizer and chat template.
@@ -146,17 +160,14 @@ impl PromptBuilder {
     pub fn render(&self, prompt: &str, a: &str, b: &str) -> Result<String> {
         let filled = self.template.fill(prompt, a, b);
         if self.chat_template && self.codec.has_chat_template() {
-            let message = ChatMessage { role: "user".into(), content: filled };
+            let message = ChatMessage {
+                role: "user".into(),
+                content: filled,
+            };
             self.codec.apply_chat_template(&[message], true)
         } else {
             Ok(filled)
         }
-    }
-
-    /// Token ids for `(prompt, a, b)` (see [`PromptBuilder::sequence`]); training uses this so
-    /// it reads exactly what the judge reads.
-    pub fn token_ids(&self, prompt: &str, a: &str, b: &str) -> Result<Vec<u32>> {
-        Ok(self.sequence(prompt, a, b)?.ids)
     }
 
     /// Token ids for `(prompt, a, b)`, at most `max_len` long.
@@ -167,7 +178,10 @@ impl PromptBuilder {
     pub fn sequence(&self, prompt: &str, a: &str, b: &str) -> Result<Sequence> {
         let ids = self.codec.encode(&self.render(prompt, a, b)?)?;
         if ids.len() <= self.max_len {
-            return Ok(Sequence { ids, truncated: false });
+            return Ok(Sequence {
+                ids,
+                truncated: false,
+            });
         }
         let a_ids = self.codec.encode(a)?;
         let b_ids = self.codec.encode(b)?;
@@ -185,7 +199,10 @@ impl PromptBuilder {
             let b_text = self.codec.decode(&b_ids[..keep_b])?;
             let ids = self.codec.encode(&self.render(prompt, &a_text, &b_text)?)?;
             if ids.len() <= self.max_len {
-                return Ok(Sequence { ids, truncated: true });
+                return Ok(Sequence {
+                    ids,
+                    truncated: true,
+                });
             }
             if keep_a + keep_b == 0 {
                 return Err(Error::invalid(format!(
@@ -196,7 +213,9 @@ impl PromptBuilder {
             }
             excess = (ids.len() - self.max_len).max(1);
         }
-        Err(Error::invalid("could not shorten the responses to fit --max-len"))
+        Err(Error::invalid(
+            "could not shorten the responses to fit --max-len",
+        ))
     }
 }
 
@@ -238,11 +257,15 @@ impl GramJudge {
         if options.batch_size == 0 {
             return Err(Error::invalid("--batch-size must be at least 1"));
         }
-        let verdict_tokens = [codec.token_id(&options.labels.0)?, codec.token_id(&options.labels.1)?];
+        let verdict_tokens = [
+            codec.token_id(&options.labels.0)?,
+            codec.token_id(&options.labels.1)?,
+        ];
         if verdict_tokens[0] == verdict_tokens[1] {
             return Err(Error::invalid("the two verdict labels are the same token"));
         }
-        let template = PromptTemplate::new(options.template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?;
+        let template =
+            PromptTemplate::new(options.template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?;
         let context = model.config.max_position_embeddings;
         let max_len = options.max_len.unwrap_or(context).min(context);
         let pad_id = codec.pad_token_id().or(codec.eos_token_id()).unwrap_or(0);
@@ -319,10 +342,11 @@ impl GramJudge {
         let last = Tensor::<1, Int>::from_data(TensorData::new(last, [batch.len()]), &device);
         let at_verdict = hidden.reshape([batch.len() * width, d]).select(0, last);
         let logits = self.model.token_logits(at_verdict, &self.verdict_tokens);
-        logits
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Device(format!("reading verdict logits back from the device: {e:?}")))
+        logits.into_data().try_to_vec::<f32>().map_err(|e| {
+            Error::Device(format!(
+                "reading verdict logits back from the device: {e:?}"
+            ))
+        })
     }
 }
 
@@ -330,15 +354,22 @@ impl Judge for GramJudge {
     fn judge(&mut self, pairs: &[Pair]) -> Result<Vec<Verdict>> {
         let mut sequences = Vec::with_capacity(2 * pairs.len());
         for pair in pairs {
-            let forward = self.prompts.sequence(&pair.prompt, &pair.response_a, &pair.response_b)?;
-            let reverse = self.prompts.sequence(&pair.prompt, &pair.response_b, &pair.response_a)?;
+            let forward =
+                self.prompts
+                    .sequence(&pair.prompt, &pair.response_a, &pair.response_b)?;
+            let reverse =
+                self.prompts
+                    .sequence(&pair.prompt, &pair.response_b, &pair.response_a)?;
             self.stats.truncated += forward.truncated as usize + reverse.truncated as usize;
             sequences.push(forward.ids);
             sequences.push(reverse.ids);
         }
         let margins = self.margins(&sequences)?;
         self.stats.pairs += pairs.len();
-        Ok(margins.chunks_exact(2).map(|m| Verdict::from_margins(m[0], m[1])).collect())
+        Ok(margins
+            .chunks_exact(2)
+            .map(|m| Verdict::from_margins(m[0], m[1]))
+            .collect())
     }
 }
 

@@ -437,4 +437,3 @@ pub fn consistency(verdicts: &[Verdict]) -> Consistency {
         count: verdicts.len(),
     }
 }
-

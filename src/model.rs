@@ -101,7 +101,10 @@ impl Attention {
         let scores = scores.mask_fill(mask.clone().unsqueeze::<4>(), -1.0e9);
         let weights = softmax(scores, 3);
         let out = weights.matmul(v); // [B, kv, G·T, hd]
-        let out = out.reshape([b, h, t, hd]).swap_dims(1, 2).reshape([b, t, h * hd]);
+        let out = out
+            .reshape([b, h, t, hd])
+            .swap_dims(1, 2)
+            .reshape([b, t, h * hd]);
         self.o_proj.forward(out)
     }
 }
@@ -132,7 +135,10 @@ pub struct DecoderLayer {
 
 impl DecoderLayer {
     fn forward(&self, x: Tensor<3>, rope: &Rope, mask: &Tensor<2, Bool>) -> Tensor<3> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask);
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), rope, mask);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
@@ -188,7 +194,10 @@ impl Llama {
                     return Ok(vec![1.0; n]);
                 }
                 let normal = Distribution::Normal(0.0, 0.02);
-                Ok(Tensor::<1>::random([n], normal, &Device::flex()).into_data().try_to_vec::<f32>().unwrap_or_default())
+                Ok(Tensor::<1>::random([n], normal, &Device::flex())
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default())
             }),
         };
         Self::build(config, &mut weights).expect("random weights always fit the config")
@@ -198,7 +207,11 @@ impl Llama {
     fn build(config: &ModelConfig, w: &mut Weights) -> Result<Self> {
         let d = config.hidden_size;
         let hd = config.head_dim();
-        let (h, kv, f) = (config.num_attention_heads, config.num_key_value_heads, config.intermediate_size);
+        let (h, kv, f) = (
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.intermediate_size,
+        );
         if kv == 0 || h % kv != 0 {
             return Err(Error::invalid(format!(
                 "num_attention_heads ({h}) is not a multiple of num_key_value_heads ({kv})"
@@ -230,7 +243,11 @@ impl Llama {
                     num_kv_heads: kv,
                     head_dim: hd,
                 },
-                post_attention_layernorm: w.norm(&format!("{p}.post_attention_layernorm.weight"), d, eps)?,
+                post_attention_layernorm: w.norm(
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    d,
+                    eps,
+                )?,
                 mlp: Mlp {
                     gate_proj: w.projection(&format!("{p}.mlp.gate_proj"), d, f, false)?,
                     up_proj: w.projection(&format!("{p}.mlp.up_proj"), d, f, false)?,
@@ -245,7 +262,13 @@ impl Llama {
         } else {
             Some(w.matrix("lm_head.weight", config.vocab_size, d)?)
         };
-        Ok(Llama { embed_tokens, layers, norm, lm_head, config: config.clone() })
+        Ok(Llama {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            config: config.clone(),
+        })
     }
 
     /// The device the weights live on.
@@ -287,9 +310,10 @@ impl Llama {
     pub fn token_logits(&self, hidden: Tensor<2>, tokens: &[u32]) -> Tensor<2> {
         let device = hidden.device();
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let rows = self
-            .output_weight()
-            .select(0, Tensor::<1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &device));
+        let rows = self.output_weight().select(
+            0,
+            Tensor::<1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &device),
+        );
         hidden.matmul(rows.transpose())
     }
 }
@@ -304,21 +328,36 @@ struct Weights<'a> {
 impl Weights<'_> {
     fn vector(&mut self, name: &str, n: usize) -> Result<Param<Tensor<1>>> {
         let data = (self.fetch)(name, &[n])?;
-        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(data, [n]), self.device)))
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(data, [n]),
+            self.device,
+        )))
     }
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Param<Tensor<2>>> {
         let data = (self.fetch)(name, &[rows, cols])?;
-        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(data, [rows, cols]), self.device)))
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(data, [rows, cols]),
+            self.device,
+        )))
     }
 
     fn norm(&mut self, name: &str, n: usize, eps: f64) -> Result<RmsNorm> {
-        Ok(RmsNorm { weight: self.vector(name, n)?, eps })
+        Ok(RmsNorm {
+            weight: self.vector(name, n)?,
+            eps,
+        })
     }
 
     /// An `[in, out]` projection from the checkpoint's `[out, in]` tensor `{name}.weight`
     /// (and `{name}.bias` when `bias`).
-    fn projection(&mut self, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Projection> {
+    fn projection(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Projection> {
         let data = (self.fetch)(&format!("{name}.weight"), &[d_out, d_in])?;
         let mut transposed = vec![0.0f32; data.len()];
         for (o, row) in data.chunks_exact(d_in).enumerate() {
@@ -328,7 +367,11 @@ impl Weights<'_> {
         }
         let weight = Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), self.device);
         let weight = Param::from_tensor(weight);
-        let bias = if bias { Some(self.vector(&format!("{name}.bias"), d_out)?) } else { None };
+        let bias = if bias {
+            Some(self.vector(&format!("{name}.bias"), d_out)?)
+        } else {
+            None
+        };
         Ok(Projection { weight, bias })
     }
 }
@@ -338,7 +381,11 @@ impl Weights<'_> {
 fn causal_mask(t: usize, group: usize, device: &Device) -> Tensor<2, Bool> {
     // burn's `tril_mask` is true *outside* the lower triangle: exactly the future keys.
     let blocked = Tensor::<2, Bool>::tril_mask([t, t], 0, device);
-    if group == 1 { blocked } else { blocked.repeat_dim(0, group) }
+    if group == 1 {
+        blocked
+    } else {
+        blocked.repeat_dim(0, group)
+    }
 }
 
 /// Rotary position embedding tables for positions `0..T`.
@@ -379,8 +426,16 @@ impl Rope {
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        let cos = self.cos.clone().reshape([1, 1, t, hd]).expand([b, h, t, hd]);
-        let sin = self.sin.clone().reshape([1, 1, t, hd]).expand([b, h, t, hd]);
+        let cos = self
+            .cos
+            .clone()
+            .reshape([1, 1, t, hd])
+            .expand([b, h, t, hd]);
+        let sin = self
+            .sin
+            .clone()
+            .reshape([1, 1, t, hd])
+            .expand([b, h, t, hd]);
         x * cos + rotated * sin
     }
 }
@@ -389,9 +444,12 @@ impl Rope {
 /// wavelengths longer than `orig_ctx / low_freq_factor` are divided by `factor`, shorter than
 /// `orig_ctx / high_freq_factor` kept, and those between interpolated smoothly.
 pub fn inverse_frequencies(theta: f64, head_dim: usize, scaling: Option<&RopeScaling>) -> Vec<f64> {
-    let base: Vec<f64> =
-        (0..head_dim / 2).map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64)).collect();
-    let Some(s) = scaling.filter(|s| s.rope_type == "llama3") else { return base };
+    let base: Vec<f64> = (0..head_dim / 2)
+        .map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64))
+        .collect();
+    let Some(s) = scaling.filter(|s| s.rope_type == "llama3") else {
+        return base;
+    };
     let original = s.original_max_position_embeddings.unwrap_or(8192) as f64;
     let low_wavelen = original / s.low_freq_factor;
     let high_wavelen = original / s.high_freq_factor;

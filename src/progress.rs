@@ -17,7 +17,14 @@ impl Progress {
     /// A progress line for `total` items called `unit` ("pairs", "steps"); silent when
     /// `enabled` is false.
     pub fn new(unit: &'static str, total: usize, enabled: bool) -> Self {
-        Progress { unit, total, done: 0, start: Instant::now(), last: None, enabled }
+        Progress {
+            unit,
+            total,
+            done: 0,
+            start: Instant::now(),
+            last: None,
+            enabled,
+        }
     }
 
     /// Items per second so far.

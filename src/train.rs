@@ -89,11 +89,11 @@ pub fn verdict_examples(prompts: &PromptBuilder, preference: &Preference) -> Res
     let (x, chosen, rejected) = (&preference.prompt, &preference.chosen, &preference.rejected);
     Ok([
         Example::Verdict {
-            ids: prompts.token_ids(x, chosen, rejected)?,
+            ids: prompts.sequence(x, chosen, rejected)?.ids,
             correct: 0,
         },
         Example::Verdict {
-            ids: prompts.token_ids(x, rejected, chosen)?,
+            ids: prompts.sequence(x, rejected, chosen)?.ids,
             correct: 1,
         },
     ])

@@ -18,29 +18,52 @@ fn judge_on(device: &Device, options: JudgeOptions) -> GramJudge {
 }
 
 fn short_options(batch_size: usize) -> JudgeOptions {
-    JudgeOptions { template: Some(SHORT.into()), batch_size, ..JudgeOptions::default() }
+    JudgeOptions {
+        template: Some(SHORT.into()),
+        batch_size,
+        ..JudgeOptions::default()
+    }
 }
 
 fn pairs() -> Vec<Pair> {
     vec![
         Pair::new("What is 2+2?", "4", "5"),
-        Pair::new("Name a primary colour.", "Red is a primary colour.", "Bananas are tasty, and they grow in bunches on trees."),
+        Pair::new(
+            "Name a primary colour.",
+            "Red is a primary colour.",
+            "Bananas are tasty, and they grow in bunches on trees.",
+        ),
         Pair::new("Say hi.", "Hi!", "Hello there, how can I help you today?"),
     ]
 }
 
 /// Each pair scored alone and inside padded batches of mixed lengths gives the same verdict.
 fn padding_never_changes_a_score(device: &Device, pairs: &[Pair]) {
-    let plain = |batch_size| JudgeOptions { chat_template: false, ..short_options(batch_size) };
+    let plain = |batch_size| JudgeOptions {
+        chat_template: false,
+        ..short_options(batch_size)
+    };
     let mut alone = judge_on(device, plain(1));
     let mut batched = judge_on(device, plain(2 * pairs.len()));
-    let single: Vec<_> = pairs.iter().map(|p| alone.judge(std::slice::from_ref(p)).unwrap()[0]).collect();
+    let single: Vec<_> = pairs
+        .iter()
+        .map(|p| alone.judge(std::slice::from_ref(p)).unwrap()[0])
+        .collect();
     let together = batched.judge(pairs).unwrap();
     let stats = batched.stats();
-    assert!(stats.padded_tokens > stats.tokens, "the batch must actually contain padding");
+    assert!(
+        stats.padded_tokens > stats.tokens,
+        "the batch must actually contain padding"
+    );
     for (a, b) in single.iter().zip(&together) {
-        assert!((a.p_a_forward - b.p_a_forward).abs() < 1e-5, "{a:?} vs {b:?}");
-        assert!((a.p_a_reverse - b.p_a_reverse).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!(
+            (a.p_a_forward - b.p_a_forward).abs() < 1e-5,
+            "{a:?} vs {b:?}"
+        );
+        assert!(
+            (a.p_a_reverse - b.p_a_reverse).abs() < 1e-5,
+            "{a:?} vs {b:?}"
+        );
     }
 }
 
@@ -61,16 +84,36 @@ fn padding_never_changes_a_score_on_wgpu() {
 fn verdict_logits_equal_full_logits_at_the_last_position() {
     let device = Device::flex();
     let mut checkpoint = Checkpoint::load(&common::model_path()).unwrap();
-    let ids = checkpoint.codec.encode("Which answer is better, A or B?").unwrap();
+    let ids = checkpoint
+        .codec
+        .encode("Which answer is better, A or B?")
+        .unwrap();
     let model = Llama::from_checkpoint(&mut checkpoint, &device).unwrap();
     let t = ids.len();
-    let input = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, t]), &device);
+    let input = Tensor::<2, Int>::from_data(
+        TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, t]),
+        &device,
+    );
     let hidden = model.hidden_states(input);
-    let full = model.logits(hidden.clone()).slice([0..1, t - 1..t]).reshape([model.config.vocab_size]);
+    let full = model
+        .logits(hidden.clone())
+        .slice([0..1, t - 1..t])
+        .reshape([model.config.vocab_size]);
     let full = full.into_data().try_to_vec::<f32>().unwrap();
-    let last = hidden.slice([0..1, t - 1..t]).reshape([1, model.config.hidden_size]);
-    let two = model.token_logits(last, &[49, 50]).into_data().try_to_vec::<f32>().unwrap();
-    assert!((two[0] - full[49]).abs() < 1e-4 && (two[1] - full[50]).abs() < 1e-4, "{two:?} vs {} {}", full[49], full[50]);
+    let last = hidden
+        .slice([0..1, t - 1..t])
+        .reshape([1, model.config.hidden_size]);
+    let two = model
+        .token_logits(last, &[49, 50])
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(
+        (two[0] - full[49]).abs() < 1e-4 && (two[1] - full[50]).abs() < 1e-4,
+        "{two:?} vs {} {}",
+        full[49],
+        full[50]
+    );
 }
 
 #[test]
@@ -90,7 +133,10 @@ fn verdict_probabilities_are_consistent() {
 
 #[test]
 fn long_responses_are_cut_from_their_ends_and_the_instruction_kept() {
-    let options = JudgeOptions { max_len: Some(300), ..JudgeOptions::default() };
+    let options = JudgeOptions {
+        max_len: Some(300),
+        ..JudgeOptions::default()
+    };
     let mut judge = judge_on(&Device::flex(), options);
     let long_a = "alpha ".repeat(400);
     let long_b = "beta ".repeat(100);
@@ -98,21 +144,39 @@ fn long_responses_are_cut_from_their_ends_and_the_instruction_kept() {
     let full = prompts.render("Pick one.", &long_a, &long_b).unwrap();
     assert!(prompts.codec().encode(&full).unwrap().len() > 300);
     let sequence = prompts.sequence("Pick one.", &long_a, &long_b).unwrap();
-    assert!(sequence.truncated && sequence.ids.len() <= 300, "{}", sequence.ids.len());
+    assert!(
+        sequence.truncated && sequence.ids.len() <= 300,
+        "{}",
+        sequence.ids.len()
+    );
     let text = prompts.codec().decode(&sequence.ids).unwrap();
     // The instruction, the question, every delimiter and the verdict cue survive...
-    for kept in ["Please act as an impartial judge", "Pick one.", "[The End of Assistant A's Answer]", "[The End of Assistant B's Answer]", "Reply with a single letter", "<|im_start|>assistant\n"] {
+    for kept in [
+        "Please act as an impartial judge",
+        "Pick one.",
+        "[The End of Assistant A's Answer]",
+        "[The End of Assistant B's Answer]",
+        "Reply with a single letter",
+        "<|im_start|>assistant\n",
+    ] {
         assert!(text.contains(kept), "{kept:?} missing from {text}");
     }
     // ...and both responses keep a share in proportion to their length (A is 4x longer).
     let (a, b) = (text.matches("alpha").count(), text.matches("beta").count());
     assert!(a > 2 * b && b > 0, "alpha {a}, beta {b}");
     // Judging counts both orders as truncated.
-    judge.judge(&[Pair::new("Pick one.", long_a, long_b)]).unwrap();
+    judge
+        .judge(&[Pair::new("Pick one.", long_a, long_b)])
+        .unwrap();
     assert_eq!(judge.stats().truncated, 2);
     // A max_len below the bare prompt is a clear error.
-    let tight = JudgeOptions { max_len: Some(100), ..JudgeOptions::default() };
-    let err = judge_on(&Device::flex(), tight).judge(&pairs()[..1]).unwrap_err();
+    let tight = JudgeOptions {
+        max_len: Some(100),
+        ..JudgeOptions::default()
+    };
+    let err = judge_on(&Device::flex(), tight)
+        .judge(&pairs()[..1])
+        .unwrap_err();
     assert!(err.to_string().contains("--max-len 100"), "{err}");
 }
 
@@ -122,13 +186,29 @@ fn template_is_filled_byte_for_byte_and_wrapped_in_the_chat_template() {
     let model = Llama::random(&tiny_config(&checkpoint), &Device::flex());
     let codec = checkpoint.codec.clone();
     let template = "  {prompt}\t{response_a}\n\n{response_b} {response_a}  ";
-    let plain = JudgeOptions { template: Some(template.into()), chat_template: false, ..JudgeOptions::default() };
+    let plain = JudgeOptions {
+        template: Some(template.into()),
+        chat_template: false,
+        ..JudgeOptions::default()
+    };
     let judge = GramJudge::new(model, codec, plain).unwrap();
-    let text = judge.prompts().render("Ünï {x}", "a\u{1F680}", "b").unwrap();
+    let text = judge
+        .prompts()
+        .render("Ünï {x}", "a\u{1F680}", "b")
+        .unwrap();
     assert_eq!(text, "  Ünï {x}\ta\u{1F680}\n\nb a\u{1F680}  ");
     let filled = PromptTemplate::new(template).unwrap().fill("q", "a", "b");
-    let chat = checkpoint.codec.apply_chat_template(&[gram::tokenizer::ChatMessage::new("user", filled.clone())], true).unwrap();
-    assert!(chat.contains(&filled) && chat.ends_with("<|im_start|>assistant\n"), "{chat}");
+    let chat = checkpoint
+        .codec
+        .apply_chat_template(
+            &[gram::tokenizer::ChatMessage::new("user", filled.clone())],
+            true,
+        )
+        .unwrap();
+    assert!(
+        chat.contains(&filled) && chat.ends_with("<|im_start|>assistant\n"),
+        "{chat}"
+    );
 }
 
 /// A 2-layer model with the real vocabulary, for tests that need the tokenizer but not weights.
@@ -145,8 +225,13 @@ fn tiny_config(checkpoint: &Checkpoint) -> gram::config::ModelConfig {
 
 #[test]
 fn a_label_that_is_not_one_token_is_an_error() {
-    let options = JudgeOptions { labels: ("Assistant A is better".into(), "B".into()), ..JudgeOptions::default() };
-    let err = GramJudge::load(&common::model_path(), &Device::flex(), options).err().expect("an error");
+    let options = JudgeOptions {
+        labels: ("Assistant A is better".into(), "B".into()),
+        ..JudgeOptions::default()
+    };
+    let err = GramJudge::load(&common::model_path(), &Device::flex(), options)
+        .err()
+        .expect("an error");
     assert!(err.to_string().contains("Assistant A is better"), "{err}");
 }
 
@@ -217,8 +302,24 @@ fn judge_command_names_the_bad_line_and_leaves_no_output() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(stderr.contains("bad.jsonl:2"), "{stderr}");
-    assert!(!output.exists() && std::fs::read_dir(dir.path()).unwrap().count() == 1, "no partial output");
+    assert!(
+        !output.exists() && std::fs::read_dir(dir.path()).unwrap().count() == 1,
+        "no partial output"
+    );
 
-    let missing = gram().args(["judge", "--device", "cpu", "--model", "/nonexistent.gguf", "--input"]).arg(&input).arg("--output").arg(&output).output().unwrap();
+    let missing = gram()
+        .args([
+            "judge",
+            "--device",
+            "cpu",
+            "--model",
+            "/nonexistent.gguf",
+            "--input",
+        ])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
 }

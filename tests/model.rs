@@ -15,15 +15,24 @@ fn check_parity(device: &Device) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|case| checkpoint.codec.encode(case["text"].as_str().unwrap()).unwrap())
+        .map(|case| {
+            checkpoint
+                .codec
+                .encode(case["text"].as_str().unwrap())
+                .unwrap()
+        })
         .collect();
     let model = Llama::from_checkpoint(&mut checkpoint, device).unwrap();
     let token_a = fixture["token_A"][0].as_u64().unwrap() as usize;
     let token_b = fixture["token_B"][0].as_u64().unwrap() as usize;
     let mut worst = 0.0f32;
     for (case, ids) in fixture["cases"].as_array().unwrap().iter().zip(&codec_ids) {
-        let expected_ids: Vec<u32> =
-            case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let expected_ids: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(ids, &expected_ids, "token ids of {:?}", case["text"]);
         let t = ids.len();
         let input = Tensor::<2, Int>::from_data(
@@ -36,21 +45,60 @@ fn check_parity(device: &Device) {
         let mut check = |what: &str, got: f32, want: f64| {
             let err = (got - want as f32).abs();
             worst = worst.max(err);
-            assert!(err < 1e-3, "{what} of {:?}: got {got}, want {want}", case["text"]);
+            assert!(
+                err < 1e-3,
+                "{what} of {:?}: got {got}, want {want}",
+                case["text"]
+            );
         };
         let last = &logits[(t - 1) * vocab..t * vocab];
-        for (id, want) in case["last_top20_ids"].as_array().unwrap().iter().zip(case["last_top20_logits"].as_array().unwrap()) {
-            check("top-20 logit", last[id.as_u64().unwrap() as usize], want.as_f64().unwrap());
+        for (id, want) in case["last_top20_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["last_top20_logits"].as_array().unwrap())
+        {
+            check(
+                "top-20 logit",
+                last[id.as_u64().unwrap() as usize],
+                want.as_f64().unwrap(),
+            );
         }
-        check("logit of A", last[token_a], case["last_logit_A"].as_f64().unwrap());
-        check("logit of B", last[token_b], case["last_logit_B"].as_f64().unwrap());
+        check(
+            "logit of A",
+            last[token_a],
+            case["last_logit_A"].as_f64().unwrap(),
+        );
+        check(
+            "logit of B",
+            last[token_b],
+            case["last_logit_B"].as_f64().unwrap(),
+        );
         for p in 0..t {
             let row = &logits[p * vocab..(p + 1) * vocab];
             let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let lse = max + row.iter().map(|&z| ((z - max) as f64).exp()).sum::<f64>().ln() as f32;
-            check("logsumexp", lse, case["logsumexp_per_position"][p].as_f64().unwrap());
-            let argmax = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
-            assert_eq!(argmax as u64, case["argmax_per_position"][p].as_u64().unwrap(), "argmax at {p}");
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&z| ((z - max) as f64).exp())
+                    .sum::<f64>()
+                    .ln() as f32;
+            check(
+                "logsumexp",
+                lse,
+                case["logsumexp_per_position"][p].as_f64().unwrap(),
+            );
+            let argmax = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            assert_eq!(
+                argmax as u64,
+                case["argmax_per_position"][p].as_u64().unwrap(),
+                "argmax at {p}"
+            );
         }
     }
     eprintln!("worst |logit - reference| = {worst:.2e}");

@@ -4,7 +4,7 @@
 mod common;
 
 use burn::module::Module;
-use burn::tensor::{Device, DeviceType, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use gram::checkpoint::Checkpoint;
 use gram::config::{Architecture, ModelConfig};
 use gram::model::Llama;
@@ -289,26 +289,10 @@ fn export_reloads_with_the_same_verdict_margins() {
 }
 
 /// The first wgpu adapter, if any.
-fn wgpu_device() -> Option<Device> {
-    Device::enumerate(DeviceType::Wgpu)
-        .into_vec()
-        .into_iter()
-        .next()
-}
-
-/// Ignored for now: on lavapipe a wgpu training step fails wgpu validation ("Attempted to use
-/// Buffer with conflicting usages STORAGE_READ_ONLY and STORAGE_READ_WRITE" in one compute
-/// dispatch). Isolated to the WGSL loss path when its logits come from gathered rows
-/// (`hidden.select(0, last)` then `token_logits`): the same graph with `narrow` instead of
-/// `select`, or with `loss::preference_loss_reference`, runs and agrees. Run with
-/// `cargo test --test train -- --ignored` once the loss kernels handle such inputs.
+/// The same training step on wgpu (WGSL loss kernels) and on the CPU (plain-op losses).
 #[test]
-#[ignore = "wgpu validation error in a training step (buffer bound read-only and read-write)"]
 fn wgpu_and_cpu_training_steps_agree() {
-    let Some(gpu) = wgpu_device() else {
-        eprintln!("no wgpu adapter: skipped");
-        return;
-    };
+    let gpu = gram::device::select("auto").expect("a wgpu adapter (CI installs lavapipe)");
     for (objective, data) in [
         (Objective::Gram, verdict_data(3, 5)),
         (Objective::Generation, generation_data(3, 6)),

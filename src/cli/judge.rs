@@ -40,7 +40,10 @@ struct Row {
 pub fn run(args: Args) -> gram::Result<()> {
     let rows = read_rows(&args)?;
     let mut judge = args.judge.load()?;
-    eprintln!("device: {}", gram::device::describe(&judge.model().device()));
+    eprintln!(
+        "device: {}",
+        gram::device::describe(&judge.model().device())
+    );
 
     let mut output = AtomicFile::create(&args.output)?;
     let mut progress = Progress::new("pairs", rows.len(), true);
@@ -67,7 +70,10 @@ pub fn run(args: Args) -> gram::Result<()> {
 
     let stats = judge.stats();
     let accuracy = if labeled > 0 {
-        format!(", accuracy {:.4} ({correct}/{labeled})", correct as f64 / labeled as f64)
+        format!(
+            ", accuracy {:.4} ({correct}/{labeled})",
+            correct as f64 / labeled as f64
+        )
     } else {
         String::new()
     };
@@ -110,7 +116,11 @@ fn read_rows(args: &Args) -> gram::Result<Vec<Row>> {
                 ));
             }
         };
-        rows.push(Row { pair, labeled, fields });
+        rows.push(Row {
+            pair,
+            labeled,
+            fields,
+        });
     }
     if rows.is_empty() {
         return Err(Error::data(&args.input, None, None, "no rows to judge"));
