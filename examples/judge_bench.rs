@@ -2,7 +2,7 @@
 //! throughput against the device's own measured matmul rate.
 //!
 //! ```text
-//! cargo run --example judge_bench -- [--device cpu] [--pairs 32] [--batch-size 8] [--model PATH]
+//! cargo run --example judge_bench -- [--device cpu] [--pairs 32] [--batch-size 1] [--model PATH]
 //! ```
 //!
 //! FLOPs are counted, not estimated from time: for each judged sequence of length T, the
@@ -43,7 +43,7 @@ fn matmul_rate(device: &Device, n: usize) -> f64 {
 fn main() -> gram::Result<()> {
     let device = gram::device::select(&arg("--device").unwrap_or_else(|| "cpu".into()))?;
     let n_pairs: usize = arg("--pairs").map_or(32, |s| s.parse().expect("--pairs N"));
-    let batch_size: usize = arg("--batch-size").map_or(8, |s| s.parse().expect("--batch-size N"));
+    let batch_size: usize = arg("--batch-size").map_or(1, |s| s.parse().expect("--batch-size N"));
     let home = std::env::var("HOME").unwrap_or_default();
     let model = arg("--model").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(home).join(".cache/gram/models/SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -63,7 +63,7 @@ pub fn run(args: Args) -> gram::Result<()> {
     let mut judge = args.judge.load()?;
     let options = EvalOptions {
         by: args.by.clone(),
-        chunk: 4 * args.judge.batch_size.max(1),
+        chunk: 4 * args.judge.batch_size.unwrap_or(8).max(1),
         progress: true,
     };
     let report = gram::eval::evaluate(&mut judge, &records, benchmark, &options)?;
