@@ -1,23 +1,15 @@
 //! Reading preference data (`gram::data`) and building pairs (`gram::pairs`): every real file
 //! in the shared data directory, and hand-made bad files.
 
+mod common;
+
 use gram::data::{self, Example, Format, Record};
 use gram::pairs::{self, Output, PairOptions};
 use gram::{Error, Preference};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The shared data directory: `$GRAM_SHARED/data`, else `<repo>/../shared/data`.
 fn shared_data() -> PathBuf {
-    let root = std::env::var_os("GRAM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let data = root.join("data");
-    assert!(
-        data.is_dir(),
-        "shared data not found at {} (set GRAM_SHARED)",
-        data.display()
-    );
-    data
+    common::shared_dir().join("data")
 }
 
 fn read(relative: &str) -> Vec<Record> {

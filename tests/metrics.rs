@@ -1,11 +1,13 @@
-//! Benchmark metrics against hand-computed cases, Bradley–Terry against closed forms, and
+//! Benchmark metrics against hand-computed cases, and
 //! `evaluate` end to end with fake judges on real RM-Bench and LLMBar rows.
+
+mod common;
 
 use gram::data::{self, Example, Format, Record};
 use gram::eval::{self, Benchmark, EvalOptions};
 use gram::metrics::{self, Decision, StyleVerdicts};
 use gram::{Judge, Pair, Verdict};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const EPS: f64 = 1e-12;
 
@@ -168,16 +170,7 @@ fn consistency_rate_and_mean_gap() {
 // evaluate
 
 fn shared_data() -> PathBuf {
-    let root = std::env::var_os("GRAM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let data = root.join("data");
-    assert!(
-        data.is_dir(),
-        "shared data not found at {} (set GRAM_SHARED)",
-        data.display()
-    );
-    data
+    common::shared_dir().join("data")
 }
 
 /// Prefers the longer response, with the same confidence in both orders; counts calls.
