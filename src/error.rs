@@ -70,6 +70,24 @@ impl Error {
     }
 }
 
+/// Look `name` up among named `choices` (option values such as `--strategy knockout`); an
+/// unknown name is an error that lists the accepted ones, e.g.
+/// "unknown ranking strategy `best` (expected linear, knockout or round-robin)".
+pub fn parse_choice<T: Copy>(what: &str, name: &str, choices: &[(&str, T)]) -> Result<T> {
+    if let Some(&(_, value)) = choices.iter().find(|(choice, _)| *choice == name) {
+        return Ok(value);
+    }
+    let names: Vec<&str> = choices.iter().map(|(choice, _)| *choice).collect();
+    let expected = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(Error::invalid(format!(
+        "unknown {what} `{name}` (expected {expected})"
+    )))
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

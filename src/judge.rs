@@ -268,7 +268,7 @@ impl GramJudge {
             PromptTemplate::new(options.template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?;
         let context = model.config.max_position_embeddings;
         let max_len = options.max_len.unwrap_or(context).min(context);
-        let pad_id = codec.pad_token_id().or(codec.eos_token_id()).unwrap_or(0);
+        let pad_id = codec.padding_id();
         Ok(GramJudge {
             model,
             prompts: PromptBuilder::new(codec, template, options.chat_template, max_len),

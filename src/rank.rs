@@ -21,6 +21,7 @@
 //! `(y, y)` is exactly ½ (σ(m) and σ(−m) for the same input), so such pairs are answered without
 //! forward passes ([`judge_distinct`]).
 
+use crate::error::parse_choice;
 use crate::{Error, Judge, Pair, Result, Verdict};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -43,14 +44,12 @@ impl FromStr for Strategy {
     type Err = Error;
 
     fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "linear" => Ok(Strategy::Linear),
-            "knockout" => Ok(Strategy::Knockout),
-            "round-robin" => Ok(Strategy::RoundRobin),
-            other => Err(Error::invalid(format!(
-                "unknown ranking strategy `{other}` (expected linear, knockout or round-robin)"
-            ))),
-        }
+        let choices = [
+            ("linear", Strategy::Linear),
+            ("knockout", Strategy::Knockout),
+            ("round-robin", Strategy::RoundRobin),
+        ];
+        parse_choice("ranking strategy", name, &choices)
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! All groups' pairs go to the judge in one call ([`group_rewards`]).
 
+use crate::error::parse_choice;
 use crate::rank::{Row, bradley_terry, judge_distinct, round_robin_pairs};
 use crate::{Error, Judge, Pair, Result};
 use serde_json::{Map, Value};
@@ -45,14 +46,12 @@ impl FromStr for Scale {
     type Err = Error;
 
     fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "probability" => Ok(Scale::Probability),
-            "log-odds" => Ok(Scale::LogOdds),
-            "centered" => Ok(Scale::Centered),
-            other => Err(Error::invalid(format!(
-                "unknown reward scale `{other}` (expected probability, log-odds or centered)"
-            ))),
-        }
+        let choices = [
+            ("probability", Scale::Probability),
+            ("log-odds", Scale::LogOdds),
+            ("centered", Scale::Centered),
+        ];
+        parse_choice("reward scale", name, &choices)
     }
 }
 
@@ -74,15 +73,13 @@ impl FromStr for ReferenceChoice {
     type Err = Error;
 
     fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "first" => Ok(ReferenceChoice::First),
-            "greedy-field" => Ok(ReferenceChoice::GreedyField),
-            "longest" => Ok(ReferenceChoice::Longest),
-            "round-robin" => Ok(ReferenceChoice::RoundRobin),
-            other => Err(Error::invalid(format!(
-                "unknown reference `{other}` (expected first, greedy-field, longest or round-robin)"
-            ))),
-        }
+        let choices = [
+            ("first", ReferenceChoice::First),
+            ("greedy-field", ReferenceChoice::GreedyField),
+            ("longest", ReferenceChoice::Longest),
+            ("round-robin", ReferenceChoice::RoundRobin),
+        ];
+        parse_choice("reference", name, &choices)
     }
 }
 

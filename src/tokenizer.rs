@@ -361,6 +361,13 @@ impl TextCodec {
             .and_then(|t| self.tokenizer.token_to_id(t))
     }
 
+    /// The id to right-pad batches with: the pad token, else end-of-sequence, else 0. Its value
+    /// never matters for the scores (padded positions are never read), only that it is a
+    /// valid token id.
+    pub fn padding_id(&self) -> u32 {
+        self.pad_token_id().or(self.eos_token_id()).unwrap_or(0)
+    }
+
     /// Number of token ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)

@@ -244,30 +244,25 @@ fn judge_command_scores_pairs_and_passes_fields_through() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("scores.jsonl");
     let input = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pairs.jsonl");
-    let run = gram()
-        .args(["judge", "--device", "cpu", "--limit", "2", "--template"])
-        .arg(dir.path().join("t.txt"))
-        .args(["--input", input, "--output"])
-        .arg(&output)
-        .arg("--model")
-        .arg(common::model_path())
-        .output()
-        .unwrap();
+    let judge_two = || {
+        gram()
+            .args(["judge", "--device", "cpu", "--limit", "2", "--template"])
+            .arg(dir.path().join("t.txt"))
+            .args(["--input", input, "--output"])
+            .arg(&output)
+            .arg("--model")
+            .arg(common::model_path())
+            .output()
+            .unwrap()
+    };
+    let run = judge_two();
     // The template file does not exist yet: a clear error and no output.
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("t.txt"));
     assert!(!output.exists());
 
     std::fs::write(dir.path().join("t.txt"), SHORT).unwrap();
-    let run = gram()
-        .args(["judge", "--device", "cpu", "--limit", "2", "--template"])
-        .arg(dir.path().join("t.txt"))
-        .args(["--input", input, "--output"])
-        .arg(&output)
-        .arg("--model")
-        .arg(common::model_path())
-        .output()
-        .unwrap();
+    let run = judge_two();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     assert!(stderr.contains("judged 2 pairs, accuracy"), "{stderr}");

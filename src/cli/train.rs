@@ -169,7 +169,7 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
     }
 
     let verdict_tokens = [codec.token_id("A")?, codec.token_id("B")?];
-    let pad_id = codec.pad_token_id().or(codec.eos_token_id()).unwrap_or(0);
+    let pad_id = codec.padding_id();
     let mut options = TrainOptions::new(objective, verdict_tokens, pad_id);
     options.epochs = args.epochs;
     options.max_steps = args.max_steps;
