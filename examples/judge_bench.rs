@@ -5,8 +5,9 @@
 //! cargo run --example judge_bench -- [--device cpu] [--pairs 32] [--batch-size 1] [--model PATH]
 //! ```
 //!
-//! FLOPs are counted, not estimated from time: for each judged sequence of length T, the
-//! decoder's matmuls (`ModelConfig::forward_flops`) plus 2·2·d for the two verdict logits. The
+//! FLOPs are counted, not estimated from time: for each forward pass the judge runs (shared
+//! prefixes once, then the rest of each sequence, padding included), the decoder's matmuls
+//! (`ModelConfig::forward_flops`) plus 2·2·d for the two verdict logits. The
 //! device's peak is measured in the same run with a square f32 matmul, so the utilisation
 //! printed is "fraction of what this device does on burn's best case".
 //! Yardstick: the authors' recipe (transformers, batch 1, both orders, full-vocabulary logits)
@@ -68,8 +69,8 @@ fn main() -> gram::Result<()> {
         ..JudgeOptions::default()
     };
     let mut judge = GramJudge::load(&model, &device, options)?;
-    // Token lengths of every sequence, for the FLOP count.
-    let mut flops = 0.0;
+    // What judging every ordered sequence whole would cost: the FLOPs of the naive recipe.
+    let mut whole_flops = 0.0;
     let config = judge.model().config.clone();
     for pair in &pairs {
         for (a, b) in [
@@ -78,10 +79,10 @@ fn main() -> gram::Result<()> {
         ] {
             let text = judge.prompts().render(&pair.prompt, a, b)?;
             let t = judge.prompts().codec().encode(&text)?.len();
-            flops += config.forward_flops(t, t) + 2.0 * 2.0 * config.hidden_size as f64;
+            whole_flops += config.forward_flops(t, t) + 2.0 * 2.0 * config.hidden_size as f64;
         }
     }
-    // Warm-up on one pair (kernel compilation, autotune) before timing.
+    // Warm-up on one pair (kernel compilation, autotune, the template prefix) before timing.
     judge.judge(&pairs[..1])?;
     let before = judge.stats();
     let start = Instant::now();
@@ -89,8 +90,11 @@ fn main() -> gram::Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let stats = judge.stats();
     let tokens = stats.tokens - before.tokens;
-    let padded = stats.padded_tokens - before.padded_tokens;
+    let computed = stats.computed_tokens - before.computed_tokens;
+    let padding = stats.padding - before.padding;
+    let flops = stats.flops - before.flops;
     let correct = verdicts.iter().filter(|v| v.p_a > 0.5).count();
+    let n = pairs.len() as f64;
 
     println!(
         "pairs: {}  (batch size {batch_size}, {} forward passes)",
@@ -99,14 +103,22 @@ fn main() -> gram::Result<()> {
     );
     println!("time: {seconds:.2} s");
     println!(
-        "throughput: {:.3} pairs/s, {:.0} tokens/s (padding {:.1}%)",
-        pairs.len() as f64 / seconds,
+        "throughput: {:.3} pairs/s, {:.0} judged tokens/s ({:.0} run through the model/s)",
+        n / seconds,
         tokens as f64 / seconds,
-        100.0 * (padded - tokens) as f64 / padded as f64
+        computed as f64 / seconds
     );
     println!(
-        "work: {:.2} GFLOP per pair (real tokens only)",
-        flops / pairs.len() as f64 / 1e9
+        "tokens per pair: {:.0} judged, {:.0} run ({:.0}% served from shared prefixes, {:.1}% padding)",
+        tokens as f64 / n,
+        computed as f64 / n,
+        100.0 * (1.0 - (computed - padding) as f64 / tokens as f64),
+        100.0 * padding as f64 / computed.max(1) as f64
+    );
+    println!(
+        "work: {:.1} GFLOP per pair run ({:.1} GFLOP per pair to run every sequence whole)",
+        flops / n / 1e9,
+        whole_flops / n / 1e9
     );
     let achieved = flops / seconds / 1e9;
     println!(
@@ -115,7 +127,7 @@ fn main() -> gram::Result<()> {
     );
     println!(
         "accuracy (chosen as A): {:.3} on {} pairs",
-        correct as f64 / pairs.len() as f64,
+        correct as f64 / n,
         pairs.len()
     );
     println!("yardstick: transformers batch-1 recipe ~0.40 pairs/s on the 2-core CI machine");

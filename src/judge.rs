@@ -12,9 +12,17 @@
 //!
 //! which cancels the model's position bias. Sequences are sorted by length and right-padded in
 //! batches; padding never changes a score (see [`crate::model`]).
+//!
+//! Shared prefixes are computed once ([`KvCache`]): the judge instruction before `{prompt}` is the
+//! same for every pair, so its keys and values are kept for the judge's lifetime; sequences that
+//! share more than that (the two orders of a pair share the question; a ranking's comparisons
+//! share the prompt) form a *family* whose common prefix is run once when the family is run in
+//! batches of its own (batch sizes up to the family size, e.g. 1 or 2 on `cpu`). Only the
+//! remaining tokens of each sequence go through the model; the scores are the same as running
+//! every sequence whole (tested to 1e-4).
 
 use crate::checkpoint::Checkpoint;
-use crate::model::Llama;
+use crate::model::{KvCache, Llama, common_prefix};
 use crate::tokenizer::{ChatMessage, TextCodec};
 use crate::{Error, Judge, Pair, Result, Verdict};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -220,18 +228,23 @@ impl PromptBuilder {
 }
 
 /// Counters a run of the judge accumulates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JudgeStats {
     /// Pairs judged.
     pub pairs: usize,
     /// Ordered sequences whose responses were shortened to fit `max_len`.
     pub truncated: usize,
-    /// Tokens run through the model, padding excluded.
+    /// Tokens of the judged sequences, whether run or read from a shared-prefix cache.
     pub tokens: usize,
-    /// Tokens including padding.
-    pub padded_tokens: usize,
-    /// Forward passes (batches).
+    /// Tokens run through the model, padding and shared prefixes included (each prefix once).
+    pub computed_tokens: usize,
+    /// Padding tokens run through the model.
+    pub padding: usize,
+    /// Forward passes (batches and prefix fills).
     pub batches: usize,
+    /// Matmul FLOPs of the forward passes run (padding included), by
+    /// [`crate::config::ModelConfig::forward_flops`] plus the verdict logits.
+    pub flops: f64,
 }
 
 /// A language model used as a pairwise judge.
@@ -242,6 +255,49 @@ pub struct GramJudge {
     pad_id: u32,
     batch_size: usize,
     stats: JudgeStats,
+    /// Token ids of the judge prompt up to its first variable text.
+    template_prefix: Vec<u32>,
+    /// Keys and values of `template_prefix`, filled on first use.
+    template_cache: Option<KvCache>,
+}
+
+/// Sequences sharing a common prefix beyond the template's: `members` index the sequences,
+/// `prefix` is their common prefix length, capped so every member keeps a token to run.
+struct Family {
+    members: Vec<usize>,
+    prefix: usize,
+}
+
+/// Group sequences into families that share more than `shared` leading tokens (sorting by ids
+/// puts them next to each other), families ordered by their longest member so batches of
+/// similar lengths pad little.
+fn families(sequences: &[Vec<u32>], shared: usize) -> Vec<Family> {
+    let mut order: Vec<usize> = (0..sequences.len()).collect();
+    order.sort_by(|&a, &b| sequences[a].cmp(&sequences[b]));
+    let mut families: Vec<Family> = Vec::new();
+    for i in order {
+        if let Some(family) = families.last_mut() {
+            let last = family.members[family.members.len() - 1];
+            let common = common_prefix(&sequences[last], &sequences[i]);
+            if common > shared {
+                family.prefix = family.prefix.min(common);
+                family.members.push(i);
+                continue;
+            }
+        }
+        families.push(Family {
+            members: vec![i],
+            prefix: sequences[i].len(),
+        });
+    }
+    for family in &mut families {
+        let shortest = family.members.iter().map(|&i| sequences[i].len()).min();
+        family.prefix = family.prefix.min(shortest.unwrap_or(1).saturating_sub(1));
+        family.members.sort_by_key(|&i| sequences[i].len());
+    }
+    let longest = |f: &Family| f.members.iter().map(|&i| sequences[i].len()).max();
+    families.sort_by_key(longest);
+    families
 }
 
 impl GramJudge {
@@ -269,13 +325,20 @@ impl GramJudge {
         let context = model.config.max_position_embeddings;
         let max_len = options.max_len.unwrap_or(context).min(context);
         let pad_id = codec.padding_id();
+        let prompts = PromptBuilder::new(codec, template, options.chat_template, max_len);
+        // What two judge prompts with nothing in common share: the template's fixed head.
+        let one = prompts.codec.encode(&prompts.render("x", "y", "z")?)?;
+        let two = prompts.codec.encode(&prompts.render("1", "2", "3")?)?;
+        let template_prefix = one[..common_prefix(&one, &two)].to_vec();
         Ok(GramJudge {
             model,
-            prompts: PromptBuilder::new(codec, template, options.chat_template, max_len),
+            prompts,
             verdict_tokens,
             pad_id,
             batch_size: options.batch_size,
             stats: JudgeStats::default(),
+            template_prefix,
+            template_cache: None,
         })
     }
 
@@ -301,52 +364,119 @@ impl GramJudge {
 
     /// Verdict margins `z_A − z_B` for already tokenized sequences, in input order.
     ///
-    /// Sequences are sorted by length and run `batch_size` at a time, right-padded.
+    /// Sequences run `batch_size` at a time, right-padded, grouped by shared prefix and length;
+    /// shared prefixes are run once (see the module docs). A family of sequences that fills at
+    /// least one batch runs in batches of its own after its common prefix; smaller families are
+    /// pooled, and there only the template's prefix is reused.
     pub fn margins(&mut self, sequences: &[Vec<u32>]) -> Result<Vec<f64>> {
-        let mut order: Vec<usize> = (0..sequences.len()).collect();
-        order.sort_by_key(|&i| sequences[i].len());
+        if let Some(i) = sequences.iter().position(|s| s.is_empty()) {
+            return Err(Error::invalid(format!(
+                "cannot judge an empty token sequence (sequence {i})"
+            )));
+        }
         let mut margins = vec![0.0; sequences.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
-            let logits = self.verdict_logits(&batch)?;
-            for (k, &i) in chunk.iter().enumerate() {
-                margins[i] = (logits[2 * k] - logits[2 * k + 1]) as f64;
+        let mut pooled = Vec::new();
+        for family in families(sequences, self.template_prefix.len()) {
+            let own_batches = family.members.len() > 1
+                && family.members.len() >= self.batch_size
+                && family.prefix > self.template_prefix.len();
+            if !own_batches {
+                pooled.extend(family.members);
+                continue;
             }
+            let cache = self.prefix_cache(&sequences[family.members[0]][..family.prefix]);
+            for chunk in family.members.chunks(self.batch_size) {
+                self.run_batch(sequences, chunk, Some(&cache), &mut margins)?;
+            }
+        }
+        for chunk in pooled.chunks(self.batch_size) {
+            let template_fits = !self.template_prefix.is_empty()
+                && chunk.iter().all(|&i| {
+                    sequences[i].len() > self.template_prefix.len()
+                        && sequences[i].starts_with(&self.template_prefix)
+                });
+            let cache = template_fits.then(|| self.template_cache());
+            self.run_batch(sequences, chunk, cache.as_ref(), &mut margins)?;
         }
         Ok(margins)
     }
 
-    /// `[z_A, z_B]` per sequence (flattened) for one right-padded batch.
-    fn verdict_logits(&mut self, batch: &[&[u32]]) -> Result<Vec<f32>> {
-        let device = self.model.device();
-        let width = batch.iter().map(|s| s.len()).max().unwrap_or(0);
-        if width == 0 {
-            return Err(Error::invalid("cannot judge an empty token sequence"));
+    /// The keys and values of the template prefix, run on first use.
+    fn template_cache(&mut self) -> KvCache {
+        if self.template_cache.is_none() {
+            let ids = self.template_prefix.clone();
+            self.template_cache = Some(self.prefill(&ids, None));
         }
-        let mut ids = Vec::with_capacity(batch.len() * width);
-        let mut last = Vec::with_capacity(batch.len());
-        for (row, seq) in batch.iter().enumerate() {
-            if seq.is_empty() {
-                return Err(Error::invalid("cannot judge an empty token sequence"));
-            }
+        self.template_cache.clone().expect("filled above")
+    }
+
+    /// The cache of `ids`, continuing the template's cache when `ids` starts with it.
+    fn prefix_cache(&mut self, ids: &[u32]) -> KvCache {
+        let template = self.template_prefix.len();
+        if template > 0 && ids.len() > template && ids.starts_with(&self.template_prefix) {
+            let past = self.template_cache();
+            self.prefill(&ids[template..], Some(&past))
+        } else {
+            self.prefill(ids, None)
+        }
+    }
+
+    /// Run `ids` after `past` and keep the keys and values, counting the work.
+    fn prefill(&mut self, ids: &[u32], past: Option<&KvCache>) -> KvCache {
+        let start = past.map_or(0, KvCache::len);
+        self.stats.computed_tokens += ids.len();
+        self.stats.batches += 1;
+        self.stats.flops += self
+            .model
+            .config
+            .forward_flops(ids.len(), 2 * start + ids.len());
+        self.model.prefill(ids, past)
+    }
+
+    /// Score one right-padded batch `chunk` of `sequences`, each continuing `prefix` (whose ids
+    /// every member starts with), and write `z_A − z_B` into `margins`.
+    fn run_batch(
+        &mut self,
+        sequences: &[Vec<u32>],
+        chunk: &[usize],
+        prefix: Option<&KvCache>,
+        margins: &mut [f64],
+    ) -> Result<()> {
+        let device = self.model.device();
+        let skip = prefix.map_or(0, KvCache::len);
+        let rest: Vec<&[u32]> = chunk.iter().map(|&i| &sequences[i][skip..]).collect();
+        let width = rest.iter().map(|s| s.len()).max().unwrap_or(0);
+        let (b, d) = (chunk.len(), self.model.config.hidden_size);
+        let mut ids = Vec::with_capacity(b * width);
+        let mut last = Vec::with_capacity(b);
+        for (row, seq) in rest.iter().enumerate() {
             ids.extend(seq.iter().map(|&t| t as i64));
             ids.extend(std::iter::repeat_n(self.pad_id as i64, width - seq.len()));
             last.push((row * width + seq.len() - 1) as i64);
-            self.stats.tokens += seq.len();
+            self.stats.tokens += skip + seq.len();
+            self.stats.padding += width - seq.len();
         }
-        self.stats.padded_tokens += batch.len() * width;
+        self.stats.computed_tokens += b * width;
         self.stats.batches += 1;
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), width]), &device);
-        let hidden = self.model.hidden_states(ids); // [B, T, d]
-        let d = self.model.config.hidden_size;
-        let last = Tensor::<1, Int>::from_data(TensorData::new(last, [batch.len()]), &device);
-        let at_verdict = hidden.reshape([batch.len() * width, d]).select(0, last);
+        self.stats.flops +=
+            b as f64 * (self.model.config.forward_flops(width, 2 * skip + width) + 4.0 * d as f64);
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, width]), &device);
+        let hidden = match prefix {
+            Some(prefix) => self.model.hidden_states_after(prefix, ids),
+            None => self.model.hidden_states(ids),
+        }; // [B, T, d]
+        let last = Tensor::<1, Int>::from_data(TensorData::new(last, [b]), &device);
+        let at_verdict = hidden.reshape([b * width, d]).select(0, last);
         let logits = self.model.token_logits(at_verdict, &self.verdict_tokens);
-        logits.into_data().try_to_vec::<f32>().map_err(|e| {
+        let logits = logits.into_data().try_to_vec::<f32>().map_err(|e| {
             Error::Device(format!(
                 "reading verdict logits back from the device: {e:?}"
             ))
-        })
+        })?;
+        for (k, &i) in chunk.iter().enumerate() {
+            margins[i] = (logits[2 * k] - logits[2 * k + 1]) as f64;
+        }
+        Ok(())
     }
 }
 

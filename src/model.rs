@@ -44,16 +44,63 @@ impl RmsNorm {
     }
 }
 
-/// A dense projection `y = x · W (+ b)` with `W` stored `[in, out]`.
+/// A dense projection `y = x · W (+ b)` with `W` stored `[in, out]`, optionally with a
+/// low-rank adapter: `y = x · W (+ b) + (α/r) · (x · A) · B`.
 #[derive(Module, Debug)]
 pub struct Projection {
     pub weight: Param<Tensor<2>>,
     pub bias: Option<Param<Tensor<1>>>,
+    pub lora: Option<Lora>,
 }
 
 impl Projection {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        burn::tensor::module::linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let y = burn::tensor::module::linear(x.clone(), self.weight.val(), bias);
+        match &self.lora {
+            Some(lora) => y + lora.forward(x),
+            None => y,
+        }
+    }
+
+    /// The weight with the adapter folded in, `W + (α/r) · A · B` (`[in, out]`).
+    pub fn merged_weight(&self) -> Tensor<2> {
+        match &self.lora {
+            Some(lora) => self.weight.val() + lora.a.val().matmul(lora.b.val()) * lora.scale,
+            None => self.weight.val(),
+        }
+    }
+}
+
+/// A LoRA adapter (Hu et al., 2021) of rank `r`: `Δy = (α/r) · (x · A) · B` with `A` `[in, r]`
+/// drawn from U(±1/√in) and `B` `[r, out]` zero, so an adapted model starts equal to its base.
+#[derive(Module, Debug)]
+pub struct Lora {
+    pub a: Param<Tensor<2>>,
+    pub b: Param<Tensor<2>>,
+    /// `α / r`.
+    #[module(skip)]
+    pub scale: f64,
+}
+
+impl Lora {
+    /// A fresh adapter for an `[d_in, d_out]` projection.
+    pub fn new(d_in: usize, d_out: usize, rank: usize, alpha: f64, device: &Device) -> Self {
+        let bound = 1.0 / (d_in as f64).sqrt();
+        Lora {
+            a: Param::from_tensor(Tensor::random(
+                [d_in, rank],
+                Distribution::Uniform(-bound, bound),
+                device,
+            )),
+            b: Param::from_tensor(Tensor::zeros([rank, d_out], device)),
+            scale: alpha / rank as f64,
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let down = burn::tensor::module::linear(x, self.a.val(), None);
+        burn::tensor::module::linear(down, self.b.val(), None) * self.scale
     }
 }
 
@@ -76,8 +123,17 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// `x`: `[B, T, d]`; `rope`: cos/sin tables `[T, head_dim]`; `mask`: `[G·T, T]`, true = blocked.
-    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: &Tensor<2, Bool>) -> Tensor<3> {
+    /// `x`: `[B, T, d]` at positions `P..P+T`, where `P` is the length of `past` (0 without);
+    /// `rope`: cos/sin tables for those positions; `mask`: `[G·T, P+T]`, true = blocked.
+    /// Returns the output `[B, T, d]` and this call's keys and values (after RoPE),
+    /// `[B, kv, T, hd]` each, so a caller can extend a [`KvCache`].
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        mask: &Tensor<2, Bool>,
+        past: Option<&LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
         let [b, t, _] = x.dims();
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = h / kv;
@@ -93,11 +149,26 @@ impl Attention {
         let q = rope.apply(q.swap_dims(1, 2));
         let k = rope.apply(k.swap_dims(1, 2));
         let v = v.swap_dims(1, 2);
+        let new = LayerKv {
+            keys: k.clone(),
+            values: v.clone(),
+        };
+        // Keys and values of the shared prefix (batch 1) come first, seen by every row.
+        let (k, v) = match past {
+            Some(past) => {
+                let [_, _, p, _] = past.keys.dims();
+                (
+                    Tensor::cat(vec![past.keys.clone().expand([b, kv, p, hd]), k], 2),
+                    Tensor::cat(vec![past.values.clone().expand([b, kv, p, hd]), v], 2),
+                )
+            }
+            None => (k, v),
+        };
 
         // Grouped-query attention without copying K/V: the `group` query heads that share one
         // key/value head are stacked along the time axis, [B, kv, group·T, hd].
         let q = q.reshape([b, kv, group * t, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, kv, G·T, T]
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, kv, G·T, P+T]
         let scores = scores.mask_fill(mask.clone().unsqueeze::<4>(), -1.0e9);
         let weights = softmax(scores, 3);
         let out = weights.matmul(v); // [B, kv, G·T, hd]
@@ -105,7 +176,7 @@ impl Attention {
             .reshape([b, h, t, hd])
             .swap_dims(1, 2)
             .reshape([b, t, h * hd]);
-        self.o_proj.forward(out)
+        (self.o_proj.forward(out), new)
     }
 }
 
@@ -134,12 +205,79 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: &Tensor<2, Bool>) -> Tensor<3> {
-        let h = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), rope, mask);
-        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        mask: &Tensor<2, Bool>,
+        past: Option<&LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
+        let (attn, kv) =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), rope, mask, past);
+        let h = x + attn;
+        (
+            h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h)),
+            kv,
+        )
+    }
+}
+
+impl DecoderLayer {
+    /// The seven projections (attention q, k, v, o; MLP gate, up, down), for adapters.
+    pub fn projections_mut(&mut self) -> [&mut Projection; 7] {
+        let (attn, mlp) = (&mut self.self_attn, &mut self.mlp);
+        [
+            &mut attn.q_proj,
+            &mut attn.k_proj,
+            &mut attn.v_proj,
+            &mut attn.o_proj,
+            &mut mlp.gate_proj,
+            &mut mlp.up_proj,
+            &mut mlp.down_proj,
+        ]
+    }
+}
+
+/// One layer's keys (after RoPE) and values, `[B, kv_heads, T, head_dim]` each.
+#[derive(Debug, Clone)]
+struct LayerKv {
+    keys: Tensor<4>,
+    values: Tensor<4>,
+}
+
+/// The keys and values every layer computed for a token prefix, so that sequences starting with
+/// that prefix need only run their remaining tokens: a judge prompt's instruction is the same for
+/// every pair, and its question the same for both orders of a pair.
+///
+/// Running `prefix ++ rest` in one pass and running `rest` after [`Llama::prefill`]`(prefix)` give
+/// the same hidden states for `rest` (up to float summation order): each layer's attention sees
+/// the same keys and values, and RoPE positions continue from the prefix length.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    ids: Vec<u32>,
+    layers: Vec<LayerKv>,
+}
+
+/// Length of the longest common prefix of two token sequences.
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl KvCache {
+    /// The prefix's token ids.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The prefix length in tokens.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the prefix is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 }
 
@@ -278,17 +416,61 @@ impl Llama {
 
     /// Final-normed hidden states `[B, T, d]` for right-padded token ids `[B, T]`.
     pub fn hidden_states(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.decode(ids, None).0
+    }
+
+    /// Final-normed hidden states `[B, T, d]` for right-padded ids `[B, T]` that continue the
+    /// cached prefix (every row shares it): the same as the rows' last `T` positions of
+    /// [`Llama::hidden_states`] on `prefix ++ ids`.
+    pub fn hidden_states_after(&self, prefix: &KvCache, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.decode(ids, Some(prefix)).0
+    }
+
+    /// Run `ids` (one sequence, not empty) after `past` (if any) and keep every layer's keys and
+    /// values of the whole: the cache of `past ++ ids`.
+    pub fn prefill(&self, ids: &[u32], past: Option<&KvCache>) -> KvCache {
+        assert!(!ids.is_empty(), "prefill needs at least one token");
+        let device = self.device();
+        let mut all = past.map(|p| p.ids.clone()).unwrap_or_default();
+        all.extend_from_slice(ids);
+        let tensor = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]),
+            &device,
+        );
+        let (_, fresh) = self.decode(tensor, past);
+        let layers = match past {
+            None => fresh,
+            Some(past) => past
+                .layers
+                .iter()
+                .zip(fresh)
+                .map(|(old, new)| LayerKv {
+                    keys: Tensor::cat(vec![old.keys.clone(), new.keys], 2),
+                    values: Tensor::cat(vec![old.values.clone(), new.values], 2),
+                })
+                .collect(),
+        };
+        KvCache { ids: all, layers }
+    }
+
+    /// The decoder stack on `ids` `[B, T]` at positions `P..P+T` after an optional prefix of
+    /// length `P`: final-normed hidden states and each layer's new keys and values.
+    fn decode(&self, ids: Tensor<2, Int>, past: Option<&KvCache>) -> (Tensor<3>, Vec<LayerKv>) {
         let [_, t] = ids.dims();
         let device = ids.device();
         let config = &self.config;
         let group = config.num_attention_heads / config.num_key_value_heads;
-        let rope = Rope::new(config, t, &device);
-        let mask = causal_mask(t, group, &device);
+        let start = past.map_or(0, KvCache::len);
+        let rope = Rope::new(config, start, t, &device);
+        let mask = causal_mask(start, t, group, &device);
         let mut x = burn::tensor::module::embedding(self.embed_tokens.val(), ids);
-        for layer in &self.layers {
-            x = layer.forward(x, &rope, &mask);
+        let mut fresh = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (out, kv) = layer.forward(x, &rope, &mask, past.map(|p| &p.layers[i]));
+            x = out;
+            fresh.push(kv);
         }
-        self.norm.forward(x)
+        (self.norm.forward(x), fresh)
     }
 
     /// The output projection `W`, `[vocab, d]` (the embedding matrix when tied).
@@ -372,23 +554,29 @@ impl Weights<'_> {
         } else {
             None
         };
-        Ok(Projection { weight, bias })
+        Ok(Projection {
+            weight,
+            bias,
+            lora: None,
+        })
     }
 }
 
-/// `[G·T, T]` mask, true where query position (row mod T) may not see key position (column):
-/// the causal mask repeated for the `G` query heads stacked per key/value head.
-fn causal_mask(t: usize, group: usize, device: &Device) -> Tensor<2, Bool> {
-    // burn's `tril_mask` is true *outside* the lower triangle: exactly the future keys.
-    let blocked = Tensor::<2, Bool>::tril_mask([t, t], 0, device);
-    if group == 1 {
-        blocked
-    } else {
-        blocked.repeat_dim(0, group)
+/// `[G·T, P+T]` mask, true where query position `P + (row mod T)` may not see key position
+/// (column): every prefix key is visible, later keys are not; the causal mask repeated for the
+/// `G` query heads stacked per key/value head.
+fn causal_mask(prefix: usize, t: usize, group: usize, device: &Device) -> Tensor<2, Bool> {
+    let columns = prefix + t;
+    let mut blocked = Vec::with_capacity(group * t * columns);
+    for _ in 0..group {
+        for i in 0..t {
+            blocked.extend((0..columns).map(|j| j > prefix + i));
+        }
     }
+    Tensor::from_data(TensorData::new(blocked, [group * t, columns]), device)
 }
 
-/// Rotary position embedding tables for positions `0..T`.
+/// Rotary position embedding tables for positions `start..start+T`.
 ///
 /// Frequencies `ω_i = θ^(−2i/hd)` (Llama 3 scaling applied when configured); for a head vector
 /// `x` at position `p`, `rope(x) = x ⊙ cos(pω) + rotate_half(x) ⊙ sin(pω)` with
@@ -399,12 +587,12 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(config: &ModelConfig, t: usize, device: &Device) -> Self {
+    fn new(config: &ModelConfig, start: usize, t: usize, device: &Device) -> Self {
         let hd = config.head_dim();
         let freqs = inverse_frequencies(config.rope_theta, hd, config.rope_scaling.as_ref());
         let mut cos = Vec::with_capacity(t * hd);
         let mut sin = Vec::with_capacity(t * hd);
-        for p in 0..t {
+        for p in start..start + t {
             for _half in 0..2 {
                 for &w in &freqs {
                     let angle = p as f64 * w;

@@ -149,7 +149,7 @@ fn join(thread: JoinHandle<Result<()>>) -> Result<()> {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn termination_signal() {
+pub async fn termination_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

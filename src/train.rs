@@ -22,7 +22,7 @@
 
 use crate::checkpoint::{HostTensor, save_hf_dir};
 use crate::judge::PromptBuilder;
-use crate::model::{Llama, Projection, RmsNorm};
+use crate::model::{Llama, Lora, Projection, RmsNorm, common_prefix};
 use crate::tokenizer::{ChatMessage, TextCodec};
 use crate::{Error, Preference, Result, Verdict, loss};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
@@ -187,14 +187,43 @@ impl Trainee {
         Trainee { llama, score }
     }
 
-    /// Make every parameter trainable, then freeze all but the top `layers` decoder layers and
-    /// the final norm (embeddings and output projection included) when `layers` is given. Frozen
-    /// parameters are untracked, so the backward pass stops at the lowest trainable layer.
-    pub fn freeze_below(self, layers: Option<usize>) -> Self {
+    /// Give every projection of every layer a fresh LoRA adapter of `rank` (scale `alpha / rank`).
+    pub fn add_lora(mut self, rank: usize, alpha: f64) -> Self {
+        let device = self.llama.device();
+        for layer in &mut self.llama.layers {
+            for projection in layer.projections_mut() {
+                let [d_in, d_out] = projection.weight.val().dims();
+                projection.lora = Some(Lora::new(d_in, d_out, rank, alpha, &device));
+            }
+        }
+        self
+    }
+
+    /// Choose what trains. With LoRA adapters, only they (and a Bradley–Terry head) train.
+    /// Otherwise every parameter trains, or with `layers = Some(K)` only the top K decoder layers
+    /// and the final norm (embeddings and output projection frozen). Frozen parameters are
+    /// untracked, so the backward pass computes no weight gradient for them (with `K` layers it
+    /// stops below the lowest trainable layer).
+    pub fn set_trainable(self, layers: Option<usize>) -> Self {
         let mut trainee = self.map(&mut Leaves).set_require_grad(true);
+        let adapted = (trainee.llama.layers.iter()).any(|l| l.self_attn.q_proj.lora.is_some());
+        if adapted {
+            let score = trainee.score.take();
+            let mut trainee = trainee.no_grad();
+            for layer in &mut trainee.llama.layers {
+                for projection in layer.projections_mut() {
+                    if let Some(lora) = projection.lora.as_mut() {
+                        lora.a = lora.a.clone().set_require_grad(true);
+                        lora.b = lora.b.clone().set_require_grad(true);
+                    }
+                }
+            }
+            trainee.score = score;
+            return trainee;
+        }
         let Some(k) = layers else { return trainee };
-        let n = trainee.llama.layers.len();
         let llama = &mut trainee.llama;
+        let n = llama.layers.len();
         llama.embed_tokens = llama.embed_tokens.clone().set_require_grad(false);
         llama.lm_head = llama.lm_head.take().map(|w| w.set_require_grad(false));
         llama.layers = std::mem::take(&mut llama.layers)
@@ -273,6 +302,13 @@ pub struct TrainOptions {
     pub label_smoothing: f32,
     /// Train only the top K decoder layers (and the final norm).
     pub train_layers: Option<usize>,
+    /// Train LoRA adapters of this rank on every projection instead of the weights; they are
+    /// merged into the weights on export.
+    #[serde(default)]
+    pub lora_rank: Option<usize>,
+    /// LoRA's α: adapters are scaled by `α / rank`.
+    #[serde(default = "default_lora_alpha")]
+    pub lora_alpha: f64,
     /// Seed of the data order.
     pub seed: u64,
     /// Evaluate every N optimizer steps (0: only at the end).
@@ -302,6 +338,8 @@ impl TrainOptions {
             max_grad_norm: 1.0,
             label_smoothing: loss::DEFAULT_LABEL_SMOOTHING,
             train_layers: None,
+            lora_rank: None,
+            lora_alpha: default_lora_alpha(),
             seed: 0,
             eval_every: 0,
             save_every: 0,
@@ -349,8 +387,21 @@ impl TrainOptions {
         if self.train_layers == Some(0) {
             return Err(Error::invalid("--train-layers must be at least 1"));
         }
+        if self.lora_rank == Some(0) {
+            return Err(Error::invalid("--lora-rank must be at least 1"));
+        }
+        if self.lora_rank.is_some() && self.train_layers.is_some() {
+            return Err(Error::invalid(
+                "--lora-rank and --train-layers are alternatives; give one",
+            ));
+        }
         Ok(())
     }
+}
+
+/// LoRA's α when not given: 16, PEFT's common choice for ranks 8–16.
+fn default_lora_alpha() -> f64 {
+    16.0
 }
 
 /// One row of `metrics.csv`.
@@ -405,7 +456,11 @@ impl Trainer {
                 llama.layers.len()
             )));
         }
-        let model = Trainee::new(llama, options.objective).freeze_below(options.train_layers);
+        let mut model = Trainee::new(llama, options.objective);
+        if let Some(rank) = options.lora_rank {
+            model = model.add_lora(rank, options.lora_alpha);
+        }
+        let model = model.set_trainable(options.train_layers);
         let optimizer = AdamWConfig::new()
             .with_weight_decay(options.weight_decay as f32)
             .init();
@@ -454,7 +509,7 @@ impl Trainer {
             .model
             .try_load_record(record)
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))?;
-        trainer.model = model.freeze_below(trainer.options.train_layers);
+        trainer.model = model.set_trainable(trainer.options.train_layers);
         trainer.params = trainable_params(&trainer.model);
         let optimizer_path = dir.join(OPTIMIZER_FILE);
         let optimizer = AdamWConfig::new()
@@ -539,12 +594,18 @@ impl Trainer {
         }
         let micro = self.options.batch_size;
         let accum = self.options.grad_accum;
+        // Stage-2 examples come as (chosen-first, chosen-second) orders of one pair.
+        let unit = if self.options.objective == Objective::Gram {
+            2
+        } else {
+            1
+        };
         let mut accumulator = GradientsAccumulator::<Trainee>::new();
         let (mut loss_sum, mut tokens) = (0.0, 0usize);
         for m in 0..accum {
             let first = (self.step * accum + m) * micro;
             let batch: Vec<&Example> = (first..first + micro)
-                .map(|i| &train[stream_index(i, train.len(), self.options.seed)])
+                .map(|i| &train[stream_index(i, train.len(), unit, self.options.seed)])
                 .collect();
             tokens += batch.iter().map(|e| e.tokens()).sum::<usize>();
             let (loss, grads) = self.micro_batch(&batch, accum)?;
@@ -719,14 +780,18 @@ impl Trainer {
 }
 
 /// The example at position `i` of the endless seeded stream: epoch `e = i / n` is a permutation
-/// of `0..n` drawn from `ChaCha8(seed, e)`. Recomputed on demand, so the data order needs no
-/// saved state to resume.
-fn stream_index(i: usize, n: usize, seed: u64) -> usize {
+/// of `0..n` drawn from `ChaCha8(seed, e)`, taken in units of `unit` consecutive examples that
+/// stay together (a pair's two orders, so they share a micro-batch and their common prefix runs
+/// once). Recomputed on demand, so the data order needs no saved state to resume.
+fn stream_index(i: usize, n: usize, unit: usize, seed: u64) -> usize {
+    let unit = if unit > 1 && n % unit == 0 { unit } else { 1 };
+    let units = n / unit;
     let epoch = (i / n) as u64;
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut order: Vec<usize> = (0..units).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch);
     order.shuffle(&mut rng);
-    order[i % n]
+    let within = i % n;
+    order[within / unit] * unit + within % unit
 }
 
 fn check_examples(examples: &[Example], objective: Objective, what: &str) -> Result<()> {
@@ -831,22 +896,42 @@ fn pad(sequences: &[&[u32]], pad_id: u32, device: &Device) -> (Tensor<2, Int>, u
 }
 
 /// Final hidden states at each sequence's last real token, `[B, d]`.
+///
+/// When the sequences share a prefix (the judge instruction; with both orders of a pair in one
+/// micro-batch, the question too), the prefix runs once with batch 1 and the rest of each
+/// sequence attends to its keys and values ([`Llama::prefill`]); under autodiff the gradient
+/// flows through those keys and values, so loss and gradients equal running every sequence whole.
 fn last_hidden(model: &Trainee, sequences: &[&[u32]], pad_id: u32) -> Tensor<2> {
     let device = model.llama.device();
-    let (ids, width) = pad(sequences, pad_id, &device);
+    let shortest = sequences.iter().map(|s| s.len()).min().unwrap_or(0);
+    let shared = sequences
+        .iter()
+        .skip(1)
+        .map(|s| common_prefix(sequences[0], s))
+        .min()
+        .unwrap_or(0)
+        .min(shortest.saturating_sub(1));
+    let prefix = (sequences.len() > 1 && shared >= MIN_SHARED_PREFIX)
+        .then(|| model.llama.prefill(&sequences[0][..shared], None));
+    let skip = prefix.as_ref().map_or(0, |p| p.len());
+    let rest: Vec<&[u32]> = sequences.iter().map(|s| &s[skip..]).collect();
+    let (ids, width) = pad(&rest, pad_id, &device);
     let d = model.llama.config.hidden_size;
-    let last: Vec<i64> = sequences
+    let last: Vec<i64> = rest
         .iter()
         .enumerate()
         .map(|(b, s)| (b * width + s.len() - 1) as i64)
         .collect();
-    let last = Tensor::<1, Int>::from_data(TensorData::new(last, [sequences.len()]), &device);
-    model
-        .llama
-        .hidden_states(ids)
-        .reshape([sequences.len() * width, d])
-        .select(0, last)
+    let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rest.len()]), &device);
+    let hidden = match &prefix {
+        Some(prefix) => model.llama.hidden_states_after(prefix, ids),
+        None => model.llama.hidden_states(ids),
+    };
+    hidden.reshape([rest.len() * width, d]).select(0, last)
 }
+
+/// Shortest shared prefix worth an extra batch-1 pass.
+const MIN_SHARED_PREFIX: usize = 8;
 
 /// Verdict logits `[B, 2]` (`z_A`, `z_B`) of verdict examples.
 fn verdict_logits(model: &Trainee, batch: &[&Example], options: &TrainOptions) -> Tensor<2> {
@@ -1034,8 +1119,12 @@ fn norm(n: &RmsNorm) -> Result<HostTensor> {
     host(n.weight.val())
 }
 
+/// A projection under its Hugging Face name, `[out, in]`, with any LoRA adapter merged.
 fn projection(put: &mut impl FnMut(String, HostTensor), name: &str, p: &Projection) -> Result<()> {
-    put(format!("{name}.weight"), host(p.weight.val().transpose())?);
+    put(
+        format!("{name}.weight"),
+        host(p.merged_weight().transpose())?,
+    );
     if let Some(b) = &p.bias {
         put(format!("{name}.bias"), host(b.val())?);
     }

@@ -69,6 +69,21 @@ fn verdict_data(pairs: usize, seed: u64) -> Vec<Example> {
     out
 }
 
+/// [`verdict_data`] behind a fixed 10-token head, as a judge instruction precedes every input.
+fn templated_verdict_data(pairs: usize, seed: u64) -> Vec<Example> {
+    let head: Vec<u32> = (10..20).collect();
+    verdict_data(pairs, seed)
+        .into_iter()
+        .map(|e| match e {
+            Example::Verdict { ids, correct } => Example::Verdict {
+                ids: [head.clone(), ids].concat(),
+                correct,
+            },
+            other => other,
+        })
+        .collect()
+}
+
 /// Stage-1 examples: a random prompt, then a target that is a fixed function of it.
 fn generation_data(n: usize, seed: u64) -> Vec<Example> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -184,6 +199,72 @@ fn train_layers_limits_the_trained_parameters() {
     );
 }
 
+/// LoRA: only the adapters train (two per projection), the base weights stay as they were, the
+/// pairs are learned, and folding the adapters into the weights (as export does) keeps every
+/// verdict logit.
+#[test]
+fn lora_trains_only_adapters_and_merges_into_the_weights() {
+    let data = verdict_data(4, 1);
+    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let base_q = model.layers[0].self_attn.q_proj.weight.val().into_data();
+    let mut o = options(Objective::Gram, 8, 1e-2);
+    o.lora_rank = Some(4);
+    let mut trainer = Trainer::new(model, o.clone(), None).unwrap();
+    let (_, grads) = trainer.gradients(&data).unwrap();
+    assert_eq!(
+        grads.len(),
+        2 * 7 * 2,
+        "A and B of 7 projections in 2 layers"
+    );
+    let history = trainer.run(&data, &data, 80, |_| true).unwrap();
+    let (first, last) = (history[0].loss, history.last().unwrap().loss);
+    assert_eq!(
+        history.last().unwrap().eval,
+        Some(1.0),
+        "loss {first} -> {last}"
+    );
+    let llama = trainer.model.llama.valid();
+    llama.layers[0]
+        .self_attn
+        .q_proj
+        .weight
+        .val()
+        .into_data()
+        .assert_eq(&base_q, true);
+
+    let mut merged = llama.clone();
+    for layer in &mut merged.layers {
+        for p in layer.projections_mut() {
+            p.weight = burn::module::Param::from_tensor(p.merged_weight());
+            p.lora = None;
+        }
+    }
+    let names = train::hf_tensors(&trainer.model).unwrap();
+    assert!(
+        names.keys().all(|k| !k.contains("lora")),
+        "adapters are merged on export"
+    );
+    let logits = |m: &Llama| {
+        let ids: Vec<i64> = match &data[0] {
+            Example::Verdict { ids, .. } => ids.iter().map(|&t| t as i64).collect(),
+            _ => unreachable!(),
+        };
+        let t = ids.len();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, t]), &m.device());
+        let hidden = m.hidden_states(input).reshape([t, 32]);
+        m.token_logits(hidden, &VERDICTS)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let (adapted, folded) = (logits(&llama), logits(&merged));
+    for (x, y) in adapted.iter().zip(&folded) {
+        assert!((x - y).abs() < 1e-4, "{adapted:?} vs {folded:?}");
+    }
+    o.train_layers = Some(1);
+    assert!(Trainer::new(Llama::random(&tiny_config(VOCAB), &cpu()), o, None).is_err());
+}
+
 /// Final weights of a trainer, flattened.
 fn weights(trainer: &Trainer) -> Vec<f32> {
     train::hf_tensors(&trainer.model)
@@ -295,6 +376,7 @@ fn wgpu_and_cpu_training_steps_agree() {
     let gpu = gram::device::select("auto").expect("a wgpu adapter (CI installs lavapipe)");
     for (objective, data) in [
         (Objective::Gram, verdict_data(3, 5)),
+        (Objective::Gram, templated_verdict_data(2, 5)),
         (Objective::Generation, generation_data(3, 6)),
     ] {
         let model = Llama::random(&tiny_config(VOCAB), &cpu());
@@ -321,6 +403,38 @@ fn wgpu_and_cpu_training_steps_agree() {
             }
         }
         assert!(worst < 1e-4, "{objective:?} gradients differ by {worst}");
+    }
+}
+
+/// A micro-batch whose sequences share a prefix runs it once (batch 1) and attends to its keys
+/// and values: loss and gradients equal the mean over the examples run one by one.
+#[test]
+fn a_shared_prefix_runs_once_with_the_same_loss_and_gradients() {
+    let data = templated_verdict_data(2, 8);
+    for train_layers in [None, Some(1)] {
+        let model = Llama::random(&tiny_config(VOCAB), &cpu());
+        let mut o = options(Objective::Gram, 4, 1e-3);
+        o.train_layers = train_layers;
+        let trainer = Trainer::new(model, o, None).unwrap();
+        let (loss, grads) = trainer.gradients(&data).unwrap();
+        let singles: Vec<_> = data
+            .iter()
+            .map(|e| trainer.gradients(std::slice::from_ref(e)).unwrap())
+            .collect();
+        let n = singles.len() as f64;
+        let mean_loss = singles.iter().map(|(l, _)| l).sum::<f64>() / n;
+        assert!((loss - mean_loss).abs() < 1e-5, "{loss} vs {mean_loss}");
+        let mut worst = 0.0f64;
+        for (p, g) in grads.iter().enumerate() {
+            for (k, &x) in g.iter().enumerate() {
+                let mean = singles.iter().map(|(_, s)| s[p][k] as f64).sum::<f64>() / n;
+                worst = worst.max((x as f64 - mean).abs());
+            }
+        }
+        assert!(
+            worst < 1e-5,
+            "{train_layers:?}: gradients differ by {worst}"
+        );
     }
 }
 

@@ -78,11 +78,13 @@ pub fn run(args: Args) -> gram::Result<()> {
         String::new()
     };
     eprintln!(
-        "judged {} pairs{accuracy}, {:.2} pairs/s, {} truncated sequences, {:.0}% padding -> {}",
+        "judged {} pairs{accuracy}, {:.2} pairs/s, {} truncated sequences, \
+         {:.0}% of tokens served from shared prefixes, {:.0}% padding -> {}",
         rows.len(),
         rows.len() as f64 / progress.elapsed().max(1e-9),
         stats.truncated,
-        100.0 * (1.0 - stats.tokens as f64 / stats.padded_tokens.max(1) as f64),
+        100.0 * (1.0 - (stats.computed_tokens - stats.padding) as f64 / stats.tokens.max(1) as f64),
+        100.0 * stats.padding as f64 / stats.computed_tokens.max(1) as f64,
         args.output.display()
     );
     Ok(())

@@ -1,5 +1,6 @@
 //! `gram pretrain` (stage 1) and `gram finetune` (stage 2, or the Bradley–Terry baseline).
 
+use super::common::PromptArgs;
 use gram::checkpoint::Checkpoint;
 use gram::data::{self, Example as Row, Format};
 use gram::judge::{DEFAULT_TEMPLATE, PromptBuilder, PromptTemplate};
@@ -11,6 +12,8 @@ use gram::{Error, Preference, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The objective `gram finetune` trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,8 +74,15 @@ pub struct Args {
     #[arg(long, default_value_t = gram::loss::DEFAULT_LABEL_SMOOTHING)]
     pub label_smoothing: f32,
     /// Train only the top K decoder layers and the final norm.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lora_rank")]
     pub train_layers: Option<usize>,
+    /// Train LoRA adapters of rank R on every attention and MLP projection instead of the
+    /// weights (merged into the weights on export).
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA scale numerator: adapters are scaled by ALPHA / R.
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
     /// Longest sequence in tokens (longer inputs are cut).
     #[arg(long, default_value_t = 1024)]
     pub max_len: usize,
@@ -95,6 +105,9 @@ pub struct Args {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// The judge prompt (stage 2; `gram judge` must then be given the same).
+    #[command(flatten)]
+    pub prompt: PromptArgs,
 }
 
 /// `gram finetune` arguments.
@@ -132,10 +145,11 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
     drop(checkpoint);
     let max_len = args.max_len.min(llama.config.max_position_embeddings);
 
+    let template = args.prompt.template_text()?;
     let prompts = PromptBuilder::new(
         codec.clone(),
-        PromptTemplate::new(DEFAULT_TEMPLATE)?,
-        true,
+        PromptTemplate::new(template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?,
+        !args.prompt.no_chat_template,
         max_len,
     );
     let train_examples = examples(
@@ -168,7 +182,11 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
         ));
     }
 
-    let verdict_tokens = [codec.token_id("A")?, codec.token_id("B")?];
+    let (a, b) = args.prompt.labels();
+    let verdict_tokens = [codec.token_id(&a)?, codec.token_id(&b)?];
+    if verdict_tokens[0] == verdict_tokens[1] {
+        return Err(Error::invalid("the two verdict labels are the same token"));
+    }
     let pad_id = codec.padding_id();
     let mut options = TrainOptions::new(objective, verdict_tokens, pad_id);
     options.epochs = args.epochs;
@@ -181,6 +199,8 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
     options.max_grad_norm = args.max_grad_norm;
     options.label_smoothing = args.label_smoothing;
     options.train_layers = args.train_layers;
+    options.lora_rank = args.lora_rank;
+    options.lora_alpha = args.lora_alpha;
     options.seed = args.seed;
     options.eval_every = args.eval_every;
     options.save_every = args.save_every;
@@ -203,14 +223,23 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
         gram::device::describe(&device),
     );
     let mut progress = Progress::new("steps", total.saturating_sub(trainer.step()), !args.quiet);
+    let interrupted = on_interrupt();
     trainer.run(&train_examples, &eval_examples, total, |m: &StepMetrics| {
         let eval = m.eval.map(|v| format!(", eval {v:.4}")).unwrap_or_default();
         progress.advance(
             1,
             &format!("loss {:.4}{eval}, {:.0} tok/s", m.loss, m.tokens_per_s),
         );
-        true
+        !interrupted.load(Ordering::SeqCst)
     })?;
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Error::invalid(format!(
+            "interrupted after step {}; checkpointed in {} — run the same command with --resume \
+             to continue",
+            trainer.step(),
+            args.output.join("checkpoint").display()
+        )));
+    }
     let metrics = train::read_metrics(&args.output.join("metrics.csv"))?;
     gram::io::write_atomic(
         args.output.join("metrics.svg"),
@@ -220,6 +249,30 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
     train::export(&trainer.model, &codec, &dir)?;
     eprintln!("exported {}", dir.display());
     Ok(())
+}
+
+/// A flag raised by the first Ctrl-C (or SIGTERM): the run then stops after its current step and
+/// checkpoints. A second Ctrl-C exits at once (checkpoints are written atomically, so the last
+/// complete one survives).
+fn on_interrupt() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let raised = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            gram::serve::termination_signal().await;
+            raised.store(true, Ordering::SeqCst);
+            eprintln!("\ninterrupt: stopping after this step (Ctrl-C again to quit now)");
+            gram::serve::termination_signal().await;
+            std::process::exit(130);
+        });
+    });
+    flag
 }
 
 /// The token-level examples of a data file for `objective`.
