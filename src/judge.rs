@@ -30,26 +30,10 @@ use std::path::Path;
 
 /// The default judge prompt: an impartial-judge instruction, the question and both responses in
 /// delimited blocks, and the verdict cue last.
-pub const DEFAULT_TEMPLATE: &str = "Please act as an impartial judge and evaluate the quality of the \
-responses provided by two AI assistants to the user question shown below. Choose the response that \
-follows the user's instructions and answers the question better, considering helpfulness, accuracy, \
-relevance, depth and harmlessness. Do not let the order in which the responses are presented, their \
-length, or the assistants' names influence your decision. Be as objective as possible.
-
-[User Question]
-{prompt}
-
-[The Start of Assistant A's Answer]
-{response_a}
-[The End of Assistant A's Answer]
-
-[The Start of Assistant B's Answer]
-{response_b}
-[The End of Assistant B's Answer]
-
-Which answer is better? Reply with a single letter: \"A\" if Assistant A's answer is better, \"B\" if \
-Assistant B's answer is better.
-";
+///
+/// The text lives in `src/judge_template.txt` so that outside tools (e.g.
+/// `scripts/transformers-crosscheck.py`) read exactly the same bytes.
+pub const DEFAULT_TEMPLATE: &str = include_str!("judge_template.txt");
 
 /// How the judge builds its input and batches work.
 #[derive(Debug, Clone)]
@@ -181,8 +165,9 @@ impl PromptBuilder {
     /// Token ids for `(prompt, a, b)`, at most `max_len` long.
     ///
     /// When too long, both responses lose tokens from their ends in proportion to their
-    /// lengths; the instruction, the question and the verdict cue are never cut. If the input
-    /// is still too long with empty responses, that is an error.
+    /// lengths; the instruction and the verdict cue are never cut. A question too long to leave
+    /// the responses half of the room keeps its end (the latest turns of a dialogue) in that
+    /// half. If the template alone is longer than `max_len`, that is an error.
     pub fn sequence(&self, prompt: &str, a: &str, b: &str) -> Result<Sequence> {
         let ids = self.codec.encode(&self.render(prompt, a, b)?)?;
         if ids.len() <= self.max_len {
@@ -191,38 +176,49 @@ impl PromptBuilder {
                 truncated: false,
             });
         }
+        let fixed = self.codec.encode(&self.render("", "", "")?)?.len();
+        if fixed >= self.max_len {
+            return Err(Error::invalid(format!(
+                "the judge prompt alone is {fixed} tokens, more than --max-len {}",
+                self.max_len
+            )));
+        }
+        let room = self.max_len - fixed;
+        let p_ids = self.codec.encode(prompt)?;
         let a_ids = self.codec.encode(a)?;
         let b_ids = self.codec.encode(b)?;
-        let mut excess = ids.len() - self.max_len;
-        // Re-tokenizing the joined text can differ by a token or two from the sum of the parts,
-        // so cut, re-check, and cut the remainder again (a handful of rounds at most).
-        let (mut keep_a, mut keep_b) = (a_ids.len(), b_ids.len());
+        let responses = a_ids.len() + b_ids.len();
+        let mut keep_p = p_ids
+            .len()
+            .min(room.saturating_sub(responses).max(room / 2));
+        let share = (room - keep_p).min(responses);
+        let mut keep_a = (a_ids.len() * share).checked_div(responses).unwrap_or(0);
+        let mut keep_b = (share - keep_a).min(b_ids.len());
+        // Re-tokenizing the joined text can differ by a few tokens from the sum of the parts,
+        // so cut, re-check, and shave the remainder (a handful of rounds at most).
         for _ in 0..8 {
-            let total = (keep_a + keep_b).max(1);
-            let cut_a = (excess * keep_a).div_ceil(total).min(keep_a);
-            let cut_b = (excess.saturating_sub(cut_a)).min(keep_b);
-            keep_a -= cut_a;
-            keep_b -= cut_b;
+            let p_text = self.codec.decode(&p_ids[p_ids.len() - keep_p..])?;
             let a_text = self.codec.decode(&a_ids[..keep_a])?;
             let b_text = self.codec.decode(&b_ids[..keep_b])?;
-            let ids = self.codec.encode(&self.render(prompt, &a_text, &b_text)?)?;
+            let ids = self
+                .codec
+                .encode(&self.render(&p_text, &a_text, &b_text)?)?;
             if ids.len() <= self.max_len {
                 return Ok(Sequence {
                     ids,
                     truncated: true,
                 });
             }
-            if keep_a + keep_b == 0 {
-                return Err(Error::invalid(format!(
-                    "the judge prompt alone is {} tokens, more than --max-len {}",
-                    ids.len(),
-                    self.max_len
-                )));
-            }
-            excess = (ids.len() - self.max_len).max(1);
+            let excess = ids.len() - self.max_len;
+            let total = (keep_a + keep_b).max(1);
+            let cut_a = (excess * keep_a).div_ceil(total).min(keep_a);
+            let cut_b = excess.saturating_sub(cut_a).min(keep_b);
+            keep_a -= cut_a;
+            keep_b -= cut_b;
+            keep_p -= excess.saturating_sub(cut_a + cut_b).min(keep_p);
         }
         Err(Error::invalid(
-            "could not shorten the responses to fit --max-len",
+            "could not shorten the judge input to fit --max-len",
         ))
     }
 }

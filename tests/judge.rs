@@ -264,6 +264,27 @@ fn long_responses_are_cut_from_their_ends_and_the_instruction_kept() {
     // ...and both responses keep a share in proportion to their length (A is 4x longer).
     let (a, b) = (text.matches("alpha").count(), text.matches("beta").count());
     assert!(a > 2 * b && b > 0, "alpha {a}, beta {b}");
+    // A question too long for half of the room keeps its end (the latest turns of a dialogue).
+    let question = format!(
+        "{}Final question: which is better?",
+        "earlier turn ".repeat(300)
+    );
+    let sequence = prompts.sequence(&question, "Yes.", "No.").unwrap();
+    let text = prompts.codec().decode(&sequence.ids).unwrap();
+    assert!(
+        sequence.truncated && sequence.ids.len() <= 300,
+        "{}",
+        sequence.ids.len()
+    );
+    for kept in [
+        "Final question: which is better?",
+        "Yes.",
+        "No.",
+        "Reply with a single letter",
+    ] {
+        assert!(text.contains(kept), "{kept:?} missing from {text}");
+    }
+    assert!(text.matches("earlier turn").count() < 300);
     // Judging counts both orders as truncated.
     judge
         .judge(&[Pair::new("Pick one.", long_a, long_b)])

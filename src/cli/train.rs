@@ -320,10 +320,14 @@ fn examples(
                         .error(None, "stage 2 needs labeled pairs (chosen/rejected)"));
                 }
                 for preference in &preferences {
+                    let at_row = |e: Error| record.location.error(None, e.to_string());
                     if objective == Objective::Gram {
-                        out.extend(train::verdict_examples(prompts, preference)?);
+                        out.extend(train::verdict_examples(prompts, preference).map_err(at_row)?);
                     } else {
-                        out.push(train::comparison_example(codec, preference, max_len)?);
+                        out.push(
+                            train::comparison_example(codec, preference, max_len)
+                                .map_err(at_row)?,
+                        );
                     }
                 }
             }
