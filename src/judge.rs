@@ -209,7 +209,13 @@ impl PromptBuilder {
                     truncated: true,
                 });
             }
-            let excess = ids.len() - self.max_len;
+            // A question already cut gives up the remainder first; else the responses do.
+            let mut excess = ids.len() - self.max_len;
+            if keep_p < p_ids.len() {
+                let cut_p = excess.min(keep_p);
+                keep_p -= cut_p;
+                excess -= cut_p;
+            }
             let total = (keep_a + keep_b).max(1);
             let cut_a = (excess * keep_a).div_ceil(total).min(keep_a);
             let cut_b = excess.saturating_sub(cut_a).min(keep_b);
