@@ -152,12 +152,9 @@ fn shared_prefixes_change_no_score_on_cpu() {
 
 #[test]
 fn shared_prefixes_change_no_score_on_wgpu() {
+    // The short template (still behind the chat template's system turn) keeps lavapipe quick.
     let device = gram::device::select("auto").expect("a wgpu adapter (CI installs lavapipe)");
-    let options = JudgeOptions {
-        batch_size: 2,
-        ..JudgeOptions::default()
-    };
-    shared_prefixes_change_no_score(&device, options, &pairs()[..2]);
+    shared_prefixes_change_no_score(&device, short_options(2), &pairs()[..2]);
 }
 
 /// A family larger than a batch (a ranking's comparisons share one prompt) runs after its
