@@ -204,8 +204,14 @@ impl Trainee {
     /// and the final norm (embeddings and output projection frozen). Frozen parameters are
     /// untracked, so the backward pass computes no weight gradient for them (with `K` layers it
     /// stops below the lowest trainable layer).
-    pub fn set_trainable(self, layers: Option<usize>) -> Self {
-        let mut trainee = self.map(&mut Leaves).set_require_grad(true);
+    ///
+    /// With `checkpointing`, the weights move to the same device with burn's gradient
+    /// checkpointing (memory-bound activations are recomputed in the backward pass instead of
+    /// kept until it).
+    pub fn set_trainable(self, layers: Option<usize>, checkpointing: bool) -> Self {
+        let mut trainee = self
+            .map(&mut Leaves { checkpointing })
+            .set_require_grad(true);
         let adapted = (trainee.llama.layers.iter()).any(|l| l.self_attn.q_proj.lora.is_some());
         if adapted {
             let score = trainee.score.take();
@@ -237,12 +243,23 @@ impl Trainee {
 
 /// Turns every weight into a fresh autodiff leaf (same values and parameter id): weights that
 /// were plain tensors, or results of earlier tracked operations (e.g. a move between devices),
-/// can then require gradients.
-struct Leaves;
+/// can then require gradients. With `checkpointing` the leaves are made on the device with
+/// burn's gradient checkpointing (a copy of the weights, once).
+struct Leaves {
+    checkpointing: bool,
+}
 
 impl ModuleMapper for Leaves {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(|t| t.inner().autodiff())
+        let checkpointing = self.checkpointing;
+        param.map(|t| {
+            if checkpointing {
+                let device = t.device().autodiff().gradient_checkpointing();
+                Tensor::from_data(t.into_data(), &device)
+            } else {
+                t.inner().autodiff()
+            }
+        })
     }
 }
 
@@ -309,6 +326,10 @@ pub struct TrainOptions {
     /// LoRA's α: adapters are scaled by `α / rank`.
     #[serde(default = "default_lora_alpha")]
     pub lora_alpha: f64,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them
+    /// (burn's gradient checkpointing): less memory, more compute.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
     /// Seed of the data order.
     pub seed: u64,
     /// Evaluate every N optimizer steps (0: only at the end).
@@ -340,6 +361,7 @@ impl TrainOptions {
             train_layers: None,
             lora_rank: None,
             lora_alpha: default_lora_alpha(),
+            gradient_checkpointing: false,
             seed: 0,
             eval_every: 0,
             save_every: 0,
@@ -460,7 +482,7 @@ impl Trainer {
         if let Some(rank) = options.lora_rank {
             model = model.add_lora(rank, options.lora_alpha);
         }
-        let model = model.set_trainable(options.train_layers);
+        let model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
         let optimizer = AdamWConfig::new()
             .with_weight_decay(options.weight_decay as f32)
             .init();
@@ -509,7 +531,8 @@ impl Trainer {
             .model
             .try_load_record(record)
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))?;
-        trainer.model = model.set_trainable(trainer.options.train_layers);
+        let options = &trainer.options;
+        trainer.model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
         trainer.params = trainable_params(&trainer.model);
         let optimizer_path = dir.join(OPTIMIZER_FILE);
         let optimizer = AdamWConfig::new()

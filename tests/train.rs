@@ -438,6 +438,40 @@ fn a_shared_prefix_runs_once_with_the_same_loss_and_gradients() {
     }
 }
 
+/// Gradient checkpointing (recompute memory-bound activations in the backward pass) changes
+/// no loss or gradient, and the trainer keeps the device's strategy.
+#[test]
+fn gradient_checkpointing_keeps_loss_and_gradients() {
+    use burn::tensor::GradientCheckpointingStrategy;
+    let data = templated_verdict_data(2, 9);
+    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let mut o = options(Objective::Gram, 4, 1e-3);
+    let (plain_loss, plain) = Trainer::new(model.clone(), o.clone(), None)
+        .unwrap()
+        .gradients(&data)
+        .unwrap();
+    o.gradient_checkpointing = true;
+    let trainer = Trainer::new(model, o, None).unwrap();
+    assert_eq!(
+        trainer
+            .model
+            .llama
+            .device()
+            .gradient_checkpointing_strategy(),
+        Some(GradientCheckpointingStrategy::Balanced)
+    );
+    let (loss, grads) = trainer.gradients(&data).unwrap();
+    assert!((loss - plain_loss).abs() < 1e-6, "{loss} vs {plain_loss}");
+    let mut worst = 0.0f32;
+    for (a, b) in grads.iter().zip(&plain) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    assert!(worst < 1e-6, "gradients differ by {worst}");
+}
+
 /// Bradley–Terry examples: the chosen sequence ends in a token from the first half of the
 /// vocabulary, the rejected one in a token from the second half.
 fn comparison_data(n: usize, seed: u64) -> Vec<Example> {

@@ -83,6 +83,10 @@ pub struct Args {
     /// LoRA scale numerator: adapters are scaled by ALPHA / R.
     #[arg(long, default_value_t = 16.0)]
     pub lora_alpha: f64,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them
+    /// (burn's gradient checkpointing): less memory, more compute.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     /// Longest sequence in tokens (longer inputs are cut).
     #[arg(long, default_value_t = 1024)]
     pub max_len: usize,
@@ -201,6 +205,7 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
     options.train_layers = args.train_layers;
     options.lora_rank = args.lora_rank;
     options.lora_alpha = args.lora_alpha;
+    options.gradient_checkpointing = args.gradient_checkpointing;
     options.seed = args.seed;
     options.eval_every = args.eval_every;
     options.save_every = args.save_every;
