@@ -25,7 +25,7 @@ use crate::checkpoint::Checkpoint;
 use crate::model::{KvCache, Llama, common_prefix};
 use crate::tokenizer::{ChatMessage, TextCodec};
 use crate::{Error, Judge, Pair, Result, Verdict};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use std::path::Path;
 
 /// The default judge prompt: an impartial-judge instruction, the question and both responses in
@@ -444,31 +444,20 @@ impl GramJudge {
         prefix: Option<&KvCache>,
         margins: &mut [f64],
     ) -> Result<()> {
-        let device = self.model.device();
+        let batch: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
         let skip = prefix.map_or(0, KvCache::len);
-        let rest: Vec<&[u32]> = chunk.iter().map(|&i| &sequences[i][skip..]).collect();
-        let width = rest.iter().map(|s| s.len()).max().unwrap_or(0);
-        let (b, d) = (chunk.len(), self.model.config.hidden_size);
-        let mut ids = Vec::with_capacity(b * width);
-        let mut last = Vec::with_capacity(b);
-        for (row, seq) in rest.iter().enumerate() {
-            ids.extend(seq.iter().map(|&t| t as i64));
-            ids.extend(std::iter::repeat_n(self.pad_id as i64, width - seq.len()));
-            last.push((row * width + seq.len() - 1) as i64);
-            self.stats.tokens += skip + seq.len();
-            self.stats.padding += width - seq.len();
+        let width = batch.iter().map(|s| s.len() - skip).max().unwrap_or(0);
+        let b = batch.len();
+        for seq in &batch {
+            self.stats.tokens += seq.len();
+            self.stats.padding += width - (seq.len() - skip);
         }
         self.stats.computed_tokens += b * width;
         self.stats.batches += 1;
-        self.stats.flops +=
-            b as f64 * (self.model.config.forward_flops(width, 2 * skip + width) + 4.0 * d as f64);
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, width]), &device);
-        let hidden = match prefix {
-            Some(prefix) => self.model.hidden_states_after(prefix, ids),
-            None => self.model.hidden_states(ids),
-        }; // [B, T, d]
-        let last = Tensor::<1, Int>::from_data(TensorData::new(last, [b]), &device);
-        let at_verdict = hidden.reshape([b * width, d]).select(0, last);
+        let config = &self.model.config;
+        self.stats.flops += b as f64
+            * (config.forward_flops(width, 2 * skip + width) + 4.0 * config.hidden_size as f64);
+        let at_verdict = self.model.last_hidden_states(&batch, prefix, self.pad_id);
         let logits = self.model.token_logits(at_verdict, &self.verdict_tokens);
         let logits = logits.into_data().try_to_vec::<f32>().map_err(|e| {
             Error::Device(format!(

@@ -259,6 +259,18 @@ pub struct KvCache {
     layers: Vec<LayerKv>,
 }
 
+/// Right-pad `sequences` with `pad_id` into `[B, T]` ids; returns them and the width `T`.
+pub fn right_pad(sequences: &[&[u32]], pad_id: u32, device: &Device) -> (Tensor<2, Int>, usize) {
+    let width = sequences.iter().map(|s| s.len()).max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(sequences.len() * width);
+    for s in sequences {
+        ids.extend(s.iter().map(|&t| t as i64));
+        ids.extend(std::iter::repeat_n(pad_id as i64, width - s.len()));
+    }
+    let ids = Tensor::from_data(TensorData::new(ids, [sequences.len(), width]), device);
+    (ids, width)
+}
+
 /// Length of the longest common prefix of two token sequences.
 pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
@@ -424,6 +436,31 @@ impl Llama {
     /// [`Llama::hidden_states`] on `prefix ++ ids`.
     pub fn hidden_states_after(&self, prefix: &KvCache, ids: Tensor<2, Int>) -> Tensor<3> {
         self.decode(ids, Some(prefix)).0
+    }
+
+    /// Final-normed hidden states at each sequence's last token, `[B, d]`, running the sequences
+    /// as one right-padded batch. With a `prefix`, every sequence starts with its ids and only
+    /// the tokens after it are run, attending to its keys and values.
+    pub fn last_hidden_states(
+        &self,
+        sequences: &[&[u32]],
+        prefix: Option<&KvCache>,
+        pad_id: u32,
+    ) -> Tensor<2> {
+        let device = self.device();
+        let skip = prefix.map_or(0, KvCache::len);
+        let rest: Vec<&[u32]> = sequences.iter().map(|s| &s[skip..]).collect();
+        let (ids, width) = right_pad(&rest, pad_id, &device);
+        let last: Vec<i64> = rest
+            .iter()
+            .enumerate()
+            .map(|(row, s)| (row * width + s.len() - 1) as i64)
+            .collect();
+        let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rest.len()]), &device);
+        let hidden = self.decode(ids, prefix).0;
+        hidden
+            .reshape([rest.len() * width, self.config.hidden_size])
+            .select(0, last)
     }
 
     /// Run `ids` (one sequence, not empty) after `past` (if any) and keep every layer's keys and

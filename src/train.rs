@@ -22,14 +22,14 @@
 
 use crate::checkpoint::{HostTensor, save_hf_dir};
 use crate::judge::PromptBuilder;
-use crate::model::{Llama, Lora, Projection, RmsNorm, common_prefix};
+use crate::model::{Llama, Lora, Projection, RmsNorm, common_prefix, right_pad};
 use crate::tokenizer::{ChatMessage, TextCodec};
 use crate::{Error, Preference, Result, Verdict, loss};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -868,7 +868,7 @@ fn batch_loss(model: &Trainee, batch: &[&Example], options: &TrainOptions) -> Re
         }
         Objective::Generation => {
             let sequences: Vec<&[u32]> = batch.iter().map(|e| sequence_of(e)).collect();
-            let (ids, width) = pad(&sequences, options.pad_id, &device);
+            let (ids, width) = right_pad(&sequences, options.pad_id, &device);
             let hidden = model.llama.hidden_states(ids);
             let d = model.llama.config.hidden_size;
             let (mut rows, mut targets) = (Vec::new(), Vec::new());
@@ -904,20 +904,6 @@ fn sequence_of(example: &Example) -> &[u32] {
     }
 }
 
-/// Right-pad `sequences` into `[B, T]` ids.
-fn pad(sequences: &[&[u32]], pad_id: u32, device: &Device) -> (Tensor<2, Int>, usize) {
-    let width = sequences.iter().map(|s| s.len()).max().unwrap_or(1);
-    let mut ids = Vec::with_capacity(sequences.len() * width);
-    for s in sequences {
-        ids.extend(s.iter().map(|&t| t as i64));
-        ids.extend(std::iter::repeat_n(pad_id as i64, width - s.len()));
-    }
-    (
-        Tensor::from_data(TensorData::new(ids, [sequences.len(), width]), device),
-        width,
-    )
-}
-
 /// Final hidden states at each sequence's last real token, `[B, d]`.
 ///
 /// When the sequences share a prefix (the judge instruction; with both orders of a pair in one
@@ -925,7 +911,6 @@ fn pad(sequences: &[&[u32]], pad_id: u32, device: &Device) -> (Tensor<2, Int>, u
 /// sequence attends to its keys and values ([`Llama::prefill`]); under autodiff the gradient
 /// flows through those keys and values, so loss and gradients equal running every sequence whole.
 fn last_hidden(model: &Trainee, sequences: &[&[u32]], pad_id: u32) -> Tensor<2> {
-    let device = model.llama.device();
     let shortest = sequences.iter().map(|s| s.len()).min().unwrap_or(0);
     let shared = sequences
         .iter()
@@ -936,21 +921,9 @@ fn last_hidden(model: &Trainee, sequences: &[&[u32]], pad_id: u32) -> Tensor<2> 
         .min(shortest.saturating_sub(1));
     let prefix = (sequences.len() > 1 && shared >= MIN_SHARED_PREFIX)
         .then(|| model.llama.prefill(&sequences[0][..shared], None));
-    let skip = prefix.as_ref().map_or(0, |p| p.len());
-    let rest: Vec<&[u32]> = sequences.iter().map(|s| &s[skip..]).collect();
-    let (ids, width) = pad(&rest, pad_id, &device);
-    let d = model.llama.config.hidden_size;
-    let last: Vec<i64> = rest
-        .iter()
-        .enumerate()
-        .map(|(b, s)| (b * width + s.len() - 1) as i64)
-        .collect();
-    let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rest.len()]), &device);
-    let hidden = match &prefix {
-        Some(prefix) => model.llama.hidden_states_after(prefix, ids),
-        None => model.llama.hidden_states(ids),
-    };
-    hidden.reshape([rest.len() * width, d]).select(0, last)
+    model
+        .llama
+        .last_hidden_states(sequences, prefix.as_ref(), pad_id)
 }
 
 /// Shortest shared prefix worth an extra batch-1 pass.
