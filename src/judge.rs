@@ -86,6 +86,11 @@ impl PromptTemplate {
         Ok(PromptTemplate { text })
     }
 
+    /// The user's template text, or [`DEFAULT_TEMPLATE`] when there is none.
+    pub fn or_default(text: Option<&str>) -> Result<Self> {
+        Self::new(text.unwrap_or(DEFAULT_TEMPLATE))
+    }
+
     /// The template with each slot replaced by its value, byte for byte.
     pub fn fill(&self, prompt: &str, response_a: &str, response_b: &str) -> String {
         let values = [prompt, response_a, response_b];
@@ -110,6 +115,16 @@ impl PromptTemplate {
         out.push_str(rest);
         out
     }
+}
+
+/// The ids of the two verdict labels `(A, B)`: each must be a single token, and they must
+/// differ.
+pub fn verdict_tokens(codec: &TextCodec, labels: &(String, String)) -> Result<[u32; 2]> {
+    let ids = [codec.token_id(&labels.0)?, codec.token_id(&labels.1)?];
+    if ids[0] == ids[1] {
+        return Err(Error::invalid("the two verdict labels are the same token"));
+    }
+    Ok(ids)
 }
 
 /// The token-level input for one ordered pair.
@@ -315,15 +330,8 @@ impl GramJudge {
         if options.batch_size == 0 {
             return Err(Error::invalid("--batch-size must be at least 1"));
         }
-        let verdict_tokens = [
-            codec.token_id(&options.labels.0)?,
-            codec.token_id(&options.labels.1)?,
-        ];
-        if verdict_tokens[0] == verdict_tokens[1] {
-            return Err(Error::invalid("the two verdict labels are the same token"));
-        }
-        let template =
-            PromptTemplate::new(options.template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?;
+        let verdict_tokens = verdict_tokens(&codec, &options.labels)?;
+        let template = PromptTemplate::or_default(options.template.as_deref())?;
         let context = model.config.max_position_embeddings;
         let max_len = options.max_len.unwrap_or(context).min(context);
         let pad_id = codec.padding_id();

@@ -3,7 +3,7 @@
 use super::common::PromptArgs;
 use gram::checkpoint::Checkpoint;
 use gram::data::{self, Example as Row, Format};
-use gram::judge::{DEFAULT_TEMPLATE, PromptBuilder, PromptTemplate};
+use gram::judge::{PromptBuilder, PromptTemplate};
 use gram::model::Llama;
 use gram::progress::Progress;
 use gram::tokenizer::TextCodec;
@@ -152,7 +152,7 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
     let template = args.prompt.template_text()?;
     let prompts = PromptBuilder::new(
         codec.clone(),
-        PromptTemplate::new(template.as_deref().unwrap_or(DEFAULT_TEMPLATE))?,
+        PromptTemplate::or_default(template.as_deref())?,
         !args.prompt.no_chat_template,
         max_len,
     );
@@ -186,11 +186,7 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
         ));
     }
 
-    let (a, b) = args.prompt.labels();
-    let verdict_tokens = [codec.token_id(&a)?, codec.token_id(&b)?];
-    if verdict_tokens[0] == verdict_tokens[1] {
-        return Err(Error::invalid("the two verdict labels are the same token"));
-    }
+    let verdict_tokens = gram::judge::verdict_tokens(&codec, &args.prompt.labels())?;
     let pad_id = codec.padding_id();
     let mut options = TrainOptions::new(objective, verdict_tokens, pad_id);
     options.epochs = args.epochs;
