@@ -369,7 +369,19 @@ fn export_reloads_with_the_same_verdict_margins() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The first wgpu adapter, if any.
+/// The largest elementwise difference between two gradient lists of the same shapes.
+fn largest_gap(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let mut worst = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.len(), y.len());
+        for (u, v) in x.iter().zip(y) {
+            worst = worst.max((u - v).abs());
+        }
+    }
+    worst
+}
+
 /// The same training step on wgpu (WGSL loss kernels) and on the CPU (plain-op losses).
 #[test]
 fn wgpu_and_cpu_training_steps_agree() {
@@ -394,14 +406,7 @@ fn wgpu_and_cpu_training_steps_agree() {
             (cpu_loss - gpu_loss).abs() < 1e-4,
             "{objective:?} loss: cpu {cpu_loss}, wgpu {gpu_loss}"
         );
-        assert_eq!(cpu_grads.len(), gpu_grads.len());
-        let mut worst = 0.0f32;
-        for (c, g) in cpu_grads.iter().zip(&gpu_grads) {
-            assert_eq!(c.len(), g.len());
-            for (x, y) in c.iter().zip(g) {
-                worst = worst.max((x - y).abs());
-            }
-        }
+        let worst = largest_gap(&cpu_grads, &gpu_grads);
         assert!(worst < 1e-4, "{objective:?} gradients differ by {worst}");
     }
 }
@@ -462,13 +467,7 @@ fn gradient_checkpointing_keeps_loss_and_gradients() {
     );
     let (loss, grads) = trainer.gradients(&data).unwrap();
     assert!((loss - plain_loss).abs() < 1e-6, "{loss} vs {plain_loss}");
-    let mut worst = 0.0f32;
-    for (a, b) in grads.iter().zip(&plain) {
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(b) {
-            worst = worst.max((x - y).abs());
-        }
-    }
+    let worst = largest_gap(&grads, &plain);
     assert!(worst < 1e-6, "gradients differ by {worst}");
 }
 
