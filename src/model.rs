@@ -431,13 +431,6 @@ impl Llama {
         self.decode(ids, None).0
     }
 
-    /// Final-normed hidden states `[B, T, d]` for right-padded ids `[B, T]` that continue the
-    /// cached prefix (every row shares it): the same as the rows' last `T` positions of
-    /// [`Llama::hidden_states`] on `prefix ++ ids`.
-    pub fn hidden_states_after(&self, prefix: &KvCache, ids: Tensor<2, Int>) -> Tensor<3> {
-        self.decode(ids, Some(prefix)).0
-    }
-
     /// Final-normed hidden states at each sequence's last token, `[B, d]`, running the sequences
     /// as one right-padded batch. With a `prefix`, every sequence starts with its ids and only
     /// the tokens after it are run, attending to its keys and values.
