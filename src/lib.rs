@@ -33,6 +33,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod interrupt;
 pub mod eval;
 pub mod io;
 pub mod judge;

@@ -137,7 +137,7 @@ where
     F: FnOnce() -> Result<J> + Send + 'static,
     J: Judge + 'static,
 {
-    let (addr, thread) = launch(factory, config, termination_signal())?;
+    let (addr, thread) = launch(factory, config, crate::interrupt::termination_signal())?;
     eprintln!("gram serve: listening on http://{addr}");
     join(thread)
 }
@@ -146,27 +146,6 @@ fn join(thread: JoinHandle<Result<()>>) -> Result<()> {
     thread
         .join()
         .unwrap_or_else(|_| Err(Error::invalid("the server thread panicked")))
-}
-
-/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-pub async fn termination_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Bind, then run the HTTP server and the judge worker on a background thread until `stop`

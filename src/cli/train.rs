@@ -4,6 +4,7 @@ use super::common::PromptArgs;
 use gram::checkpoint::Checkpoint;
 use gram::data::{self, Example as Row, Format};
 use gram::judge::{PromptBuilder, PromptTemplate};
+use gram::interrupt::StopFlag;
 use gram::model::Llama;
 use gram::progress::Progress;
 use gram::tokenizer::TextCodec;
@@ -12,8 +13,6 @@ use gram::{Error, Preference, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The objective `gram finetune` trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -224,16 +223,16 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
         gram::device::describe(&device),
     );
     let mut progress = Progress::new("steps", total.saturating_sub(trainer.step()), !args.quiet);
-    let interrupted = on_interrupt();
+    let interrupted = StopFlag::on_signal("interrupt: stopping after this step (Ctrl-C again to quit now)");
     trainer.run(&train_examples, &eval_examples, total, |m: &StepMetrics| {
         let eval = m.eval.map(|v| format!(", eval {v:.4}")).unwrap_or_default();
         progress.advance(
             1,
             &format!("loss {:.4}{eval}, {:.0} tok/s", m.loss, m.tokens_per_s),
         );
-        !interrupted.load(Ordering::SeqCst)
+        !interrupted.raised()
     })?;
-    if interrupted.load(Ordering::SeqCst) {
+    if interrupted.raised() {
         return Err(Error::invalid(format!(
             "interrupted after step {}; checkpointed in {} — run the same command with --resume \
              to continue",
@@ -250,30 +249,6 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
     train::export(&trainer.model, &codec, &dir)?;
     eprintln!("exported {}", dir.display());
     Ok(())
-}
-
-/// A flag raised by the first Ctrl-C (or SIGTERM): the run then stops after its current step and
-/// checkpoints. A second Ctrl-C exits at once (checkpoints are written atomically, so the last
-/// complete one survives).
-fn on_interrupt() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let raised = flag.clone();
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async {
-            gram::serve::termination_signal().await;
-            raised.store(true, Ordering::SeqCst);
-            eprintln!("\ninterrupt: stopping after this step (Ctrl-C again to quit now)");
-            gram::serve::termination_signal().await;
-            std::process::exit(130);
-        });
-    });
-    flag
 }
 
 /// The token-level examples of a data file for `objective`.
