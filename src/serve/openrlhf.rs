@@ -11,6 +11,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// OpenRLHF's remote reward-model request.
 #[derive(Deserialize)]
@@ -60,6 +62,8 @@ fn groups(state: &AppState, request: GetRewardRequest) -> Result<Vec<IndexedGrou
         )));
     }
     let mut groups: Vec<IndexedGroup> = Vec::new();
+    // The round-robin group of each prompt seen without a label, by its index in `groups`.
+    let mut round_robin: HashMap<&str, usize> = HashMap::new();
     for (i, ((query, prompt), label)) in request
         .query
         .iter()
@@ -73,35 +77,30 @@ fn groups(state: &AppState, request: GetRewardRequest) -> Result<Vec<IndexedGrou
                 "query[{i}] does not start with prompts[{i}]"
             )));
         };
+        let alone = |baseline| {
+            let group = Group {
+                prompt: prompt.clone(),
+                responses: vec![response.to_owned()],
+                baseline,
+            };
+            (group, vec![i])
+        };
         match label.filter(|label| !label.is_empty()) {
             Some(label) => {
                 state.check_length(|| format!("labels[{i}]"), &label)?;
-                let group = Group {
-                    prompt: prompt.clone(),
-                    responses: vec![response.to_owned()],
-                    baseline: Baseline::Reference(label),
-                };
-                groups.push((group, vec![i]));
+                groups.push(alone(Baseline::Reference(label)));
             }
-            None => {
-                let existing = groups.iter_mut().find(|(group, _)| {
-                    group.baseline == Baseline::RoundRobin && group.prompt == *prompt
-                });
-                match existing {
-                    Some((group, indices)) => {
-                        group.responses.push(response.to_owned());
-                        indices.push(i);
-                    }
-                    None => {
-                        let group = Group {
-                            prompt: prompt.clone(),
-                            responses: vec![response.to_owned()],
-                            baseline: Baseline::RoundRobin,
-                        };
-                        groups.push((group, vec![i]));
-                    }
+            None => match round_robin.entry(prompt.as_str()) {
+                Entry::Occupied(g) => {
+                    let (group, indices) = &mut groups[*g.get()];
+                    group.responses.push(response.to_owned());
+                    indices.push(i);
                 }
-            }
+                Entry::Vacant(g) => {
+                    g.insert(groups.len());
+                    groups.push(alone(Baseline::RoundRobin));
+                }
+            },
         }
     }
     Ok(groups)
