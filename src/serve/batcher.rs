@@ -88,7 +88,7 @@ pub(super) struct Worker {
     pub queue: Queue,
     /// Raised once the judge is loaded.
     pub ready: Arc<AtomicBool>,
-    /// Resolves with `Ok(())` if loading the judge failed (and closes unresolved otherwise).
+    /// Resolves with `Ok(())` if loading the judge failed, with an error once it succeeded.
     pub load_failure: oneshot::Receiver<()>,
     /// The worker thread; its result is the factory's error, if any. It ends once every
     /// [`Queue`] is dropped and the jobs left are answered.

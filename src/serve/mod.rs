@@ -137,6 +137,7 @@ where
     join(thread)
 }
 
+/// Wait for the server or worker thread; a panic there becomes an error.
 fn join(thread: JoinHandle<Result<()>>) -> Result<()> {
     thread
         .join()
