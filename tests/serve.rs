@@ -522,6 +522,21 @@ fn get_reward_follows_the_openrlhf_protocol() {
     {
         assert!((got.as_f64().unwrap() - want).abs() < 1e-5, "{rewards}");
     }
+    // Mixed: a labeled query does not join its prompt's round-robin group.
+    let request = json!({
+        "query": ["A3", "A5", "B7", "A1"],
+        "prompts": ["A", "A", "B", "A"],
+        "labels": ["", "1", null, null],
+    });
+    let rewards = post(addr, "/get_reward", &request).json()["rewards"].clone();
+    for (got, want) in rewards.as_array().unwrap().iter().zip([
+        gap / 2.0,
+        log_odds(expected("5", "1").p_a),
+        0.0,
+        -gap / 2.0,
+    ]) {
+        assert!((got.as_f64().unwrap() - want).abs() < 1e-5, "{rewards}");
+    }
 
     let reply = post(
         addr,

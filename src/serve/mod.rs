@@ -1,0 +1,208 @@
+//! The HTTP reward server: one judge, many clients, dynamic batching.
+//!
+//! The judge (a model on one device) is not shareable between threads, so it lives on one
+//! worker thread; HTTP handlers (axum on tokio) queue their pairs for it, and it judges the pairs
+//! of many requests in one batched call (see `batcher.rs`).
+//!
+//! Endpoints (all JSON; errors are `{"error": "..."}`):
+//!
+//! | endpoint | request | response |
+//! |---|---|---|
+//! | `GET /health` | — | 200 `{"status":"ready"}` once the judge is loaded, 503 `{"status":"loading"}` before |
+//! | `POST /judge` | `{"pairs":[{"prompt","response_a","response_b"}]}` | `{"results":[{"p_a","p_a_forward","p_a_reverse"}]}` |
+//! | `POST /rank` | `{"rows":[{"prompt","responses":[...]}], "strategy"?}` | `{"results":[row + ranking]}` (see [`crate::rank::rank_rows`]) |
+//! | `POST /reward` | `{"rows":[...], "reference"?, "scale"?}` | `{"results":[row + reward(s)]}` (see [`crate::reward::reward_rows`]) |
+//! | `POST /get_reward` | OpenRLHF: `{"query":[...],"prompts":[...],"labels"?:[...]}` | `{"rewards":[...]}` |
+//!
+//! `/get_reward` follows OpenRLHF's remote reward-model protocol: `query[i]` is the full text
+//! prompt + response, `prompts[i]` its prompt prefix (stripped to get the response), and
+//! `labels[i]` a reference response. With a non-empty label the reward is the log-odds that the
+//! response beats the label. **Fallback without a label** (labels absent, `null` or `""`): the
+//! unlabeled responses that share a prompt form a group, and each one's reward is its centred
+//! round-robin Bradley–Terry log-strength within that group (the log-odds of beating the group's
+//! average response; 0 for a response alone with its prompt) — a GRPO-style relative reward
+//! that needs no reference.
+//!
+//! Failures: queue full → 503 with `Retry-After`; body over `max_body_bytes` → 413; a text
+//! over `max_chars` characters → 400; malformed JSON → 400 naming the problem; a judge error
+//! or panic → 500 for the requests of that batch only (a failed multi-request batch is re-judged
+//! request by request so one bad request cannot fail the others) while the server keeps running.
+//! SIGINT/SIGTERM ([`serve`]) or [`Server::shutdown`] stop accepting connections, finish the
+//! requests in flight, then stop the worker.
+//!
+//! | file | part |
+//! |---|---|
+//! | `mod.rs` | configuration, starting and stopping the server |
+//! | `batcher.rs` | the worker thread, its job queue, dynamic batching |
+//! | `http.rs` | error answers and status codes, JSON bodies |
+//! | `routes.rs` | the router and the handlers of `/health`, `/judge`, `/rank`, `/reward` |
+//! | `openrlhf.rs` | the `/get_reward` adapter |
+
+mod batcher;
+mod http;
+mod openrlhf;
+mod routes;
+
+use crate::{Error, Judge, Result};
+use routes::AppState;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Where to listen and how to batch and bound work.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Interface to bind, e.g. `127.0.0.1`.
+    pub host: String,
+    /// TCP port; 0 picks a free one (see [`Server::addr`]).
+    pub port: u16,
+    /// Most pairs collected into one judge call (≥ 1; 1 disables batching).
+    pub max_batch: usize,
+    /// Longest wait, after the first job of a batch arrives, for more jobs to join it.
+    pub max_wait: Duration,
+    /// Jobs that may wait in the queue (≥ 1); beyond that requests get 503.
+    pub max_queue: usize,
+    /// Largest request body in bytes; beyond that 413.
+    pub max_body_bytes: usize,
+    /// Longest prompt or response in characters; beyond that 400.
+    pub max_chars: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            max_batch: 32,
+            max_wait: Duration::from_millis(10),
+            max_queue: 256,
+            max_body_bytes: 16 << 20,
+            max_chars: 32_768,
+        }
+    }
+}
+
+/// A running server: its address, and a way to stop it.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl Server {
+    /// Bind and start serving in the background; the judge is built by `factory` on the worker
+    /// thread (so it need not be `Send`). `/health` answers 503 until the factory returns.
+    pub fn start<F, J>(factory: F, config: ServeConfig) -> Result<Server>
+    where
+        F: FnOnce() -> Result<J> + Send + 'static,
+        J: Judge + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (addr, thread) = launch(factory, config, async {
+            let _ = stopped.await;
+        })?;
+        Ok(Server {
+            addr,
+            stop: Some(stop),
+            thread,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop gracefully: refuse new connections, finish requests in flight, stop the worker.
+    /// Returns the judge factory's error if loading failed.
+    pub fn shutdown(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        join(self.thread)
+    }
+}
+
+/// Serve until SIGINT or SIGTERM, then shut down gracefully.
+pub fn serve<F, J>(factory: F, config: ServeConfig) -> Result<()>
+where
+    F: FnOnce() -> Result<J> + Send + 'static,
+    J: Judge + 'static,
+{
+    let (addr, thread) = launch(factory, config, crate::interrupt::termination_signal())?;
+    eprintln!("gram serve: listening on http://{addr}");
+    join(thread)
+}
+
+/// Wait for the server or worker thread; a panic there becomes an error.
+fn join(thread: JoinHandle<Result<()>>) -> Result<()> {
+    thread
+        .join()
+        .unwrap_or_else(|_| Err(Error::invalid("the server thread panicked")))
+}
+
+/// Bind, then run the HTTP server and the judge worker on a background thread until `stop`
+/// resolves or the judge fails to load. The thread's result is the factory's error, if any.
+fn launch<F, J>(
+    factory: F,
+    config: ServeConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<Result<()>>)>
+where
+    F: FnOnce() -> Result<J> + Send + 'static,
+    J: Judge + 'static,
+{
+    if config.max_batch == 0 || config.max_queue == 0 {
+        return Err(Error::invalid(
+            "--max-batch and --max-queue must be at least 1",
+        ));
+    }
+    let bind_error = |e| {
+        Error::invalid(format!(
+            "cannot listen on {}:{}: {e}",
+            config.host, config.port
+        ))
+    };
+    let listener =
+        std::net::TcpListener::bind((config.host.as_str(), config.port)).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::invalid(format!("cannot start the async runtime: {e}")))?;
+    let thread = std::thread::spawn(move || {
+        let batcher::Worker {
+            queue,
+            ready,
+            load_failure,
+            thread: worker,
+        } = batcher::spawn(factory, &config);
+        let state = AppState {
+            queue,
+            ready,
+            limits: Arc::new(config),
+        };
+        let served = runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let shutdown = async move {
+                tokio::select! {
+                    _ = stop => {}
+                    Ok(()) = load_failure => {}
+                }
+            };
+            axum::serve(listener, routes::router(state))
+                .with_graceful_shutdown(shutdown)
+                .await
+        });
+        // The router (and with it the queue's sender) is gone: the worker drains and exits.
+        let loaded = join(worker);
+        drop(runtime);
+        served.map_err(|e| Error::invalid(format!("the HTTP server failed: {e}")))?;
+        loaded
+    });
+    Ok((addr, thread))
+}

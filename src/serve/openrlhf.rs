@@ -1,0 +1,118 @@
+//! `POST /get_reward`, OpenRLHF's remote reward-model protocol (described in [`super`]): the
+//! request, grouping its queries by label or by prompt, and the rewards in query order. All
+//! groups are judged in one call.
+
+use super::http::{ApiError, ok};
+use super::routes::AppState;
+use crate::reward::{Baseline, Group, Scale, group_rewards};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+/// OpenRLHF's remote reward-model request.
+#[derive(Deserialize)]
+struct GetRewardRequest {
+    query: Vec<String>,
+    prompts: Vec<String>,
+    #[serde(default)]
+    labels: Option<Vec<Option<String>>>,
+}
+
+/// A group to reward and the indices (in `query`) of its responses.
+type IndexedGroup = (Group, Vec<usize>);
+
+/// The handler: group the queries, reward every group, answer in query order.
+pub(super) async fn get_reward(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: GetRewardRequest = state.parse(body)?;
+    let count = request.query.len();
+    let groups = groups(&state, request)?;
+    let rewards = state
+        .run_blocking(move |judge| {
+            let (groups, indices): (Vec<Group>, Vec<Vec<usize>>) = groups.into_iter().unzip();
+            let rewards = group_rewards(judge, &groups, Scale::LogOdds)?;
+            Ok(in_query_order(count, &indices, rewards))
+        })
+        .await?;
+    Ok(ok(json!({ "rewards": rewards })))
+}
+
+/// Split OpenRLHF queries into groups: each labeled query against its label, the unlabeled ones
+/// round-robin with the others of the same prompt. Each group carries the queries' indices.
+fn groups(state: &AppState, request: GetRewardRequest) -> Result<Vec<IndexedGroup>, ApiError> {
+    let n = request.query.len();
+    if request.prompts.len() != n {
+        return Err(ApiError::bad_request(format!(
+            "`prompts` has {} entries but `query` has {n}",
+            request.prompts.len()
+        )));
+    }
+    let labels = request.labels.unwrap_or_else(|| vec![None; n]);
+    if labels.len() != n {
+        return Err(ApiError::bad_request(format!(
+            "`labels` has {} entries but `query` has {n}",
+            labels.len()
+        )));
+    }
+    let mut groups: Vec<IndexedGroup> = Vec::new();
+    // The round-robin group of each prompt seen without a label, by its index in `groups`.
+    let mut round_robin: HashMap<&str, usize> = HashMap::new();
+    for (i, ((query, prompt), label)) in request
+        .query
+        .iter()
+        .zip(&request.prompts)
+        .zip(labels)
+        .enumerate()
+    {
+        state.check_length(|| format!("query[{i}]"), query)?;
+        let Some(response) = query.strip_prefix(prompt.as_str()) else {
+            return Err(ApiError::bad_request(format!(
+                "query[{i}] does not start with prompts[{i}]"
+            )));
+        };
+        let alone = |baseline| {
+            let group = Group {
+                prompt: prompt.clone(),
+                responses: vec![response.to_owned()],
+                baseline,
+            };
+            (group, vec![i])
+        };
+        match label.filter(|label| !label.is_empty()) {
+            Some(label) => {
+                state.check_length(|| format!("labels[{i}]"), &label)?;
+                groups.push(alone(Baseline::Reference(label)));
+            }
+            None => match round_robin.entry(prompt.as_str()) {
+                Entry::Occupied(g) => {
+                    let (group, indices) = &mut groups[*g.get()];
+                    group.responses.push(response.to_owned());
+                    indices.push(i);
+                }
+                Entry::Vacant(g) => {
+                    g.insert(groups.len());
+                    groups.push(alone(Baseline::RoundRobin));
+                }
+            },
+        }
+    }
+    Ok(groups)
+}
+
+/// Scatter each group's rewards back to its queries' positions.
+fn in_query_order(count: usize, indices: &[Vec<usize>], rewards: Vec<Vec<f64>>) -> Vec<f64> {
+    let mut flat = vec![0.0; count];
+    for (group_indices, rewards_of_group) in indices.iter().zip(rewards) {
+        for (&index, reward) in group_indices.iter().zip(rewards_of_group) {
+            flat[index] = reward;
+        }
+    }
+    flat
+}

@@ -1,0 +1,210 @@
+//! The router and the handlers of `/health`, `/judge`, `/rank` and `/reward` (`/get_reward` is
+//! in [`super::openrlhf`]), with the state they share.
+
+use super::ServeConfig;
+use super::batcher::{Queue, QueueJudge};
+use super::http::{ApiError, ok, parse, reply};
+use super::openrlhf;
+use crate::rank::{Row, Strategy, rank_rows};
+use crate::reward::{ReferenceChoice, Scale, reward_rows};
+use crate::{Error, Judge, Pair, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(super) struct AppState {
+    /// The judge worker's job queue.
+    pub queue: Queue,
+    /// Raised once the judge is loaded.
+    pub ready: Arc<AtomicBool>,
+    /// The body and text limits.
+    pub limits: Arc<ServeConfig>,
+}
+
+impl AppState {
+    /// Decode a JSON body within the body limit (see [`parse`]).
+    pub(super) fn parse<T: DeserializeOwned>(
+        &self,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<T, ApiError> {
+        parse(body, self.limits.max_body_bytes)
+    }
+
+    /// 400 unless `text` (at `field`) fits `max_chars`.
+    pub(super) fn check_length(
+        &self,
+        field: impl FnOnce() -> String,
+        text: &str,
+    ) -> Result<(), ApiError> {
+        let chars = text.chars().count();
+        if chars > self.limits.max_chars {
+            return Err(ApiError::bad_request(format!(
+                "{} has {chars} characters; the limit is {}",
+                field(),
+                self.limits.max_chars
+            )));
+        }
+        Ok(())
+    }
+
+    /// Run library code that calls a judge on a blocking thread, its judge calls going through
+    /// the queue (so they are batched with everyone else's). A worker failure answers with its
+    /// own status; any other error of `work` is the request's fault (400).
+    pub(super) async fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut dyn Judge) -> Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let mut judge = QueueJudge::new(self.queue.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            let result = work(&mut judge);
+            (result, judge.failure())
+        })
+        .await;
+        match outcome {
+            Ok((Ok(value), _)) => Ok(value),
+            Ok((Err(_), Some(failure))) => Err(failure.into()),
+            // No judge failure: the library rejected the request itself (a bad row).
+            Ok((Err(error), None)) => Err(ApiError::bad_request(error.to_string())),
+            Err(join_error) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                join_error.to_string(),
+            )),
+        }
+    }
+}
+
+/// Every endpoint, with request bodies capped at `max_body_bytes`.
+pub(super) fn router(state: AppState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/health", get(health))
+        .route("/judge", post(judge_pairs))
+        .route("/rank", post(rank))
+        .route("/reward", post(reward))
+        .route("/get_reward", post(openrlhf::get_reward))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// `GET /health`: 200 `ready` once the judge is loaded, 503 `loading` before.
+async fn health(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        ok(json!({ "status": "ready" }))
+    } else {
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "loading" }),
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct JudgeRequest {
+    pairs: Vec<Pair>,
+}
+
+/// `POST /judge`: one verdict per pair.
+async fn judge_pairs(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: JudgeRequest = state.parse(body)?;
+    for (i, pair) in request.pairs.iter().enumerate() {
+        state.check_length(|| format!("pairs[{i}].prompt"), &pair.prompt)?;
+        state.check_length(|| format!("pairs[{i}].response_a"), &pair.response_a)?;
+        state.check_length(|| format!("pairs[{i}].response_b"), &pair.response_b)?;
+    }
+    let verdicts = state.queue.judge(request.pairs).await?;
+    Ok(ok(json!({ "results": verdicts })))
+}
+
+/// `/rank` and `/reward` bodies: rows plus the command's options by name.
+#[derive(Deserialize)]
+struct RowsRequest {
+    rows: Vec<Map<String, Value>>,
+    strategy: Option<String>,
+    reference: Option<String>,
+    scale: Option<String>,
+}
+
+impl RowsRequest {
+    /// The rows, numbered from 1, after checking every text the judge would read.
+    fn rows(self, state: &AppState) -> Result<Vec<Row>, ApiError> {
+        for (i, row) in self.rows.iter().enumerate() {
+            for field in ["prompt", "response", "reference", "greedy"] {
+                if let Some(Value::String(text)) = row.get(field) {
+                    state.check_length(|| format!("rows[{i}].{field}"), text)?;
+                }
+            }
+            if let Some(Value::Array(responses)) = row.get("responses") {
+                for (k, text) in responses
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, v)| Some((k, v.as_str()?)))
+                {
+                    state.check_length(|| format!("rows[{i}].responses[{k}]"), text)?;
+                }
+            }
+        }
+        Ok(self
+            .rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, fields)| Row {
+                line: i + 1,
+                fields,
+            })
+            .collect())
+    }
+}
+
+/// Parse an optional option value by name; 400 if unknown.
+fn option<T: std::str::FromStr<Err = Error> + Default>(
+    value: &Option<String>,
+) -> Result<T, ApiError> {
+    value
+        .as_deref()
+        .map_or(Ok(T::default()), str::parse)
+        .map_err(|e: Error| ApiError::bad_request(e.to_string()))
+}
+
+/// `POST /rank`: each row's responses ranked (see [`crate::rank::rank_rows`]).
+async fn rank(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: RowsRequest = state.parse(body)?;
+    let strategy: Strategy = option(&request.strategy)?;
+    let rows = request.rows(&state)?;
+    let results = state
+        .run_blocking(move |judge| rank_rows(judge, &rows, Path::new("rows"), strategy))
+        .await?;
+    Ok(ok(json!({ "results": results })))
+}
+
+/// `POST /reward`: each row's reward(s) (see [`crate::reward::reward_rows`]).
+async fn reward(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: RowsRequest = state.parse(body)?;
+    let reference: ReferenceChoice = option(&request.reference)?;
+    let scale: Scale = option(&request.scale)?;
+    let rows = request.rows(&state)?;
+    let results = state
+        .run_blocking(move |judge| reward_rows(judge, &rows, Path::new("rows"), reference, scale))
+        .await?;
+    Ok(ok(json!({ "results": results })))
+}
