@@ -4,7 +4,7 @@
 //! Every pair goes to the judge with the correct response as A (the judge scores both orders
 //! itself), so a verdict is right when `p_a > 0.5`.
 
-use crate::data::{Example, Format, RM_BENCH_STYLES, Record};
+use crate::data::{Content, Format, RM_BENCH_STYLES, Record};
 use crate::metrics::{self, Consistency, Score, StyleVerdicts};
 use crate::progress::Progress;
 use crate::{Error, Judge, Pair, Result, Verdict};
@@ -153,7 +153,7 @@ pub fn evaluate(
                 .location
                 .error(None, "an unlabeled pair: evaluation needs a label"));
         }
-        if benchmark == Benchmark::RmBench && !matches!(record.example, Example::StyleGrid(_)) {
+        if benchmark == Benchmark::RmBench && !matches!(record.content, Content::StyleGrid(_)) {
             return Err(record
                 .location
                 .error(Some("chosen"), "RM-Bench rows need 3 style variants"));

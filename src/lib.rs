@@ -18,8 +18,7 @@
 //! | [`device`] | choosing a wgpu adapter or the CPU |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
 //! | [`judge`] | the judge prompt and the model-backed judge |
-//! | [`data`] | preference data formats (HH-RLHF, RM-Bench, LLMBar, LLaMA-Factory, JSONL) |
-//! | [`pairs`] | building unlabeled pairs from model-output files |
+//! | [`data`] | input rows and their locations; preference data formats (HH-RLHF, RM-Bench, LLMBar, LLaMA-Factory, JSONL); unlabeled pairs from model-output files |
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes |
 //! | [`metrics`] | benchmark metrics and Bradley–Terry fitting |
 //! | [`rank`] | best-of-n and list ranking, RL rewards |
@@ -33,15 +32,14 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
-pub mod interrupt;
 pub mod eval;
+pub mod interrupt;
 pub mod io;
 pub mod judge;
 pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod pair;
-pub mod pairs;
 pub mod progress;
 pub mod rank;
 pub mod reward;

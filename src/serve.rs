@@ -33,7 +33,8 @@
 //! SIGINT/SIGTERM ([`serve`]) or [`Server::shutdown`] stop accepting connections, finish the
 //! requests in flight, then stop the worker.
 
-use crate::rank::{Row, Strategy, rank_rows};
+use crate::data::{Location, Row};
+use crate::rank::{Strategy, rank_rows};
 use crate::reward::{Baseline, Group, ReferenceChoice, Scale, group_rewards, reward_rows};
 use crate::{Error, Judge, Pair, Result, Verdict};
 use axum::Router;
@@ -49,7 +50,6 @@ use serde_json::{Map, Value, json};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -575,7 +575,8 @@ struct RowsRequest {
 }
 
 impl RowsRequest {
-    /// The rows, numbered from 1, after checking every text the judge would read.
+    /// The rows, located by their index in `rows`, after checking every text the judge would
+    /// read.
     fn rows(self, state: &AppState) -> Result<Vec<Row>, ApiError> {
         for (i, row) in self.rows.iter().enumerate() {
             for field in ["prompt", "response", "reference", "greedy"] {
@@ -597,10 +598,7 @@ impl RowsRequest {
             .rows
             .into_iter()
             .enumerate()
-            .map(|(i, fields)| Row {
-                line: i + 1,
-                fields,
-            })
+            .map(|(i, fields)| Row::new(Location::request(i), fields))
             .collect())
     }
 }
@@ -623,7 +621,7 @@ async fn rank(
     let strategy: Strategy = option(&request.strategy)?;
     let rows = request.rows(&state)?;
     let results = state
-        .run_blocking(move |judge| rank_rows(judge, &rows, Path::new("rows"), strategy))
+        .run_blocking(move |judge| rank_rows(judge, &rows, strategy))
         .await?;
     Ok(ok(json!({ "results": results })))
 }
@@ -637,7 +635,7 @@ async fn reward(
     let scale: Scale = option(&request.scale)?;
     let rows = request.rows(&state)?;
     let results = state
-        .run_blocking(move |judge| reward_rows(judge, &rows, Path::new("rows"), reference, scale))
+        .run_blocking(move |judge| reward_rows(judge, &rows, reference, scale))
         .await?;
     Ok(ok(json!({ "results": results })))
 }

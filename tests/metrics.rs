@@ -3,7 +3,7 @@
 
 mod common;
 
-use gram::data::{self, Example, Format, Record};
+use gram::data::{self, Content, Format, Record};
 use gram::eval::{self, Benchmark, EvalOptions};
 use gram::metrics::{self, Decision, StyleVerdicts};
 use gram::{Judge, Pair, Verdict};
@@ -221,7 +221,7 @@ fn evaluate_rm_bench_with_a_length_judge() {
     // The length judge's hard accuracy, counted directly: chosen style i longer than rejected j, i < j.
     let mut hard = std::collections::BTreeMap::<String, (f64, f64)>::new();
     for record in &records {
-        let Example::StyleGrid(grid) = &record.example else {
+        let Content::StyleGrid(grid) = &record.content else {
             panic!()
         };
         let entry = hard.entry(record.group.clone().unwrap()).or_default();

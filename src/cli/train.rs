@@ -2,9 +2,9 @@
 
 use super::common::PromptArgs;
 use gram::checkpoint::Checkpoint;
-use gram::data::{self, Example as Row, Format};
-use gram::judge::{PromptBuilder, PromptTemplate};
+use gram::data::{self, Content, Format};
 use gram::interrupt::StopFlag;
+use gram::judge::{PromptBuilder, PromptTemplate};
 use gram::model::Llama;
 use gram::progress::Progress;
 use gram::tokenizer::TextCodec;
@@ -223,7 +223,8 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
         gram::device::describe(&device),
     );
     let mut progress = Progress::new("steps", total.saturating_sub(trainer.step()), !args.quiet);
-    let interrupted = StopFlag::on_signal("interrupt: stopping after this step (Ctrl-C again to quit now)");
+    let interrupted =
+        StopFlag::on_signal("interrupt: stopping after this step (Ctrl-C again to quit now)");
     trainer.run(&train_examples, &eval_examples, total, |m: &StepMetrics| {
         let eval = m.eval.map(|v| format!(", eval {v:.4}")).unwrap_or_default();
         progress.advance(
@@ -270,8 +271,8 @@ fn examples(
         let preferences: Vec<Preference> = record.preferences();
         match objective {
             Objective::Generation => {
-                let pairs: Vec<(String, String, String)> = match &record.example {
-                    Row::Pair(p) => {
+                let pairs: Vec<(String, String, String)> = match &record.content {
+                    Content::Pair(p) => {
                         vec![(p.prompt.clone(), p.response_a.clone(), p.response_b.clone())]
                     }
                     _ => preferences
