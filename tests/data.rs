@@ -1,5 +1,6 @@
-//! Reading preference data (`gram::data`) and building pairs (`gram::pairs`): every real file
-//! in the shared data directory, and hand-made bad files.
+//! Reading preference data (`gram::data`) and building unlabeled pairs
+//! (`gram::data::unlabeled`): every real file in the shared data directory, and hand-made bad
+//! files.
 
 mod common;
 
