@@ -14,7 +14,7 @@
 //! reaches about 0.40 pairs/s on the 2-core CI machine.
 
 use burn::tensor::{Device, Distribution, Tensor};
-use gram::data::{self, Example, Format};
+use gram::data::{self, Content, Format};
 use gram::judge::{GramJudge, JudgeOptions};
 use gram::{Judge, Pair};
 use std::path::PathBuf;
@@ -54,8 +54,8 @@ fn main() -> gram::Result<()> {
 
     let pairs: Vec<Pair> = data::open(&data_file, Format::Hh)?
         .take(n_pairs)
-        .map(|r| match r?.example {
-            Example::Preference(p) => Ok(p.as_pair()),
+        .map(|r| match r?.content {
+            Content::Preference(p) => Ok(p.as_pair()),
             _ => unreachable!("HH rows are preferences"),
         })
         .collect::<gram::Result<_>>()?;

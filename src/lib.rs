@@ -18,12 +18,11 @@
 //! | [`device`] | choosing a wgpu adapter or the CPU |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
 //! | [`judge`] | the judge prompt and the model-backed judge |
-//! | [`data`] | preference data formats (HH-RLHF, RM-Bench, LLMBar, LLaMA-Factory, JSONL) |
-//! | [`pairs`] | building unlabeled pairs from model-output files |
+//! | [`data`] | input rows and their locations; preference data formats (HH-RLHF, RM-Bench, LLMBar, LLaMA-Factory, JSONL); unlabeled pairs from model-output files |
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes |
-//! | [`metrics`] | benchmark metrics and Bradley–Terry fitting |
-//! | [`rank`] | best-of-n and list ranking, RL rewards |
-//! | [`eval`] | running a benchmark through a judge, reports |
+//! | [`rank`] | best-of-n and list ranking, Bradley–Terry fitting |
+//! | [`reward`] | scalar RL rewards from the judge |
+//! | [`eval`] | running a benchmark through a judge; one scorer per benchmark; reports |
 //! | [`serve`] | the HTTP reward server |
 //! | [`train`] | both training stages and the Bradley–Terry baseline |
 //! | [`io`], [`progress`] | atomic output files, progress lines |
@@ -38,10 +37,8 @@ pub mod interrupt;
 pub mod io;
 pub mod judge;
 pub mod loss;
-pub mod metrics;
 pub mod model;
 pub mod pair;
-pub mod pairs;
 pub mod progress;
 pub mod rank;
 pub mod reward;

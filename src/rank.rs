@@ -21,11 +21,11 @@
 //! `(y, y)` is exactly ½ (σ(m) and σ(−m) for the same input), so such pairs are answered without
 //! forward passes ([`judge_distinct`]).
 
+use crate::data::Row;
 use crate::error::parse_choice;
 use crate::{Error, Judge, Pair, Result, Verdict};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::path::Path;
 use std::str::FromStr;
 
 /// How to rank `n` responses.
@@ -383,107 +383,22 @@ fn solve_positive_definite(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
     b
 }
 
-/// One JSONL row: its 1-based line number (or position in a request) and its fields.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub line: usize,
-    pub fields: Map<String, Value>,
-}
-
-impl Row {
-    /// A required string field.
-    pub fn text(&self, source: &Path, field: &str) -> Result<String> {
-        match self.fields.get(field) {
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(_) => Err(Error::data(
-                source,
-                Some(self.line),
-                Some(field),
-                "must be a string",
-            )),
-            None => Err(Error::data(
-                source,
-                Some(self.line),
-                Some(field),
-                "is missing",
-            )),
-        }
-    }
-
-    /// A required list of strings.
-    pub fn texts(&self, source: &Path, field: &str) -> Result<Vec<String>> {
-        let wrong = || {
-            Error::data(
-                source,
-                Some(self.line),
-                Some(field),
-                "must be a list of strings",
-            )
-        };
-        match self.fields.get(field) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned).ok_or_else(wrong))
-                .collect(),
-            Some(_) => Err(wrong()),
-            None => Err(Error::data(
-                source,
-                Some(self.line),
-                Some(field),
-                "is missing",
-            )),
-        }
-    }
-}
-
-/// Read JSON-lines rows (blank lines skipped); each must be a JSON object.
-pub fn read_rows(source: &Path, text: &str) -> Result<Vec<Row>> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| match serde_json::from_str(line) {
-            Ok(Value::Object(fields)) => Ok(Row {
-                line: index + 1,
-                fields,
-            }),
-            Ok(_) => Err(Error::data(
-                source,
-                Some(index + 1),
-                None,
-                "a row must be a JSON object",
-            )),
-            Err(e) => Err(Error::data(
-                source,
-                Some(index + 1),
-                None,
-                format!("invalid JSON: {e}"),
-            )),
-        })
-        .collect()
-}
-
 /// Rank rows `{"prompt", "responses": [...]}` (other fields pass through) in lockstep.
 ///
 /// Each output row is its input row plus `best`, `order`, `scores`, `comparisons`,
-/// `forward_passes` (see [`Ranking`]). `source` names the input in errors.
+/// `forward_passes` (see [`Ranking`]). Errors name a bad row by its [`Row::location`].
 pub fn rank_rows(
     judge: &mut dyn Judge,
     rows: &[Row],
-    source: &Path,
     strategy: Strategy,
 ) -> Result<Vec<Map<String, Value>>> {
     let mut parsed = Vec::with_capacity(rows.len());
     for row in rows {
-        let responses = row.texts(source, "responses")?;
+        let responses = row.texts("responses")?;
         if responses.is_empty() {
-            return Err(Error::data(
-                source,
-                Some(row.line),
-                Some("responses"),
-                "is empty",
-            ));
+            return Err(row.location.error(Some("responses"), "is empty"));
         }
-        parsed.push((row.text(source, "prompt")?, responses));
+        parsed.push((row.text("prompt")?, responses));
     }
     let views: Vec<(&str, &[String])> = parsed
         .iter()
@@ -552,24 +467,5 @@ mod tests {
             Strategy::RoundRobin
         );
         assert!("best".parse::<Strategy>().is_err());
-    }
-
-    #[test]
-    fn rows_name_the_bad_line_and_field() {
-        let rows = read_rows(
-            Path::new("in.jsonl"),
-            "{\"prompt\":\"p\",\"responses\":[\"a\"]}\n\n{\"prompt\":1}\n",
-        )
-        .unwrap();
-        assert_eq!(rows[1].line, 3);
-        let err = rows[1]
-            .text(Path::new("in.jsonl"), "prompt")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, "in.jsonl:3: field `prompt`: must be a string");
-        let err = read_rows(Path::new("in.jsonl"), "[1]")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("in.jsonl:1:"), "{err}");
     }
 }

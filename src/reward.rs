@@ -9,11 +9,11 @@
 //!
 //! All groups' pairs go to the judge in one call ([`group_rewards`]).
 
+use crate::data::Row;
 use crate::error::parse_choice;
-use crate::rank::{Row, bradley_terry, judge_distinct, round_robin_pairs};
+use crate::rank::{bradley_terry, judge_distinct, round_robin_pairs};
 use crate::{Error, Judge, Pair, Result};
 use serde_json::{Map, Value};
-use std::path::Path;
 use std::str::FromStr;
 
 /// How a win probability p is reported.
@@ -163,17 +163,16 @@ pub fn group_rewards(
 ///
 /// A row `{"prompt", "response", "reference"}` gains `reward`; a row `{"prompt", "responses":
 /// [...]}` (no reference) gains `rewards`, scored against the baseline `reference` picks. Other
-/// fields pass through. `source` names the input in errors.
+/// fields pass through. Errors name a bad row by its [`Row::location`].
 pub fn reward_rows(
     judge: &mut dyn Judge,
     rows: &[Row],
-    source: &Path,
     reference: ReferenceChoice,
     scale: Scale,
 ) -> Result<Vec<Map<String, Value>>> {
     let groups = rows
         .iter()
-        .map(|row| row_group(row, source, reference))
+        .map(|row| row_group(row, reference))
         .collect::<Result<Vec<_>>>()?;
     let rewards = group_rewards(judge, &groups, scale)?;
     Ok(rows
@@ -192,27 +191,22 @@ pub fn reward_rows(
 }
 
 /// The group a row describes: a single response with its reference, or a group of responses.
-fn row_group(row: &Row, source: &Path, reference: ReferenceChoice) -> Result<Group> {
-    let prompt = row.text(source, "prompt")?;
+fn row_group(row: &Row, reference: ReferenceChoice) -> Result<Group> {
+    let prompt = row.text("prompt")?;
     if !row.fields.contains_key("responses") {
         return Ok(Group {
             prompt,
-            responses: vec![row.text(source, "response")?],
-            baseline: Baseline::Reference(row.text(source, "reference")?),
+            responses: vec![row.text("response")?],
+            baseline: Baseline::Reference(row.text("reference")?),
         });
     }
-    let responses = row.texts(source, "responses")?;
+    let responses = row.texts("responses")?;
     if responses.is_empty() {
-        return Err(Error::data(
-            source,
-            Some(row.line),
-            Some("responses"),
-            "is empty",
-        ));
+        return Err(row.location.error(Some("responses"), "is empty"));
     }
     let baseline = match reference {
         ReferenceChoice::First => Baseline::Reference(responses[0].clone()),
-        ReferenceChoice::GreedyField => Baseline::Reference(row.text(source, "greedy")?),
+        ReferenceChoice::GreedyField => Baseline::Reference(row.text("greedy")?),
         ReferenceChoice::Longest => {
             let longest = responses
                 .iter()

@@ -1,10 +1,11 @@
-//! Reading preference data (`gram::data`) and building pairs (`gram::pairs`): every real file
-//! in the shared data directory, and hand-made bad files.
+//! Reading preference data (`gram::data`) and building unlabeled pairs
+//! (`gram::data::unlabeled`): every real file in the shared data directory, and hand-made bad
+//! files.
 
 mod common;
 
-use gram::data::{self, Example, Format, Record};
-use gram::pairs::{self, Output, PairOptions};
+use gram::data::unlabeled::{self, Output, PairOptions};
+use gram::data::{self, Content, Format, Record};
 use gram::{Error, Preference};
 use std::path::PathBuf;
 
@@ -18,8 +19,8 @@ fn read(relative: &str) -> Vec<Record> {
 }
 
 fn preference(record: &Record) -> &Preference {
-    match &record.example {
-        Example::Preference(p) => p,
+    match &record.content {
+        Content::Preference(p) => p,
         other => panic!("expected a preference, got {other:?}"),
     }
 }
@@ -150,7 +151,7 @@ fn rm_bench_rows_are_style_grids_with_passthrough() {
     assert_eq!(record.group.as_deref(), Some("safety-refuse"));
     assert!(record.extra.contains_key("id"));
     assert!(record.field("subset").is_some());
-    let Example::StyleGrid(grid) = &record.example else {
+    let Content::StyleGrid(grid) = &record.content else {
         panic!("not a grid")
     };
     let preferences = record.preferences();
@@ -237,7 +238,7 @@ fn pairs_judgebench_and_rewardbench_rows() {
                 {\"prompt\": \"p\", \"response_a\": \"x\", \"response_b\": \"y\", \"label\": \"B\"}\n";
     let (_dir, path) = scratch("pairs.jsonl", text);
     let records = data::read_preferences(&path, Format::Auto).unwrap();
-    assert!(matches!(&records[0].example, Example::Pair(pair) if pair.response_a == "x"));
+    assert!(matches!(&records[0].content, Content::Pair(pair) if pair.response_a == "x"));
     assert_eq!(records[0].field("model_a").as_deref(), Some("m1"));
     assert_eq!(records[1].location.row, 3, "blank lines still count");
     assert_eq!(preference(&records[1]).chosen, "y");
@@ -398,9 +399,9 @@ fn real_model_outputs_make_the_expected_pairs() {
         paths
     };
     // AlpacaEval: 805 instructions × 8 models; 24 outputs are empty, 36 repeat another model's text.
-    let outputs = pairs::read_outputs(&files("alpaca_eval")).unwrap();
+    let outputs = unlabeled::read_outputs(&files("alpaca_eval")).unwrap();
     assert_eq!(outputs.len(), 805 * 8);
-    let all = pairs::build_pairs(
+    let all = unlabeled::build_pairs(
         &outputs,
         PairOptions {
             per_prompt: None,
@@ -411,7 +412,7 @@ fn real_model_outputs_make_the_expected_pairs() {
         (all.prompts, all.empty, all.duplicates, all.pairs.len()),
         (805, 24, 36, 22142)
     );
-    let sampled = pairs::build_pairs(
+    let sampled = unlabeled::build_pairs(
         &outputs,
         PairOptions {
             per_prompt: Some(2),
@@ -421,7 +422,7 @@ fn real_model_outputs_make_the_expected_pairs() {
     assert_eq!(sampled.pairs.len(), 1610);
     assert_eq!(
         sampled,
-        pairs::build_pairs(
+        unlabeled::build_pairs(
             &outputs,
             PairOptions {
                 per_prompt: Some(2),
@@ -431,7 +432,7 @@ fn real_model_outputs_make_the_expected_pairs() {
     );
     assert_ne!(
         sampled.pairs,
-        pairs::build_pairs(
+        unlabeled::build_pairs(
             &outputs,
             PairOptions {
                 per_prompt: Some(2),
@@ -454,9 +455,9 @@ fn real_model_outputs_make_the_expected_pairs() {
     assert!(as_a > 1000 && as_b > 1000, "{as_a} {as_b}");
 
     // Arena-Hard: 500 questions × 3 answer files; one answer repeats another's text.
-    let outputs = pairs::read_outputs(&files("arena-hard")).unwrap();
+    let outputs = unlabeled::read_outputs(&files("arena-hard")).unwrap();
     assert_eq!(outputs.len(), 1500);
-    let all = pairs::build_pairs(
+    let all = unlabeled::build_pairs(
         &outputs,
         PairOptions {
             per_prompt: None,
@@ -483,7 +484,7 @@ fn pairs_dedupe_whitespace_and_write_atomically() {
         output("q", "m1", "only one"),
         output("q", "m2", " \n"),
     ];
-    let set = pairs::build_pairs(
+    let set = unlabeled::build_pairs(
         &outputs,
         PairOptions {
             per_prompt: None,
@@ -500,14 +501,14 @@ fn pairs_dedupe_whitespace_and_write_atomically() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pairs.jsonl");
-    pairs::write_pairs(&path, &set.pairs).unwrap();
+    unlabeled::write_pairs(&path, &set.pairs).unwrap();
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         1,
         "no temporary file left"
     );
     let records = data::read_preferences(&path, Format::Auto).unwrap();
-    assert!(matches!(&records[0].example, Example::Pair(pair) if pair.prompt == "p"));
+    assert!(matches!(&records[0].content, Content::Pair(pair) if pair.prompt == "p"));
     assert!(records[0].field("model_a").is_some());
 }
 
@@ -523,7 +524,7 @@ fn model_output_errors_name_the_row() {
         "{\"question_id\": \"q1\", \"turns\": [{\"content\": \"Q\"}]}\n",
     )
     .unwrap();
-    match pairs::read_outputs(&[answers.clone(), questions]) {
+    match unlabeled::read_outputs(&[answers.clone(), questions]) {
         Err(Error::Data {
             line: Some(1),
             field: Some(field),
@@ -536,7 +537,7 @@ fn model_output_errors_name_the_row() {
         "{\"prompt\": \"p\", \"response\": \"r\"}\n{\"prompt\": \"p\", \"response\": 3}\n",
     )
     .unwrap();
-    match pairs::read_outputs(&[answers]) {
+    match unlabeled::read_outputs(&[answers]) {
         Err(Error::Data {
             line: Some(2),
             field: Some(field),

@@ -3,9 +3,8 @@
 
 mod common;
 
-use gram::data::{self, Example, Format, Record};
-use gram::eval::{self, Benchmark, EvalOptions};
-use gram::metrics::{self, Decision, StyleVerdicts};
+use gram::data::{self, Content, Format, Record};
+use gram::eval::{self, Decision, EvalOptions, StyleVerdicts};
 use gram::{Judge, Pair, Verdict};
 use std::path::PathBuf;
 
@@ -28,13 +27,13 @@ fn sure(p: f64) -> Verdict {
 #[test]
 fn accuracy_counts_exact_ties_as_wrong() {
     let verdicts = [sure(0.9), sure(0.5), sure(0.2), sure(0.5000001)];
-    let score = metrics::accuracy(&verdicts);
+    let score = eval::accuracy(&verdicts);
     assert_eq!(score.count, 4);
     assert!((score.accuracy - 0.5).abs() < EPS);
     // A tie from disagreeing orders is also wrong.
-    assert!(!metrics::is_correct(&verdict(0.8, 0.2)));
+    assert!(!eval::is_correct(&verdict(0.8, 0.2)));
 
-    let by = metrics::accuracy_by(&[
+    let by = eval::accuracy_by(&[
         ("x", sure(0.9)),
         ("y", sure(0.1)),
         ("x", sure(0.4)),
@@ -55,7 +54,7 @@ fn rewardbench_weights_subsets_by_example_counts() {
         ("hep-python", sure(0.3)),
         ("anthropic_helpful", sure(0.9)), // not in any section
     ];
-    let scores = metrics::rewardbench(&labeled);
+    let scores = eval::rewardbench(&labeled);
     assert_eq!(scores.subsets.len(), 5);
     assert!((scores.subsets["alpacaeval-easy"].accuracy - 0.5).abs() < EPS);
     let sections: Vec<&str> = scores
@@ -81,7 +80,7 @@ fn grid(wins: impl Fn(usize, usize) -> bool) -> StyleVerdicts {
 #[test]
 fn rm_bench_triangles_follow_the_authors_definition() {
     // Prompt 1 wins only where the chosen is plainer (i < j); prompt 2 wins everywhere.
-    let domain = metrics::rm_bench_domain(&[grid(|i, j| i < j), grid(|_, _| true)]);
+    let domain = eval::rm_bench_domain(&[grid(|i, j| i < j), grid(|_, _| true)]);
     assert_eq!(domain.prompts, 2);
     assert!((domain.matrix[0][1] - 1.0).abs() < EPS);
     assert!((domain.matrix[1][0] - 0.5).abs() < EPS);
@@ -92,12 +91,12 @@ fn rm_bench_triangles_follow_the_authors_definition() {
     assert!((domain.average - 2.0 / 3.0).abs() < EPS);
 
     // Only the diagonal and the one easy cell (2, 0).
-    let domain = metrics::rm_bench_domain(&[grid(|i, j| i == j || (i, j) == (2, 0))]);
+    let domain = eval::rm_bench_domain(&[grid(|i, j| i == j || (i, j) == (2, 0))]);
     assert_eq!((domain.hard, domain.normal), (0.0, 1.0));
     assert!((domain.easy - 1.0 / 3.0).abs() < EPS);
 
     // safety-refuse and safety-response pool into one `safety` domain; overall = mean of domains.
-    let scores = metrics::rm_bench(&[
+    let scores = eval::rm_bench(&[
         ("chat", grid(|_, _| true)),
         ("safety-refuse", grid(|_, _| false)),
         ("safety-response", grid(|i, j| i >= j)),
@@ -116,7 +115,7 @@ fn rm_bench_triangles_follow_the_authors_definition() {
     assert!((scores.hard - 0.5).abs() < EPS);
     assert!((scores.normal - 0.75).abs() < EPS);
     assert!((scores.average - (1.0 + 1.0 / 3.0) / 2.0).abs() < EPS);
-    assert_eq!(metrics::rm_bench_domain_of("math-prm"), "math");
+    assert_eq!(eval::rm_bench_domain_of("math-prm"), "math");
 }
 
 #[test]
@@ -131,7 +130,7 @@ fn judgebench_combines_both_orders_like_the_official_scorer() {
         ("livecodebench", verdict(0.1, 0.3)),       // both wrong: incorrect
         ("livebench-reasoning", verdict(0.4, 0.5)), // wrong + tie: incorrect, inconsistent
     ];
-    let scores = metrics::judgebench(&labeled);
+    let scores = eval::judgebench(&labeled);
     let overall = scores.overall;
     assert_eq!(
         (
@@ -160,7 +159,7 @@ fn judgebench_combines_both_orders_like_the_official_scorer() {
 
 #[test]
 fn consistency_rate_and_mean_gap() {
-    let stats = metrics::consistency(&[verdict(0.9, 0.7), verdict(0.8, 0.4), verdict(0.3, 0.1)]);
+    let stats = eval::consistency(&[verdict(0.9, 0.7), verdict(0.8, 0.4), verdict(0.3, 0.1)]);
     assert!((stats.rate - 2.0 / 3.0).abs() < EPS);
     assert!((stats.mean_gap - (0.2 + 0.4 + 0.2) / 3.0).abs() < EPS);
     assert_eq!(stats.count, 3);
@@ -221,7 +220,7 @@ fn evaluate_rm_bench_with_a_length_judge() {
     // The length judge's hard accuracy, counted directly: chosen style i longer than rejected j, i < j.
     let mut hard = std::collections::BTreeMap::<String, (f64, f64)>::new();
     for record in &records {
-        let Example::StyleGrid(grid) = &record.example else {
+        let Content::StyleGrid(grid) = &record.content else {
             panic!()
         };
         let entry = hard.entry(record.group.clone().unwrap()).or_default();
@@ -237,7 +236,7 @@ fn evaluate_rm_bench_with_a_length_judge() {
         chunk: 100,
         ..EvalOptions::default()
     };
-    let report = eval::evaluate(&mut judge, &records, Benchmark::RmBench, &options).unwrap();
+    let report = eval::evaluate(&mut judge, &records, &eval::RmBench, &options).unwrap();
     assert_eq!(judge.calls, ((129 + 284) * 9usize).div_ceil(100));
     assert_eq!(report.overall.count, 129 + 284);
     let entry = |name: &str| {
@@ -281,7 +280,7 @@ fn evaluate_llmbar_groups_and_writes_a_json_report() {
     let report = eval::evaluate(
         &mut LongerJudge { calls: 0 },
         &records,
-        Benchmark::of(Format::Llmbar),
+        eval::scorer_for(Format::Llmbar),
         &options,
     )
     .unwrap();
@@ -323,7 +322,7 @@ fn evaluate_counts_a_position_biased_judge_as_wrong() {
     let report = eval::evaluate(
         &mut FirstJudge,
         &records,
-        Benchmark::Accuracy,
+        &eval::Accuracy,
         &EvalOptions::default(),
     )
     .unwrap();
@@ -341,7 +340,7 @@ fn evaluate_rejects_unlabeled_rows_and_miscounting_judges() {
     match eval::evaluate(
         &mut LongerJudge { calls: 0 },
         &records,
-        Benchmark::Accuracy,
+        &eval::Accuracy,
         &EvalOptions::default(),
     ) {
         Err(gram::Error::Data {
@@ -361,7 +360,7 @@ fn evaluate_rejects_unlabeled_rows_and_miscounting_judges() {
         eval::evaluate(
             &mut Silent,
             &records[..1],
-            Benchmark::Accuracy,
+            &eval::Accuracy,
             &EvalOptions::default()
         )
         .is_err()
@@ -373,7 +372,7 @@ fn evaluate_rejects_unlabeled_rows_and_miscounting_judges() {
     match eval::evaluate(
         &mut LongerJudge { calls: 0 },
         &records[..1],
-        Benchmark::Accuracy,
+        &eval::Accuracy,
         &by,
     ) {
         Err(gram::Error::Data {

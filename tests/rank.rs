@@ -1,7 +1,9 @@
 //! Ranking and rewards with fake judges whose preferences are known exactly.
 
+use gram::data::Row;
+use gram::data::jsonl::read_rows;
 use gram::pair::sigmoid;
-use gram::rank::{Row, Strategy, bradley_terry, rank, rank_many, rank_rows, read_rows};
+use gram::rank::{Strategy, bradley_terry, rank, rank_many, rank_rows};
 use gram::reward::{Baseline, Group, ReferenceChoice, Scale, group_rewards, reward_rows};
 use gram::{Judge, Pair, Result, Verdict};
 use std::collections::HashMap;
@@ -233,7 +235,7 @@ fn rank_rows_pass_fields_through_and_name_bad_rows() {
     let source = Path::new("rows.jsonl");
     let rows = read_rows(source, r#"{"id":7,"prompt":"p","responses":["a","b"]}"#).unwrap();
     let mut judge = KnownJudge::with_strengths(&[("b", 2.0)]);
-    let out = rank_rows(&mut judge, &rows, source, Strategy::Linear).unwrap();
+    let out = rank_rows(&mut judge, &rows, Strategy::Linear).unwrap();
     assert_eq!(out[0]["id"], 7);
     assert_eq!(out[0]["best"], 1);
     assert_eq!(out[0]["order"], serde_json::json!([1, 0]));
@@ -245,7 +247,7 @@ fn rank_rows_pass_fields_through_and_name_bad_rows() {
         "{\"prompt\":\"p\",\"responses\":[\"a\"]}\n{\"prompt\":\"p\",\"responses\":[]}",
     )
     .unwrap();
-    let err = rank_rows(&mut judge, &bad, source, Strategy::Linear).unwrap_err();
+    let err = rank_rows(&mut judge, &bad, Strategy::Linear).unwrap_err();
     assert_eq!(err.to_string(), "rows.jsonl:2: field `responses`: is empty");
 }
 
@@ -294,7 +296,6 @@ fn reward_rows_judge_every_row_in_one_call() {
     let out = reward_rows(
         &mut judge,
         &rows(&input),
-        Path::new("in.jsonl"),
         ReferenceChoice::First,
         Scale::LogOdds,
     )
@@ -324,14 +325,7 @@ fn group_references_greedy_longest_and_round_robin() {
     let row = r#"{"prompt":"p","responses":["short","longest one"],"greedy":"greedy"}"#;
     let run = |reference| {
         let mut judge = KnownJudge::with_strengths(&strengths);
-        let out = reward_rows(
-            &mut judge,
-            &rows(row),
-            Path::new("in.jsonl"),
-            reference,
-            Scale::LogOdds,
-        )
-        .unwrap();
+        let out = reward_rows(&mut judge, &rows(row), reference, Scale::LogOdds).unwrap();
         out[0]["rewards"]
             .as_array()
             .unwrap()
@@ -355,7 +349,6 @@ fn group_references_greedy_longest_and_round_robin() {
     let err = reward_rows(
         &mut judge,
         &no_greedy,
-        Path::new("in.jsonl"),
         ReferenceChoice::GreedyField,
         Scale::Probability,
     )
@@ -365,7 +358,6 @@ fn group_references_greedy_longest_and_round_robin() {
     let err = reward_rows(
         &mut judge,
         &no_reference,
-        Path::new("in.jsonl"),
         ReferenceChoice::First,
         Scale::Probability,
     )

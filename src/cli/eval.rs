@@ -2,7 +2,7 @@
 
 use crate::cli::common::JudgeArgs;
 use gram::data::{self, Format, Record};
-use gram::eval::{Benchmark, EvalOptions};
+use gram::eval::{EvalOptions, Scorer, scorer_for};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -30,12 +30,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> gram::Result<()> {
     let mut records: Vec<Record> = Vec::new();
-    let mut benchmark: Option<(Benchmark, &PathBuf)> = None;
+    let mut benchmark: Option<(&dyn Scorer, &PathBuf)> = None;
     for path in &args.benchmark {
         let rows = data::open(path, args.format)?;
-        let this = Benchmark::of(rows.format());
+        let this = scorer_for(rows.format());
         match benchmark {
-            Some((first, first_path)) if first != this => {
+            Some((first, first_path)) if first.name() != this.name() => {
                 return Err(gram::Error::invalid(format!(
                     "{} is scored as {} but {} as {}: evaluate them separately",
                     first_path.display(),

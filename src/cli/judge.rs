@@ -4,11 +4,11 @@
 //! (p_a > 0.5 with the chosen response as A) for labeled rows.
 
 use crate::cli::common::JudgeArgs;
-use gram::data::{self, Example, Format};
+use gram::data::{self, Content, Format, Record};
 use gram::io::AtomicFile;
 use gram::progress::Progress;
 use gram::{Error, Judge, Pair};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -30,15 +30,8 @@ pub struct Args {
     pub limit: Option<usize>,
 }
 
-/// One input row: the pair to judge, whether A is the chosen response, and fields to echo.
-struct Row {
-    pair: Pair,
-    labeled: bool,
-    fields: serde_json::Map<String, Value>,
-}
-
 pub fn run(args: Args) -> gram::Result<()> {
-    let rows = read_rows(&args)?;
+    let records = read_records(&args)?;
     let mut judge = args.judge.load()?;
     eprintln!(
         "device: {}",
@@ -46,17 +39,18 @@ pub fn run(args: Args) -> gram::Result<()> {
     );
 
     let mut output = AtomicFile::create(&args.output)?;
-    let mut progress = Progress::new("pairs", rows.len(), true);
+    let mut progress = Progress::new("pairs", records.len(), true);
     let (mut labeled, mut correct) = (0usize, 0usize);
-    for chunk in rows.chunks(32) {
-        let pairs: Vec<Pair> = chunk.iter().map(|r| r.pair.clone()).collect();
+    for chunk in records.chunks(32) {
+        let pairs: Vec<Pair> = chunk.iter().map(pair_to_judge).collect();
         let verdicts = judge.judge(&pairs)?;
-        for (row, verdict) in chunk.iter().zip(verdicts) {
-            let mut fields = row.fields.clone();
+        for (record, verdict) in chunk.iter().zip(verdicts) {
+            let mut fields = record.extra.clone();
+            fields.extend(record.content.fields());
             fields.insert("p_a".into(), json!(verdict.p_a));
             fields.insert("p_a_forward".into(), json!(verdict.p_a_forward));
             fields.insert("p_a_reverse".into(), json!(verdict.p_a_reverse));
-            if row.labeled {
+            if matches!(record.content, Content::Preference(_)) {
                 let is_correct = verdict.p_a > 0.5;
                 fields.insert("correct".into(), json!(is_correct));
                 labeled += 1;
@@ -80,8 +74,8 @@ pub fn run(args: Args) -> gram::Result<()> {
     eprintln!(
         "judged {} pairs{accuracy}, {:.2} pairs/s, {} truncated sequences, \
          {:.0}% of tokens served from shared prefixes, {:.0}% padding -> {}",
-        rows.len(),
-        rows.len() as f64 / progress.elapsed().max(1e-9),
+        records.len(),
+        records.len() as f64 / progress.elapsed().max(1e-9),
         stats.truncated,
         100.0 * (1.0 - (stats.computed_tokens - stats.padding) as f64 / stats.tokens.max(1) as f64),
         100.0 * stats.padding as f64 / stats.computed_tokens.max(1) as f64,
@@ -90,42 +84,33 @@ pub fn run(args: Args) -> gram::Result<()> {
     Ok(())
 }
 
-fn read_rows(args: &Args) -> gram::Result<Vec<Row>> {
-    let mut rows = Vec::new();
+/// The rows of `--input` (at most `--limit`), each a preference or an unlabeled pair.
+fn read_records(args: &Args) -> gram::Result<Vec<Record>> {
+    let mut records = Vec::new();
     for record in data::open(&args.input, args.format)? {
-        if args.limit.is_some_and(|n| rows.len() >= n) {
+        if args.limit.is_some_and(|n| records.len() >= n) {
             break;
         }
         let record = record?;
-        let mut fields = record.extra.clone();
-        let (pair, labeled) = match record.example {
-            Example::Preference(p) => {
-                fields.insert("prompt".into(), json!(p.prompt));
-                fields.insert("chosen".into(), json!(p.chosen));
-                fields.insert("rejected".into(), json!(p.rejected));
-                (p.as_pair(), true)
-            }
-            Example::Pair(p) => {
-                fields.insert("prompt".into(), json!(p.prompt));
-                fields.insert("response_a".into(), json!(p.response_a));
-                fields.insert("response_b".into(), json!(p.response_b));
-                (p, false)
-            }
-            Example::StyleGrid(_) => {
-                return Err(record.location.error(
-                    None,
-                    "an RM-Bench row holds 9 comparisons; score it with `gram eval --format rm-bench`",
-                ));
-            }
-        };
-        rows.push(Row {
-            pair,
-            labeled,
-            fields,
-        });
+        if let Content::StyleGrid(_) = record.content {
+            return Err(record.location.error(
+                None,
+                "an RM-Bench row holds 9 comparisons; score it with `gram eval --format rm-bench`",
+            ));
+        }
+        records.push(record);
     }
-    if rows.is_empty() {
+    if records.is_empty() {
         return Err(Error::data(&args.input, None, None, "no rows to judge"));
     }
-    Ok(rows)
+    Ok(records)
+}
+
+/// The pair a record asks to judge: a preference with its chosen response as A.
+fn pair_to_judge(record: &Record) -> Pair {
+    match &record.content {
+        Content::Preference(p) => p.as_pair(),
+        Content::Pair(p) => p.clone(),
+        Content::StyleGrid(_) => unreachable!("`read_records` rejects RM-Bench grids"),
+    }
 }

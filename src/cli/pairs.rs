@@ -1,6 +1,6 @@
 //! `gram pairs`: unlabeled response pairs from several models' outputs on the same prompts.
 
-use gram::pairs::{self, PairOptions};
+use gram::data::unlabeled::{self, PairOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -21,15 +21,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> gram::Result<()> {
-    let outputs = pairs::read_outputs(&args.inputs)?;
-    let set = pairs::build_pairs(
+    let outputs = unlabeled::read_outputs(&args.inputs)?;
+    let set = unlabeled::build_pairs(
         &outputs,
         PairOptions {
             per_prompt: args.per_prompt,
             seed: args.seed,
         },
     );
-    pairs::write_pairs(&args.out, &set.pairs)?;
+    unlabeled::write_pairs(&args.out, &set.pairs)?;
     eprintln!(
         "{} outputs, {} prompts ({} empty and {} repeated responses dropped): {} pairs written to {}",
         outputs.len(),

@@ -4,11 +4,10 @@
 //! row plus `best`, `order`, `scores`, `comparisons`, `forward_passes` (see [`gram::rank`]).
 
 use super::common::JudgeArgs;
-use gram::rank::{Row, Strategy, rank_rows, read_rows};
-use gram::{Error, Result};
-use serde_json::{Map, Value};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use gram::Result;
+use gram::data::jsonl::process_rows;
+use gram::rank::{Strategy, rank_rows};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -33,43 +32,6 @@ pub fn run(args: Args) -> Result<()> {
         &args.input,
         args.output.as_deref(),
         args.rows_per_call,
-        |rows, source| rank_rows(&mut judge, rows, source, args.strategy),
+        |rows| rank_rows(&mut judge, rows, args.strategy),
     )
-}
-
-/// Read JSON-lines rows from `input` (`-` = stdin), transform them `rows_per_call` at a time,
-/// and write the results as JSON lines to `output` (default stdout) as each chunk finishes.
-pub fn process_rows(
-    input: &Path,
-    output: Option<&Path>,
-    rows_per_call: usize,
-    mut transform: impl FnMut(&[Row], &Path) -> Result<Vec<Map<String, Value>>>,
-) -> Result<()> {
-    if rows_per_call == 0 {
-        return Err(Error::invalid("--rows-per-call must be at least 1"));
-    }
-    let mut text = String::new();
-    if input == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::io("<stdin>", e))?;
-    } else {
-        text = std::fs::read_to_string(input).map_err(|e| Error::io(input, e))?;
-    }
-    let rows = read_rows(input, &text)?;
-    let output_name = output.unwrap_or(Path::new("<stdout>"));
-    let mut writer: Box<dyn Write> = match output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
-        )),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    for chunk in rows.chunks(rows_per_call) {
-        for row in transform(chunk, input)? {
-            let line = serde_json::to_string(&row).expect("JSON values serialise");
-            writeln!(writer, "{line}").map_err(|e| Error::io(output_name, e))?;
-        }
-        writer.flush().map_err(|e| Error::io(output_name, e))?;
-    }
-    Ok(())
 }

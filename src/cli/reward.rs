@@ -6,8 +6,8 @@
 //! judge call. See [`gram::reward`].
 
 use super::common::JudgeArgs;
-use super::rank::process_rows;
 use gram::Result;
+use gram::data::jsonl::process_rows;
 use gram::reward::{ReferenceChoice, Scale, reward_rows};
 use std::path::PathBuf;
 
@@ -37,6 +37,6 @@ pub fn run(args: Args) -> Result<()> {
         &args.input,
         args.output.as_deref(),
         args.rows_per_call,
-        |rows, source| reward_rows(&mut judge, rows, source, args.reference, args.output_scale),
+        |rows| reward_rows(&mut judge, rows, args.reference, args.output_scale),
     )
 }

@@ -2,7 +2,7 @@
 
 use super::common::PromptArgs;
 use gram::checkpoint::Checkpoint;
-use gram::data::{self, Example as Row, Format};
+use gram::data::{self, Content, Format};
 use gram::interrupt::StopFlag;
 use gram::judge::{PromptBuilder, PromptTemplate};
 use gram::model::Llama;
@@ -271,8 +271,8 @@ fn examples(
         let preferences: Vec<Preference> = record.preferences();
         match objective {
             Objective::Generation => {
-                let pairs: Vec<(String, String, String)> = match &record.example {
-                    Row::Pair(p) => {
+                let pairs: Vec<(String, String, String)> = match &record.content {
+                    Content::Pair(p) => {
                         vec![(p.prompt.clone(), p.response_a.clone(), p.response_b.clone())]
                     }
                     _ => preferences

@@ -5,7 +5,8 @@ use super::ServeConfig;
 use super::batcher::{Queue, QueueJudge};
 use super::http::{ApiError, ok, parse, reply};
 use super::openrlhf;
-use crate::rank::{Row, Strategy, rank_rows};
+use crate::data::{Location, Row};
+use crate::rank::{Strategy, rank_rows};
 use crate::reward::{ReferenceChoice, Scale, reward_rows};
 use crate::{Error, Judge, Pair, Result};
 use axum::Router;
@@ -18,7 +19,6 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -140,7 +140,8 @@ struct RowsRequest {
 }
 
 impl RowsRequest {
-    /// The rows, numbered from 1, after checking every text the judge would read.
+    /// The rows, located by their index in `rows`, after checking every text the judge would
+    /// read.
     fn rows(self, state: &AppState) -> Result<Vec<Row>, ApiError> {
         for (i, row) in self.rows.iter().enumerate() {
             for field in ["prompt", "response", "reference", "greedy"] {
@@ -162,10 +163,7 @@ impl RowsRequest {
             .rows
             .into_iter()
             .enumerate()
-            .map(|(i, fields)| Row {
-                line: i + 1,
-                fields,
-            })
+            .map(|(i, fields)| Row::new(Location::request(i), fields))
             .collect())
     }
 }
@@ -189,7 +187,7 @@ async fn rank(
     let strategy: Strategy = option(&request.strategy)?;
     let rows = request.rows(&state)?;
     let results = state
-        .run_blocking(move |judge| rank_rows(judge, &rows, Path::new("rows"), strategy))
+        .run_blocking(move |judge| rank_rows(judge, &rows, strategy))
         .await?;
     Ok(ok(json!({ "results": results })))
 }
@@ -204,7 +202,7 @@ async fn reward(
     let scale: Scale = option(&request.scale)?;
     let rows = request.rows(&state)?;
     let results = state
-        .run_blocking(move |judge| reward_rows(judge, &rows, Path::new("rows"), reference, scale))
+        .run_blocking(move |judge| reward_rows(judge, &rows, reference, scale))
         .await?;
     Ok(ok(json!({ "results": results })))
 }

@@ -13,7 +13,7 @@
 //! `per_prompt` pairs of them drawn at random; each pair's A/B order is random. Randomness
 //! comes from one ChaCha8 generator seeded with `seed`, so a run is reproducible.
 
-use crate::data::{Location, Row, Rows, file_stem};
+use super::{Row, RowReader, file_stem};
 use crate::io::AtomicFile;
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -99,7 +99,7 @@ pub fn read_outputs(paths: &[PathBuf]) -> Result<Vec<Output>> {
     let mut files = Vec::new();
     for path in paths {
         let path: Arc<Path> = Arc::from(path.as_path());
-        let rows = read_rows(&path)?;
+        let rows = RowReader::open(&path)?.read_all()?;
         let kind = match rows.first() {
             Some(row) => OutputFile::detect(row)?,
             None => return Err(Error::data(&path, None, None, "no rows")),
@@ -159,17 +159,6 @@ pub fn read_outputs(paths: &[PathBuf]) -> Result<Vec<Output>> {
         }
     }
     Ok(outputs)
-}
-
-/// Every row of a JSONL or JSON-array file.
-fn read_rows(path: &Arc<Path>) -> Result<Vec<Row>> {
-    let mut rows = Rows::open(path)?;
-    let mut all = Vec::new();
-    while let Some(row) = rows.next_row() {
-        let (location, fields): (Location, _) = row?;
-        all.push(Row { location, fields });
-    }
-    Ok(all)
 }
 
 /// The `content` of the first element of the turn list `turns` (field `field`).

@@ -1,0 +1,92 @@
+//! JSON-lines rows in, JSON-lines rows out: the plumbing of `gram rank` and `gram reward`,
+//! whose rows pass through whole with fields added.
+
+use super::row::{Location, Row};
+use crate::{Error, Result};
+use serde_json::{Map, Value};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Read JSON-lines rows (blank lines skipped, lines numbered from 1); each must be a JSON
+/// object. `source` names the text in errors.
+pub fn read_rows(source: &Path, text: &str) -> Result<Vec<Row>> {
+    let source: Arc<Path> = Arc::from(source);
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            let location = Location::line(source.clone(), index + 1);
+            match serde_json::from_str(line) {
+                Ok(Value::Object(fields)) => Ok(Row::new(location, fields)),
+                Ok(_) => Err(location.error(None, "a row must be a JSON object")),
+                Err(e) => Err(location.error(None, format!("invalid JSON: {e}"))),
+            }
+        })
+        .collect()
+}
+
+/// Read JSON-lines rows from `input` (`-` = stdin), transform them `rows_per_call` at a time,
+/// and write the results as JSON lines to `output` (default stdout) as each chunk finishes.
+pub fn process_rows(
+    input: &Path,
+    output: Option<&Path>,
+    rows_per_call: usize,
+    mut transform: impl FnMut(&[Row]) -> Result<Vec<Map<String, Value>>>,
+) -> Result<()> {
+    if rows_per_call == 0 {
+        return Err(Error::invalid("--rows-per-call must be at least 1"));
+    }
+    let mut text = String::new();
+    if input == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io("<stdin>", e))?;
+    } else {
+        text = std::fs::read_to_string(input).map_err(|e| Error::io(input, e))?;
+    }
+    let rows = read_rows(input, &text)?;
+    let output_name = output.unwrap_or(Path::new("<stdout>"));
+    let mut writer: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    for chunk in rows.chunks(rows_per_call) {
+        for row in transform(chunk)? {
+            let line = serde_json::to_string(&row).expect("JSON values serialise");
+            writeln!(writer, "{line}").map_err(|e| Error::io(output_name, e))?;
+        }
+        writer.flush().map_err(|e| Error::io(output_name, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_name_the_bad_line_and_field() {
+        let rows = read_rows(
+            Path::new("in.jsonl"),
+            "{\"prompt\":\"p\",\"responses\":[\"a\"]}\n\n{\"prompt\":1}\n",
+        )
+        .unwrap();
+        assert_eq!(rows[1].location.row, 3);
+        let err = rows[1].text("prompt").unwrap_err().to_string();
+        assert_eq!(err, "in.jsonl:3: field `prompt`: must be a string");
+        let err = read_rows(Path::new("in.jsonl"), "[1]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("in.jsonl:1:"), "{err}");
+    }
+
+    #[test]
+    fn request_rows_are_numbered_from_one() {
+        let row = Row::new(Location::request(0), Map::new());
+        let err = row.texts("responses").unwrap_err().to_string();
+        assert_eq!(err, "rows:1: field `responses`: is missing");
+    }
+}

@@ -1,0 +1,309 @@
+//! Evaluating a judge on a benchmark: judge every labeled pair, then score it the benchmark's
+//! way.
+//!
+//! Every pair goes to the judge with the correct response as A (the judge scores both orders
+//! itself), so a verdict is right when `p_a > 0.5`.
+//!
+//! Each benchmark's scoring is one [`Scorer`], in its own file, computed the way the
+//! benchmark's authors compute it:
+//!
+//! | scorer | data | headline number |
+//! |---|---|---|
+//! | [`RewardBench`] (`rewardbench.rs`) | `rewardbench` | mean of the weighted section scores |
+//! | [`RmBench`] (`rm_bench.rs`) | `rm-bench` | mean over domains of hard/normal/easy |
+//! | [`JudgeBench`] (`judgebench.rs`) | `judgebench` | two-order decisions against the label |
+//! | [`Accuracy`] (`accuracy.rs`) | every other format (LLMBar, HH-RLHF, pairs, ...) | plain accuracy |
+//!
+//! Adding a benchmark is a file with a type implementing [`Scorer`] and its entry in
+//! [`SCORERS`]. This module is the driver: it checks and judges the rows, then adds what
+//! every benchmark reports (accuracy grouped `--by` a field, position consistency) to the
+//! scorer's [`Report`]. What scorers share is in `score.rs`.
+
+mod accuracy;
+mod judgebench;
+mod rewardbench;
+mod rm_bench;
+mod score;
+
+pub use accuracy::Accuracy;
+pub use judgebench::{
+    Decision, JUDGEBENCH_CATEGORIES, JudgeBench, JudgeBenchScores, JudgeBenchTally, judgebench,
+    judgebench_category,
+};
+pub use rewardbench::{
+    REWARDBENCH_EXAMPLE_COUNTS, REWARDBENCH_SECTIONS, RewardBench, RewardBenchScores, rewardbench,
+};
+pub use rm_bench::{
+    RM_BENCH_DOMAINS, RmBench, RmBenchDomain, RmBenchScores, StyleVerdicts, rm_bench,
+    rm_bench_domain, rm_bench_domain_of,
+};
+pub use score::{Consistency, Score, accuracy, accuracy_by, consistency, is_correct};
+
+use crate::data::{Format, Record};
+use crate::progress::Progress;
+use crate::{Error, Judge, Pair, Result, Verdict};
+use serde::Serialize;
+use std::path::Path;
+
+/// One benchmark's way of scoring a judge's verdicts.
+pub trait Scorer: Sync {
+    /// The name reports and messages use (`rewardbench`, `rm-bench`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Whether rows of `format` are scored this way ([`scorer_for`] takes the first in
+    /// [`SCORERS`] that says yes).
+    fn scores(&self, format: Format) -> bool;
+
+    /// Reject a labeled record this benchmark cannot score, before any judging.
+    fn check(&self, _record: &Record) -> Result<()> {
+        Ok(())
+    }
+
+    /// The headline score, the report's entries and the full results of the judged records.
+    fn score(&self, judged: &[Judged<'_>]) -> Result<Scored>;
+}
+
+/// Every benchmark's scorer, in the order [`scorer_for`] asks them; [`Accuracy`], which takes
+/// any format, comes last.
+pub const SCORERS: [&dyn Scorer; 4] = [&RewardBench, &RmBench, &JudgeBench, &Accuracy];
+
+/// The scorer for rows of `format`.
+pub fn scorer_for(format: Format) -> &'static dyn Scorer {
+    SCORERS
+        .into_iter()
+        .find(|scorer| scorer.scores(format))
+        .unwrap_or(&Accuracy)
+}
+
+/// One record and the verdicts on its preferences, in [`Record::preferences`] order.
+#[derive(Debug, Clone, Copy)]
+pub struct Judged<'a> {
+    pub record: &'a Record,
+    pub verdicts: &'a [Verdict],
+}
+
+impl Judged<'_> {
+    /// The record's group, or `(none)`.
+    pub fn group(&self) -> String {
+        self.record
+            .group
+            .clone()
+            .unwrap_or_else(|| "(none)".to_owned())
+    }
+}
+
+/// `(group, verdict)` for every verdict of every record.
+pub fn by_group(judged: &[Judged<'_>]) -> Vec<(String, Verdict)> {
+    judged
+        .iter()
+        .flat_map(|j| j.verdicts.iter().map(move |v| (j.group(), *v)))
+        .collect()
+}
+
+/// What a [`Scorer`] makes of the verdicts: the parts of a [`Report`] that are its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// See [`Report::overall`].
+    pub overall: Score,
+    pub entries: Vec<Entry>,
+    /// See [`Report::details`].
+    pub details: serde_json::Value,
+}
+
+/// `scores` as a report's details; `benchmark` names it in the error.
+pub fn details(benchmark: &str, scores: &impl Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(scores)
+        .map_err(|e| Error::invalid(format!("cannot serialise the {benchmark} results: {e}")))
+}
+
+/// Options of [`evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Also report plain accuracy grouped by this passthrough field (or `group`).
+    pub by: Option<String>,
+    /// Pairs per call to [`Judge::judge`] (progress is reported after each).
+    pub chunk: usize,
+    /// Print a progress line (pairs done, rate, ETA) to stderr.
+    pub progress: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            by: None,
+            chunk: 32,
+            progress: false,
+        }
+    }
+}
+
+/// One line of a report: a section, subset, domain, difficulty, source category or group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// What the entry is: `section`, `subset`, `difficulty`, `domain`, `category`, `group`,
+    /// or `by <field>`.
+    pub kind: String,
+    pub name: String,
+    /// Fraction in [0, 1].
+    pub accuracy: f64,
+    /// Comparisons behind it (prompts for RM-Bench entries).
+    pub count: usize,
+}
+
+impl Entry {
+    pub fn new(kind: &str, name: &str, score: Score) -> Entry {
+        Entry {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            accuracy: score.accuracy,
+            count: score.count,
+        }
+    }
+}
+
+/// The result of an evaluation, as printed and as written to `--report`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub benchmark: String,
+    /// The benchmark's headline number: RewardBench's mean of sections, RM-Bench's mean of
+    /// domain averages, JudgeBench's share of correct pairs, or plain accuracy.
+    pub overall: Score,
+    pub entries: Vec<Entry>,
+    pub consistency: Consistency,
+    /// The benchmark's full results (RM-Bench matrices, JudgeBench tie counts, ...).
+    pub details: serde_json::Value,
+}
+
+impl Report {
+    /// The report as an aligned text table.
+    pub fn table(&self) -> String {
+        let width = self
+            .entries
+            .iter()
+            .map(|e| e.kind.len() + e.name.len() + 1)
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        let mut out = format!(
+            "{:<width$}  {:>8}  {:>6}\n",
+            self.benchmark, "accuracy", "count"
+        );
+        for entry in &self.entries {
+            let label = format!("{} {}", entry.kind, entry.name);
+            out += &format!(
+                "{label:<width$}  {:>7.2}%  {:>6}\n",
+                100.0 * entry.accuracy,
+                entry.count
+            );
+        }
+        out += &format!(
+            "{:<width$}  {:>7.2}%  {:>6}\n",
+            "overall",
+            100.0 * self.overall.accuracy,
+            self.overall.count
+        );
+        out += &format!(
+            "position consistency {:.2}% of {} pairs, mean |p_a forward - p_a reverse| {:.4}\n",
+            100.0 * self.consistency.rate,
+            self.consistency.count,
+            self.consistency.mean_gap
+        );
+        out
+    }
+
+    /// Write the report as pretty JSON.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid(format!("report: {e}")))?;
+        crate::io::write_atomic(path, (text + "\n").as_bytes())
+    }
+}
+
+/// Judge every labeled pair of `records` and score them as `scorer` does.
+pub fn evaluate(
+    judge: &mut impl Judge,
+    records: &[Record],
+    scorer: &dyn Scorer,
+    options: &EvalOptions,
+) -> Result<Report> {
+    let mut pairs = Vec::new();
+    let mut counts = Vec::with_capacity(records.len());
+    for record in records {
+        let preferences = record.preferences();
+        if preferences.is_empty() {
+            return Err(record
+                .location
+                .error(None, "an unlabeled pair: evaluation needs a label"));
+        }
+        scorer.check(record)?;
+        counts.push(preferences.len());
+        pairs.extend(preferences.iter().map(|p| p.as_pair()));
+    }
+    let verdicts = judge_all(judge, &pairs, options)?;
+
+    // Each record with its verdicts, in record order.
+    let mut judged = Vec::with_capacity(records.len());
+    let mut rest = verdicts.as_slice();
+    for (record, count) in records.iter().zip(counts) {
+        let (own, tail) = rest.split_at(count);
+        judged.push(Judged {
+            record,
+            verdicts: own,
+        });
+        rest = tail;
+    }
+
+    let Scored {
+        overall,
+        mut entries,
+        details,
+    } = scorer.score(&judged)?;
+    if let Some(field) = &options.by {
+        let mut labeled = Vec::with_capacity(verdicts.len());
+        for Judged { record, verdicts } in &judged {
+            let value = record.field(field).ok_or_else(|| {
+                record
+                    .location
+                    .error(Some(field), "missing (needed by --by)")
+            })?;
+            labeled.extend(verdicts.iter().map(|v| (value.clone(), *v)));
+        }
+        let kind = format!("by {field}");
+        entries.extend(
+            accuracy_by(&labeled)
+                .iter()
+                .map(|(name, score)| Entry::new(&kind, name, *score)),
+        );
+    }
+
+    Ok(Report {
+        benchmark: scorer.name().to_owned(),
+        overall,
+        entries,
+        consistency: consistency(&verdicts),
+        details,
+    })
+}
+
+/// Judge `pairs` in chunks, checking the judge answers each pair once, with a progress line.
+fn judge_all(
+    judge: &mut impl Judge,
+    pairs: &[Pair],
+    options: &EvalOptions,
+) -> Result<Vec<Verdict>> {
+    let mut progress = Progress::new("pairs", pairs.len(), options.progress);
+    let mut verdicts = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(options.chunk.max(1)) {
+        let judged = judge.judge(chunk)?;
+        if judged.len() != chunk.len() {
+            return Err(Error::invalid(format!(
+                "the judge returned {} verdicts for {} pairs",
+                judged.len(),
+                chunk.len()
+            )));
+        }
+        verdicts.extend(judged);
+        progress.advance(chunk.len(), "");
+    }
+    Ok(verdicts)
+}
