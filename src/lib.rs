@@ -17,7 +17,8 @@
 //! | [`model`] | the Llama-family decoder |
 //! | [`device`] | choosing a wgpu adapter or the CPU |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
-//! | [`judge`] | the judge prompt and the model-backed judge |
+//! | [`prompt`] | the judge prompt template and builder, the stage-1 and reward-model layouts |
+//! | [`judge`] | the model-backed judge |
 //! | [`data`] | preference data formats (HH-RLHF, RM-Bench, LLMBar, LLaMA-Factory, JSONL) |
 //! | [`pairs`] | building unlabeled pairs from model-output files |
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes |
@@ -33,8 +34,8 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
-pub mod interrupt;
 pub mod eval;
+pub mod interrupt;
 pub mod io;
 pub mod judge;
 pub mod loss;
@@ -43,6 +44,7 @@ pub mod model;
 pub mod pair;
 pub mod pairs;
 pub mod progress;
+pub mod prompt;
 pub mod rank;
 pub mod reward;
 pub mod serve;

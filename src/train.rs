@@ -21,9 +21,9 @@
 //! pure function of the seed and the step).
 
 use crate::checkpoint::{HostTensor, save_hf_dir};
-use crate::judge::PromptBuilder;
 use crate::model::{Llama, Lora, Projection, RmsNorm, common_prefix, right_pad};
-use crate::tokenizer::{ChatMessage, TextCodec};
+use crate::prompt::{PromptBuilder, generation_input, generation_target, reward_sequence};
+use crate::tokenizer::TextCodec;
 use crate::{Error, Preference, Result, Verdict, loss};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
@@ -99,19 +99,6 @@ pub fn verdict_examples(prompts: &PromptBuilder, preference: &Preference) -> Res
     ])
 }
 
-/// The stage-1 input text for a prompt.
-pub fn generation_input(prompt: &str) -> String {
-    format!("[User Question]\n{prompt}\n\n")
-}
-
-/// The stage-1 target text: both responses in the judge prompt's answer blocks.
-pub fn generation_target(a: &str, b: &str) -> String {
-    format!(
-        "[The Start of Assistant A's Answer]\n{a}\n[The End of Assistant A's Answer]\n\n\
-         [The Start of Assistant B's Answer]\n{b}\n[The End of Assistant B's Answer]"
-    )
-}
-
 /// A stage-1 example: BOS (if the tokenizer has one) + input + target + EOS (if any), input and
 /// target tokenized separately so the boundary is exact; the target is cut to fit `max_len`.
 /// `None` when not even one target token fits.
@@ -129,28 +116,6 @@ pub fn generation_example(
     ids.extend(codec.eos_token_id());
     ids.truncate(max_len);
     Ok((ids.len() > target_start).then_some(Example::Generation { ids, target_start }))
-}
-
-/// The sequence a scalar reward model reads for `(prompt, response)`: a user and an assistant
-/// turn through the chat template, or `prompt\n\nresponse` without one; cut to `max_len`.
-fn reward_sequence(
-    codec: &TextCodec,
-    prompt: &str,
-    response: &str,
-    max_len: usize,
-) -> Result<Vec<u32>> {
-    let text = if codec.has_chat_template() {
-        let turns = [
-            ChatMessage::new("user", prompt),
-            ChatMessage::new("assistant", response),
-        ];
-        codec.apply_chat_template(&turns, false)?
-    } else {
-        format!("{prompt}\n\n{response}")
-    };
-    let mut ids = codec.encode(&text)?;
-    ids.truncate(max_len);
-    Ok(ids)
 }
 
 /// A Bradley–Terry example for a labeled pair.

@@ -3,10 +3,10 @@
 use super::common::PromptArgs;
 use gram::checkpoint::Checkpoint;
 use gram::data::{self, Example as Row, Format};
-use gram::judge::{PromptBuilder, PromptTemplate};
 use gram::interrupt::StopFlag;
 use gram::model::Llama;
 use gram::progress::Progress;
+use gram::prompt::{PromptBuilder, PromptTemplate};
 use gram::tokenizer::TextCodec;
 use gram::train::{self, Example, Objective, StepMetrics, TrainOptions, Trainer};
 use gram::{Error, Preference, Result};
@@ -185,7 +185,7 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
         ));
     }
 
-    let verdict_tokens = gram::judge::verdict_tokens(&codec, &args.prompt.labels())?;
+    let verdict_tokens = gram::prompt::verdict_tokens(&codec, &args.prompt.labels())?;
     let pad_id = codec.padding_id();
     let mut options = TrainOptions::new(objective, verdict_tokens, pad_id);
     options.epochs = args.epochs;
@@ -223,7 +223,8 @@ fn run(args: &Args, objective: Objective) -> Result<()> {
         gram::device::describe(&device),
     );
     let mut progress = Progress::new("steps", total.saturating_sub(trainer.step()), !args.quiet);
-    let interrupted = StopFlag::on_signal("interrupt: stopping after this step (Ctrl-C again to quit now)");
+    let interrupted =
+        StopFlag::on_signal("interrupt: stopping after this step (Ctrl-C again to quit now)");
     trainer.run(&train_examples, &eval_examples, total, |m: &StepMetrics| {
         let eval = m.eval.map(|v| format!(", eval {v:.4}")).unwrap_or_default();
         progress.advance(
