@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use gram::checkpoint::Checkpoint;
 use gram::config::{Architecture, ModelConfig};
 use gram::model::Llama;
-use gram::train::{self, Example, Objective, Schedule, TrainOptions, Trainer};
+use gram::train::{self, Objective, Schedule, TrainExample, TrainOptions, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -54,7 +54,7 @@ fn tokens(rng: &mut ChaCha8Rng, n: usize) -> Vec<u32> {
 
 /// `pairs` synthetic judge inputs in both orders: `prompt a 0 b`, correct verdict A for the
 /// first order (the chosen segment first), B for the swapped one.
-fn verdict_data(pairs: usize, seed: u64) -> Vec<Example> {
+fn verdict_data(pairs: usize, seed: u64) -> Vec<TrainExample> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
     for _ in 0..pairs {
@@ -63,19 +63,19 @@ fn verdict_data(pairs: usize, seed: u64) -> Vec<Example> {
         let rejected = tokens(&mut rng, 3);
         for (correct, (a, b)) in [(0, (&chosen, &rejected)), (1, (&rejected, &chosen))] {
             let ids = [prompt.clone(), a.clone(), vec![0], b.clone()].concat();
-            out.push(Example::Verdict { ids, correct });
+            out.push(TrainExample::Verdict { ids, correct });
         }
     }
     out
 }
 
 /// [`verdict_data`] behind a fixed 10-token head, as a judge instruction precedes every input.
-fn templated_verdict_data(pairs: usize, seed: u64) -> Vec<Example> {
+fn templated_verdict_data(pairs: usize, seed: u64) -> Vec<TrainExample> {
     let head: Vec<u32> = (10..20).collect();
     verdict_data(pairs, seed)
         .into_iter()
         .map(|e| match e {
-            Example::Verdict { ids, correct } => Example::Verdict {
+            TrainExample::Verdict { ids, correct } => TrainExample::Verdict {
                 ids: [head.clone(), ids].concat(),
                 correct,
             },
@@ -85,7 +85,7 @@ fn templated_verdict_data(pairs: usize, seed: u64) -> Vec<Example> {
 }
 
 /// Stage-1 examples: a random prompt, then a target that is a fixed function of it.
-fn generation_data(n: usize, seed: u64) -> Vec<Example> {
+fn generation_data(n: usize, seed: u64) -> Vec<TrainExample> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
@@ -95,7 +95,7 @@ fn generation_data(n: usize, seed: u64) -> Vec<Example> {
                 .rev()
                 .map(|&t| (t * 7) % VOCAB as u32)
                 .collect();
-            Example::Generation {
+            TrainExample::Generation {
                 ids: [prompt, target].concat(),
                 target_start: 5,
             }
@@ -246,7 +246,7 @@ fn lora_trains_only_adapters_and_merges_into_the_weights() {
     );
     let logits = |m: &Llama| {
         let ids: Vec<i64> = match &data[0] {
-            Example::Verdict { ids, .. } => ids.iter().map(|&t| t as i64).collect(),
+            TrainExample::Verdict { ids, .. } => ids.iter().map(|&t| t as i64).collect(),
             _ => unreachable!(),
         };
         let t = ids.len();
@@ -473,14 +473,14 @@ fn gradient_checkpointing_keeps_loss_and_gradients() {
 
 /// Bradley–Terry examples: the chosen sequence ends in a token from the first half of the
 /// vocabulary, the rejected one in a token from the second half.
-fn comparison_data(n: usize, seed: u64) -> Vec<Example> {
+fn comparison_data(n: usize, seed: u64) -> Vec<TrainExample> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
             let prompt = tokens(&mut rng, 4);
             let good = rng.random_range(3..VOCAB as u32 / 2);
             let bad = rng.random_range(VOCAB as u32 / 2..VOCAB as u32);
-            Example::Comparison {
+            TrainExample::Comparison {
                 chosen: [prompt.clone(), vec![good]].concat(),
                 rejected: [prompt, vec![bad]].concat(),
             }
@@ -508,7 +508,7 @@ fn bradley_terry_head_learns_and_is_exported() {
 #[test]
 fn stage1_text_is_the_prompt_block_then_both_answer_blocks() {
     let codec = Checkpoint::load(&common::model_path()).unwrap().codec;
-    let Some(Example::Generation { ids, target_start }) =
+    let Some(TrainExample::Generation { ids, target_start }) =
         train::generation_example(&codec, "Why?", "Because.", "No idea.", 512).unwrap()
     else {
         panic!("a generation example fits in 512 tokens");
@@ -530,7 +530,7 @@ fn stage1_text_is_the_prompt_block_then_both_answer_blocks() {
             .ends_with("[User Question]\nWhy?\n\n")
     );
     // Cut to fit: the prompt survives, the target loses its tail.
-    let Some(Example::Generation {
+    let Some(TrainExample::Generation {
         ids: short,
         target_start: s,
     }) = train::generation_example(&codec, "Why?", "Because.", "No idea.", target_start + 2)
