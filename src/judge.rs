@@ -23,17 +23,11 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::model::{KvCache, Llama, common_prefix};
-use crate::tokenizer::{ChatMessage, TextCodec};
+use crate::prompt::{PromptBuilder, PromptTemplate, verdict_tokens};
+use crate::tokenizer::TextCodec;
 use crate::{Error, Judge, Pair, Result, Verdict};
 use burn::tensor::Device;
 use std::path::Path;
-
-/// The default judge prompt: an impartial-judge instruction, the question and both responses in
-/// delimited blocks, and the verdict cue last.
-///
-/// The text lives in `src/judge_template.txt` so that outside tools (e.g.
-/// `scripts/transformers-crosscheck.py`) read exactly the same bytes.
-pub const DEFAULT_TEMPLATE: &str = include_str!("judge_template.txt");
 
 /// How the judge builds its input and batches work.
 #[derive(Debug, Clone)]
@@ -59,188 +53,6 @@ impl Default for JudgeOptions {
             max_len: None,
             chat_template: true,
         }
-    }
-}
-
-/// A judge prompt template: literal text with the three slots `{prompt}`, `{response_a}`,
-/// `{response_b}`. Filling is a single pass, so slot-like text inside a response stays as is.
-#[derive(Debug, Clone)]
-pub struct PromptTemplate {
-    text: String,
-}
-
-impl PromptTemplate {
-    /// The slot names, in the form they appear in a template.
-    pub const SLOTS: [&'static str; 3] = ["{prompt}", "{response_a}", "{response_b}"];
-
-    /// Check that `text` holds every slot.
-    pub fn new(text: impl Into<String>) -> Result<Self> {
-        let text = text.into();
-        for slot in Self::SLOTS {
-            if !text.contains(slot) {
-                return Err(Error::invalid(format!(
-                    "the judge template has no {slot} slot"
-                )));
-            }
-        }
-        Ok(PromptTemplate { text })
-    }
-
-    /// The user's template text, or [`DEFAULT_TEMPLATE`] when there is none.
-    pub fn or_default(text: Option<&str>) -> Result<Self> {
-        Self::new(text.unwrap_or(DEFAULT_TEMPLATE))
-    }
-
-    /// The template with each slot replaced by its value, byte for byte.
-    pub fn fill(&self, prompt: &str, response_a: &str, response_b: &str) -> String {
-        let values = [prompt, response_a, response_b];
-        let mut out = String::with_capacity(
-            self.text.len() + prompt.len() + response_a.len() + response_b.len(),
-        );
-        let mut rest = self.text.as_str();
-        while let Some(start) = rest.find('{') {
-            out.push_str(&rest[..start]);
-            let tail = &rest[start..];
-            match Self::SLOTS.iter().position(|slot| tail.starts_with(slot)) {
-                Some(i) => {
-                    out.push_str(values[i]);
-                    rest = &tail[Self::SLOTS[i].len()..];
-                }
-                None => {
-                    out.push('{');
-                    rest = &tail[1..];
-                }
-            }
-        }
-        out.push_str(rest);
-        out
-    }
-}
-
-/// The ids of the two verdict labels `(A, B)`: each must be a single token, and they must
-/// differ.
-pub fn verdict_tokens(codec: &TextCodec, labels: &(String, String)) -> Result<[u32; 2]> {
-    let ids = [codec.token_id(&labels.0)?, codec.token_id(&labels.1)?];
-    if ids[0] == ids[1] {
-        return Err(Error::invalid("the two verdict labels are the same token"));
-    }
-    Ok(ids)
-}
-
-/// The token-level input for one ordered pair.
-pub struct Sequence {
-    pub ids: Vec<u32>,
-    /// Whether the responses were shortened to fit `max_len`.
-    pub truncated: bool,
-}
-
-/// Turns pairs into token sequences: fill the template, apply the chat template, tokenize, and
-/// shorten the responses when the whole exceeds `max_len`.
-pub struct PromptBuilder {
-    codec: TextCodec,
-    template: PromptTemplate,
-    chat_template: bool,
-    max_len: usize,
-}
-
-impl PromptBuilder {
-    pub fn new(
-        codec: TextCodec,
-        template: PromptTemplate,
-        chat_template: bool,
-        max_len: usize,
-    ) -> Self {
-        PromptBuilder {
-            codec,
-            template,
-            chat_template,
-            max_len,
-        }
-    }
-
-    /// The tokenizer and chat template.
-    pub fn codec(&self) -> &TextCodec {
-        &self.codec
-    }
-
-    /// The exact text the model reads for `(prompt, a, b)`.
-    pub fn render(&self, prompt: &str, a: &str, b: &str) -> Result<String> {
-        let filled = self.template.fill(prompt, a, b);
-        if self.chat_template && self.codec.has_chat_template() {
-            let message = ChatMessage {
-                role: "user".into(),
-                content: filled,
-            };
-            self.codec.apply_chat_template(&[message], true)
-        } else {
-            Ok(filled)
-        }
-    }
-
-    /// Token ids for `(prompt, a, b)`, at most `max_len` long.
-    ///
-    /// When too long, both responses lose tokens from their ends in proportion to their
-    /// lengths; the instruction and the verdict cue are never cut. A question too long to leave
-    /// the responses half of the room keeps its end (the latest turns of a dialogue) in that
-    /// half. If the template alone is longer than `max_len`, that is an error.
-    pub fn sequence(&self, prompt: &str, a: &str, b: &str) -> Result<Sequence> {
-        let ids = self.codec.encode(&self.render(prompt, a, b)?)?;
-        if ids.len() <= self.max_len {
-            return Ok(Sequence {
-                ids,
-                truncated: false,
-            });
-        }
-        let fixed = self.codec.encode(&self.render("", "", "")?)?.len();
-        if fixed >= self.max_len {
-            return Err(Error::invalid(format!(
-                "the judge prompt alone is {fixed} tokens, more than --max-len {}",
-                self.max_len
-            )));
-        }
-        let room = self.max_len - fixed;
-        let p_ids = self.codec.encode(prompt)?;
-        let a_ids = self.codec.encode(a)?;
-        let b_ids = self.codec.encode(b)?;
-        let responses = a_ids.len() + b_ids.len();
-        let mut keep_p = p_ids
-            .len()
-            .min(room.saturating_sub(responses).max(room / 2));
-        let share = (room - keep_p).min(responses);
-        let mut keep_a = (a_ids.len() * share).checked_div(responses).unwrap_or(0);
-        let mut keep_b = (share - keep_a).min(b_ids.len());
-        // Re-tokenizing the joined text can differ by a few tokens from the sum of the parts,
-        // so cut, re-check, and shave the remainder (a handful of rounds at most).
-        for _ in 0..8 {
-            let p_text = self.codec.decode(&p_ids[p_ids.len() - keep_p..])?;
-            let a_text = self.codec.decode(&a_ids[..keep_a])?;
-            let b_text = self.codec.decode(&b_ids[..keep_b])?;
-            let ids = self
-                .codec
-                .encode(&self.render(&p_text, &a_text, &b_text)?)?;
-            if ids.len() <= self.max_len {
-                return Ok(Sequence {
-                    ids,
-                    truncated: true,
-                });
-            }
-            // A question already cut gives up the remainder first; else the responses do.
-            let mut excess = ids.len() - self.max_len;
-            if keep_p < p_ids.len() {
-                let cut_p = excess.min(keep_p);
-                keep_p -= cut_p;
-                excess -= cut_p;
-            }
-            let total = (keep_a + keep_b).max(1);
-            let cut_a = (excess * keep_a).div_ceil(total).min(keep_a);
-            let cut_b = excess.saturating_sub(cut_a).min(keep_b);
-            keep_a -= cut_a;
-            keep_b -= cut_b;
-            keep_p -= excess.saturating_sub(cut_a + cut_b).min(keep_p);
-        }
-        Err(Error::invalid(
-            "could not shorten the judge input to fit --max-len",
-        ))
     }
 }
 
@@ -337,8 +149,8 @@ impl GramJudge {
         let pad_id = codec.padding_id();
         let prompts = PromptBuilder::new(codec, template, options.chat_template, max_len);
         // What two judge prompts with nothing in common share: the template's fixed head.
-        let one = prompts.codec.encode(&prompts.render("x", "y", "z")?)?;
-        let two = prompts.codec.encode(&prompts.render("1", "2", "3")?)?;
+        let one = prompts.codec().encode(&prompts.render("x", "y", "z")?)?;
+        let two = prompts.codec().encode(&prompts.render("1", "2", "3")?)?;
         let template_prefix = one[..common_prefix(&one, &two)].to_vec();
         Ok(GramJudge {
             model,
@@ -499,24 +311,5 @@ impl Judge for GramJudge {
             .chunks_exact(2)
             .map(|m| Verdict::from_margins(m[0], m[1]))
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn template_fills_each_slot_once_and_keeps_other_braces() {
-        let t = PromptTemplate::new("Q: {prompt}\nA: {response_a}\nB: {response_b} {x}").unwrap();
-        let filled = t.fill("a {response_b} b", "one", "two");
-        assert_eq!(filled, "Q: a {response_b} b\nA: one\nB: two {x}");
-    }
-
-    #[test]
-    fn template_without_a_slot_is_rejected() {
-        let err = PromptTemplate::new("{prompt} {response_a}").unwrap_err();
-        assert!(err.to_string().contains("{response_b}"), "{err}");
-        assert!(PromptTemplate::new(DEFAULT_TEMPLATE).is_ok());
     }
 }

@@ -17,7 +17,8 @@
 //! | [`model`] | the Llama-family decoder |
 //! | [`device`] | choosing a wgpu adapter or the CPU |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
-//! | [`judge`] | the judge prompt and the model-backed judge |
+//! | [`prompt`] | the judge prompt template and builder, the stage-1 and reward-model layouts |
+//! | [`judge`] | the model-backed judge |
 //! | [`data`] | input rows and their locations; preference data formats (HH-RLHF, RM-Bench, LLMBar, LLaMA-Factory, JSONL); unlabeled pairs from model-output files |
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes |
 //! | [`rank`] | best-of-n and list ranking, Bradley–Terry fitting |
@@ -40,6 +41,7 @@ pub mod loss;
 pub mod model;
 pub mod pair;
 pub mod progress;
+pub mod prompt;
 pub mod rank;
 pub mod reward;
 pub mod serve;

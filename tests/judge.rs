@@ -5,8 +5,9 @@ mod common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gram::checkpoint::Checkpoint;
-use gram::judge::{GramJudge, JudgeOptions, PromptTemplate};
+use gram::judge::{GramJudge, JudgeOptions};
 use gram::model::Llama;
+use gram::prompt::PromptTemplate;
 use gram::{Judge, Pair};
 use std::process::Command;
 

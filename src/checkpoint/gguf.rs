@@ -653,7 +653,7 @@ pub fn config_from_metadata(file: &GgufFile) -> Result<ModelConfig> {
 }
 
 /// The tokenizer and chat template from `tokenizer.*` metadata (byte-level BPE only).
-fn codec_from_metadata(file: &GgufFile) -> Result<TextCodec> {
+pub fn codec_from_metadata(file: &GgufFile) -> Result<TextCodec> {
     let model = file.get_str("tokenizer.ggml.model")?;
     if model != "gpt2" {
         return Err(Error::checkpoint(

@@ -1,0 +1,143 @@
+//! The model being trained: the decoder, an optional scalar value head, LoRA adapters, and which
+//! parameters learn.
+
+use super::Objective;
+use crate::model::{Llama, Lora, common_prefix};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::{Distribution, Tensor};
+
+/// The model being trained: the decoder, plus the scalar value head `w` (`[d, 1]`) of the
+/// Bradley–Terry baseline.
+#[derive(Module, Debug)]
+pub struct Learner {
+    pub llama: Llama,
+    pub score: Option<Param<Tensor<2>>>,
+}
+
+impl Learner {
+    /// Wrap `llama` for `objective`; the Bradley–Terry head starts at N(0, 0.02²).
+    pub fn new(llama: Llama, objective: Objective) -> Self {
+        let score = objective.task().value_head().then(|| {
+            let d = llama.config.hidden_size;
+            Param::from_tensor(Tensor::random(
+                [d, 1],
+                Distribution::Normal(0.0, 0.02),
+                &llama.device(),
+            ))
+        });
+        Learner { llama, score }
+    }
+
+    /// Give every projection of every layer a fresh LoRA adapter of `rank` (scale `alpha / rank`).
+    pub fn add_lora(mut self, rank: usize, alpha: f64) -> Self {
+        let device = self.llama.device();
+        for layer in &mut self.llama.layers {
+            for projection in layer.projections_mut() {
+                let [d_in, d_out] = projection.weight.val().dims();
+                projection.lora = Some(Lora::new(d_in, d_out, rank, alpha, &device));
+            }
+        }
+        self
+    }
+
+    /// Choose what trains. With LoRA adapters, only they (and a Bradley–Terry head) train.
+    /// Otherwise every parameter trains, or with `layers = Some(K)` only the top K decoder layers
+    /// and the final norm (embeddings and output projection frozen). Frozen parameters are
+    /// untracked, so the backward pass computes no weight gradient for them (with `K` layers it
+    /// stops below the lowest trainable layer).
+    ///
+    /// With `recompute` (gradient checkpointing), the weights move to the same device with
+    /// burn's gradient checkpointing (memory-bound activations are recomputed in the backward
+    /// pass instead of kept until it).
+    pub fn set_trainable(self, layers: Option<usize>, recompute: bool) -> Self {
+        let mut learner = self.map(&mut Leaves { recompute }).set_require_grad(true);
+        let adapted = (learner.llama.layers.iter()).any(|l| l.self_attn.q_proj.lora.is_some());
+        if adapted {
+            let score = learner.score.take();
+            let mut learner = learner.no_grad();
+            for layer in &mut learner.llama.layers {
+                for projection in layer.projections_mut() {
+                    if let Some(lora) = projection.lora.as_mut() {
+                        lora.a = lora.a.clone().set_require_grad(true);
+                        lora.b = lora.b.clone().set_require_grad(true);
+                    }
+                }
+            }
+            learner.score = score;
+            return learner;
+        }
+        let Some(k) = layers else { return learner };
+        let llama = &mut learner.llama;
+        let n = llama.layers.len();
+        llama.embed_tokens = llama.embed_tokens.clone().set_require_grad(false);
+        llama.lm_head = llama.lm_head.take().map(|w| w.set_require_grad(false));
+        llama.layers = std::mem::take(&mut llama.layers)
+            .into_iter()
+            .enumerate()
+            .map(|(i, layer)| if i + k < n { layer.no_grad() } else { layer })
+            .collect();
+        learner
+    }
+
+    /// Ids and ranks of the parameters that require gradients.
+    pub(crate) fn trainable_params(&self) -> Vec<(ParamId, usize)> {
+        struct Collect(Vec<(ParamId, usize)>);
+        impl ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if param.val().is_require_grad() {
+                    self.0.push((param.id, D));
+                }
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        self.visit(&mut collect);
+        collect.0
+    }
+
+    /// Final hidden states at each sequence's last real token, `[B, d]`.
+    ///
+    /// When the sequences share a prefix (the judge instruction; with both orders of a pair in
+    /// one micro-batch, the question too), the prefix runs once with batch 1 and the rest of each
+    /// sequence attends to its keys and values ([`Llama::prefill`]); under autodiff the gradient
+    /// flows through those keys and values, so loss and gradients equal running every sequence
+    /// whole.
+    pub(crate) fn last_hidden(&self, sequences: &[&[u32]], pad_id: u32) -> Tensor<2> {
+        let shortest = sequences.iter().map(|s| s.len()).min().unwrap_or(0);
+        let shared = sequences
+            .iter()
+            .skip(1)
+            .map(|s| common_prefix(sequences[0], s))
+            .min()
+            .unwrap_or(0)
+            .min(shortest.saturating_sub(1));
+        let prefix = (sequences.len() > 1 && shared >= MIN_SHARED_PREFIX)
+            .then(|| self.llama.prefill(&sequences[0][..shared], None));
+        self.llama
+            .last_hidden_states(sequences, prefix.as_ref(), pad_id)
+    }
+}
+
+/// Shortest shared prefix worth an extra batch-1 pass.
+const MIN_SHARED_PREFIX: usize = 8;
+
+/// Turns every weight into a fresh autodiff leaf (same values and parameter id): weights that
+/// were plain tensors, or results of earlier tracked operations (e.g. a move between devices),
+/// can then require gradients. With `recompute` the leaves are made on the device with burn's
+/// gradient checkpointing (a copy of the weights, once).
+struct Leaves {
+    recompute: bool,
+}
+
+impl ModuleMapper for Leaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let recompute = self.recompute;
+        param.map(|t| {
+            if recompute {
+                let device = t.device().autodiff().gradient_checkpointing();
+                Tensor::from_data(t.into_data(), &device)
+            } else {
+                t.inner().autodiff()
+            }
+        })
+    }
+}

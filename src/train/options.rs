@@ -1,0 +1,171 @@
+//! The hyper-parameters of a run, defined once: the library's options are also the command
+//! line's flags (`#[command(flatten)]` in `gram pretrain` / `gram finetune`), and they are saved
+//! with the resume state.
+
+use super::{Objective, Schedule};
+use crate::{Error, Result, loss};
+use serde::{Deserialize, Serialize};
+
+/// The hyper-parameters of a run. Each default is written once, in its `#[arg]` attribute;
+/// [`TrainOptions::new`] reads them back from clap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct TrainOptions {
+    /// What is trained (chosen by the subcommand, not a flag).
+    #[arg(skip = Objective::Gram)]
+    pub objective: Objective,
+    /// Passes over the training data (ignored when `max_steps` is set).
+    #[arg(long, default_value_t = 1.0, conflicts_with = "max_steps")]
+    pub epochs: f64,
+    /// Optimizer steps in all (instead of --epochs).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Examples per micro-batch (stage 2 counts each order of a pair as one example).
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Peak learning rate (linear warmup, cosine decay).
+    #[arg(long, default_value_t = 1e-5)]
+    pub lr: f64,
+    /// Fraction of the steps spent warming up.
+    #[arg(long, default_value_t = 0.03)]
+    pub warmup_ratio: f64,
+    /// Final learning rate as a fraction of the peak.
+    #[arg(skip = 0.1)]
+    pub min_lr_ratio: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip gradients to this global norm (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Mass ε of the preference loss on the wrong verdict (stage 2; see
+    /// `loss::preference_loss`).
+    #[arg(long, default_value_t = loss::DEFAULT_LABEL_SMOOTHING)]
+    pub label_smoothing: f32,
+    /// Train only the top K decoder layers and the final norm.
+    #[arg(long, conflicts_with = "lora_rank")]
+    pub train_layers: Option<usize>,
+    /// Train LoRA adapters of rank R on every attention and MLP projection instead of the
+    /// weights (merged into the weights on export).
+    #[serde(default)]
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA scale numerator: adapters are scaled by ALPHA / R.
+    #[serde(default = "default_lora_alpha")]
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them
+    /// (burn's gradient checkpointing): less memory, more compute.
+    #[serde(default)]
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
+    /// Seed of the data order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Evaluate every N steps (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// Save the resume state every N steps (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: usize,
+    /// The verdict tokens `[A, B]` (stage 2; from the tokenizer, not a flag).
+    #[arg(skip)]
+    pub verdict_tokens: [u32; 2],
+    /// Token id used to pad batches, never read (from the tokenizer, not a flag).
+    #[arg(skip)]
+    pub pad_id: u32,
+}
+
+/// LoRA's α in resume states written before it was an option: the flag's default.
+fn default_lora_alpha() -> f64 {
+    TrainOptions::defaults().lora_alpha
+}
+
+impl TrainOptions {
+    /// The defaults for `objective`: one epoch, batch 4, lr 1e-5 with 3 % warmup decaying to
+    /// 10 %, weight decay 0, clip at norm 1, ε = [`loss::DEFAULT_LABEL_SMOOTHING`], LoRA α 16,
+    /// seed 0 (the flags' defaults).
+    pub fn new(objective: Objective, verdict_tokens: [u32; 2], pad_id: u32) -> Self {
+        TrainOptions {
+            objective,
+            verdict_tokens,
+            pad_id,
+            ..Self::defaults()
+        }
+    }
+
+    /// The options an empty command line gives.
+    fn defaults() -> Self {
+        use clap::{Args, FromArgMatches};
+        let command = Self::augment_args(clap::Command::new("defaults").no_binary_name(true));
+        let matches = command
+            .try_get_matches_from(std::iter::empty::<String>())
+            .expect("every training flag has a default");
+        Self::from_arg_matches(&matches).expect("every training flag has a default")
+    }
+
+    /// Optimizer steps for `examples` training examples.
+    pub fn total_steps(&self, examples: usize) -> usize {
+        match self.max_steps {
+            Some(steps) => steps,
+            None => {
+                let per_step = (self.batch_size * self.grad_accum) as f64;
+                (self.epochs * examples as f64 / per_step).ceil().max(1.0) as usize
+            }
+        }
+    }
+
+    /// The learning-rate schedule for a run of `total` steps.
+    pub fn schedule(&self, total: usize) -> Schedule {
+        Schedule {
+            peak: self.lr,
+            warmup: (self.warmup_ratio * total as f64).round() as usize,
+            total,
+            floor: self.min_lr_ratio,
+        }
+    }
+
+    /// Whether a resumed run may continue with `other`: only the step budget and the
+    /// evaluation and save intervals may differ.
+    pub(crate) fn resumable_with(&self, other: &TrainOptions) -> bool {
+        let comparable = |o: &TrainOptions| TrainOptions {
+            max_steps: None,
+            epochs: 0.0,
+            eval_every: 0,
+            save_every: 0,
+            ..o.clone()
+        };
+        comparable(self) == comparable(other)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return Err(Error::invalid(
+                "--batch-size and --grad-accum must be at least 1",
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::invalid(format!(
+                "--lr must be positive, got {}",
+                self.lr
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(Error::invalid("--label-smoothing must be in [0, 1]"));
+        }
+        if self.train_layers == Some(0) {
+            return Err(Error::invalid("--train-layers must be at least 1"));
+        }
+        if self.lora_rank == Some(0) {
+            return Err(Error::invalid("--lora-rank must be at least 1"));
+        }
+        if self.lora_rank.is_some() && self.train_layers.is_some() {
+            return Err(Error::invalid(
+                "--lora-rank and --train-layers are alternatives; give one",
+            ));
+        }
+        Ok(())
+    }
+}

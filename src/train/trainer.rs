@@ -1,0 +1,293 @@
+//! The training loop, the same for every objective: AdamW, the learning-rate [`Schedule`],
+//! gradient accumulation, clipping by the global gradient norm, a seeded data order, held-out
+//! evaluation, metrics, and the resume state.
+
+use super::run_dir::ResumeState;
+use super::{
+    Learner, RunDir, Schedule, StepMetrics, TrainExample, TrainOptions, check_examples, scalar,
+    to_vec,
+};
+use crate::model::Llama;
+use crate::{Error, Result};
+use burn::module::{Module, ParamId};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The training loop.
+pub struct Trainer {
+    pub model: Learner,
+    optimizer: ModuleOptimizer,
+    options: TrainOptions,
+    /// Trainable parameters and their ranks, for the global gradient norm.
+    params: Vec<(ParamId, usize)>,
+    step: usize,
+    run_dir: Option<RunDir>,
+}
+
+impl Trainer {
+    /// Start a run on `llama`'s device (plain or `.autodiff()`; its weights become autodiff
+    /// leaves). With an `output` directory, metrics and the resume state are written there.
+    pub fn new(llama: Llama, options: TrainOptions, output: Option<PathBuf>) -> Result<Self> {
+        options.validate()?;
+        if let Some(k) = options.train_layers
+            && k > llama.layers.len()
+        {
+            return Err(Error::invalid(format!(
+                "--train-layers {k}: the model has only {} layers",
+                llama.layers.len()
+            )));
+        }
+        let mut model = Learner::new(llama, options.objective);
+        if let Some(rank) = options.lora_rank {
+            model = model.add_lora(rank, options.lora_alpha);
+        }
+        let model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
+        let optimizer = AdamWConfig::new()
+            .with_weight_decay(options.weight_decay as f32)
+            .init();
+        let params = model.trainable_params();
+        let run_dir = output.map(RunDir::create).transpose()?;
+        Ok(Trainer {
+            model,
+            optimizer,
+            options,
+            params,
+            step: 0,
+            run_dir,
+        })
+    }
+
+    /// Continue the run saved in `output/checkpoint`: weights (with their parameter ids, which
+    /// key the optimizer state), AdamW moments and the step. `metrics.csv` rows after that step
+    /// are dropped. The options given must match the saved ones except the step budget and the
+    /// eval/save intervals.
+    pub fn resume(llama: Llama, options: TrainOptions, output: PathBuf) -> Result<Self> {
+        let state = RunDir::at(&output).load_state(&options)?;
+        let mut trainer = Trainer::new(llama, options, Some(output))?;
+        let run_dir = trainer
+            .run_dir
+            .clone()
+            .expect("created with an output directory");
+        let model = run_dir.load_weights(trainer.model)?;
+        let options = &trainer.options;
+        trainer.model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
+        trainer.params = trainer.model.trainable_params();
+        trainer.optimizer = run_dir.load_optimizer(trainer.options.weight_decay)?;
+        trainer.step = state.step;
+        run_dir.truncate_metrics(trainer.step)?;
+        Ok(trainer)
+    }
+
+    /// Optimizer steps done.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The run's options.
+    pub fn options(&self) -> &TrainOptions {
+        &self.options
+    }
+
+    /// The output folder, when the run has one.
+    pub fn run_dir(&self) -> Option<&RunDir> {
+        self.run_dir.as_ref()
+    }
+
+    /// Train until `total` optimizer steps are done, evaluating on `eval` (if not empty) every
+    /// `eval_every` steps and at the end, saving the resume state every `save_every` steps and
+    /// at the end. `on_step` sees every step's metrics (for a progress line) and returns whether
+    /// to go on; when it says stop, the resume state is saved and this returns early. Returns
+    /// the metrics of the steps run by this call.
+    pub fn run(
+        &mut self,
+        train: &[TrainExample],
+        eval: &[TrainExample],
+        total: usize,
+        mut on_step: impl FnMut(&StepMetrics) -> bool,
+    ) -> Result<Vec<StepMetrics>> {
+        check_examples(train, self.options.objective, "training")?;
+        check_examples(eval, self.options.objective, "evaluation")?;
+        let schedule: Schedule = self.options.schedule(total);
+        let every = |n: usize, step: usize| n > 0 && step % n == 0;
+        let mut history = Vec::new();
+        while self.step < total {
+            let start = Instant::now();
+            let lr = schedule.lr(self.step);
+            let (loss, tokens) = self.train_step(train, lr)?;
+            let tokens_per_s = tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            let last = self.step == total;
+            let eval_due = !eval.is_empty() && (last || every(self.options.eval_every, self.step));
+            let metrics = StepMetrics {
+                step: self.step,
+                lr,
+                loss,
+                eval: if eval_due {
+                    Some(self.evaluate(eval)?)
+                } else {
+                    None
+                },
+                tokens_per_s,
+            };
+            if let Some(dir) = &self.run_dir {
+                dir.append_metrics(&metrics)?;
+            }
+            let go_on = on_step(&metrics);
+            if !go_on || last || every(self.options.save_every, self.step) {
+                self.save()?;
+            }
+            history.push(metrics);
+            if !go_on {
+                break;
+            }
+        }
+        Ok(history)
+    }
+
+    /// One optimizer step: `grad_accum` micro-batches from the seeded stream, their mean loss's
+    /// gradients accumulated, clipped to `max_grad_norm` by global norm, AdamW at `lr`.
+    /// Returns the mean loss and the real tokens processed.
+    pub fn train_step(&mut self, train: &[TrainExample], lr: f64) -> Result<(f64, usize)> {
+        if train.is_empty() {
+            return Err(Error::invalid("no training examples"));
+        }
+        let micro = self.options.batch_size;
+        let accum = self.options.grad_accum;
+        let unit = self.options.objective.task().unit();
+        let mut accumulator = GradientsAccumulator::<Learner>::new();
+        let (mut loss_sum, mut tokens) = (0.0, 0usize);
+        for m in 0..accum {
+            let first = (self.step * accum + m) * micro;
+            let batch: Vec<&TrainExample> = (first..first + micro)
+                .map(|i| &train[stream_index(i, train.len(), unit, self.options.seed)])
+                .collect();
+            tokens += batch.iter().map(|e| e.tokens()).sum::<usize>();
+            let (loss, grads) = self.micro_batch(&batch, accum)?;
+            loss_sum += loss;
+            accumulator.accumulate(&self.model, grads);
+        }
+        let grads = clip_global_norm(
+            accumulator.grads(),
+            &self.params,
+            self.options.max_grad_norm,
+        )?;
+        self.model = self.optimizer.step(lr, self.model.clone(), grads);
+        self.step += 1;
+        Ok((loss_sum / accum as f64, tokens))
+    }
+
+    /// The mean loss of `batch` and the gradients of `loss / accum`.
+    fn micro_batch(&self, batch: &[&TrainExample], accum: usize) -> Result<(f64, GradientsParams)> {
+        let task = self.options.objective.task();
+        let loss = task.batch_loss(&self.model, batch, &self.options)?;
+        let value = scalar(&loss)?;
+        let grads =
+            GradientsParams::from_grads(loss.div_scalar(accum as f64).backward(), &self.model);
+        Ok((value, grads))
+    }
+
+    /// The mean loss of `batch` and the gradient of every trainable parameter (in the module's
+    /// visiting order, row-major), without updating anything — for checking devices agree.
+    pub fn gradients(&self, batch: &[TrainExample]) -> Result<(f64, Vec<Vec<f32>>)> {
+        check_examples(batch, self.options.objective, "gradient")?;
+        let batch: Vec<&TrainExample> = batch.iter().collect();
+        let (loss, grads) = self.micro_batch(&batch, 1)?;
+        let mut out = Vec::with_capacity(self.params.len());
+        for &(id, rank) in &self.params {
+            let values = match rank {
+                1 => grads.get::<1>(id).map(to_vec),
+                2 => grads.get::<2>(id).map(to_vec),
+                _ => None,
+            };
+            out.push(values.transpose()?.unwrap_or_default());
+        }
+        Ok((loss, out))
+    }
+
+    /// The held-out metric on `eval`, without gradients: pairwise accuracy for Gram and
+    /// Bradley–Terry, the mean token loss for Generation (see each objective's module).
+    pub fn evaluate(&self, eval: &[TrainExample]) -> Result<f64> {
+        let task = self.options.objective.task();
+        task.evaluate(&self.model.valid(), eval, &self.options)
+    }
+
+    /// Save the resume state in `output/checkpoint` (atomically); nothing without an output.
+    pub fn save(&self) -> Result<()> {
+        let Some(dir) = &self.run_dir else {
+            return Ok(());
+        };
+        let state = ResumeState {
+            step: self.step,
+            options: self.options.clone(),
+        };
+        dir.save_state(&self.model, &self.optimizer, &state)
+    }
+}
+
+/// The example at position `i` of the endless seeded stream: epoch `e = i / n` is a permutation
+/// of `0..n` drawn from `ChaCha8(seed, e)`, taken in units of `unit` consecutive examples that
+/// stay together (a pair's two orders, so they share a micro-batch and their common prefix runs
+/// once). Recomputed on demand, so the data order needs no saved state to resume.
+fn stream_index(i: usize, n: usize, unit: usize, seed: u64) -> usize {
+    let unit = if unit > 1 && n % unit == 0 { unit } else { 1 };
+    let units = n / unit;
+    let epoch = (i / n) as u64;
+    let mut order: Vec<usize> = (0..units).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch);
+    order.shuffle(&mut rng);
+    let within = i % n;
+    order[within / unit] * unit + within % unit
+}
+
+/// Scale all gradients by `min(1, max_norm / ‖g‖)` where `‖g‖² = Σ_params Σ g²` (one read-back).
+fn clip_global_norm(
+    mut grads: GradientsParams,
+    params: &[(ParamId, usize)],
+    max_norm: f64,
+) -> Result<GradientsParams> {
+    if max_norm <= 0.0 || !max_norm.is_finite() {
+        return Ok(grads);
+    }
+    let mut squares: Option<Tensor<1>> = None;
+    for &(id, rank) in params {
+        let sum = match rank {
+            1 => grads.get::<1>(id).map(|g| g.square().sum()),
+            2 => grads.get::<2>(id).map(|g| g.square().sum()),
+            _ => None,
+        };
+        if let Some(sum) = sum {
+            squares = Some(match squares {
+                Some(total) => total + sum,
+                None => sum,
+            });
+        }
+    }
+    let Some(squares) = squares else {
+        return Ok(grads);
+    };
+    let norm = scalar(&squares)?.sqrt();
+    if norm <= max_norm {
+        return Ok(grads);
+    }
+    let factor = max_norm / (norm + 1e-6);
+    for &(id, rank) in params {
+        match rank {
+            1 => {
+                if let Some(g) = grads.remove::<1>(id) {
+                    grads.register(id, g.mul_scalar(factor));
+                }
+            }
+            2 => {
+                if let Some(g) = grads.remove::<2>(id) {
+                    grads.register(id, g.mul_scalar(factor));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(grads)
+}
