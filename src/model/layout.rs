@@ -268,19 +268,14 @@ fn size(config: &ModelConfig, dim: Dim) -> usize {
     }
 }
 
-/// Split `name` into a table row and its layer, looking names up with `pick` (the HF or the
-/// GGUF name of a row) under the layer `prefix`.
-fn find(
-    name: &str,
-    prefix: &str,
-    pick: fn(&Row) -> &'static str,
-) -> Option<(&'static Row, Option<usize>)> {
-    if let Some(row) = GLOBAL.iter().find(|r| pick(r) == name) {
+/// The table row of Hugging Face tensor `name`, and its layer.
+fn find_hf(name: &str) -> Option<(&'static Row, Option<usize>)> {
+    if let Some(row) = GLOBAL.iter().find(|r| r.hf == name) {
         return Some((row, None));
     }
-    let (layer, rest) = name.strip_prefix(prefix)?.split_once('.')?;
+    let (layer, rest) = name.strip_prefix(HF_LAYERS)?.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
-    let row = LAYER.iter().find(|r| pick(r) == rest)?;
+    let row = LAYER.iter().find(|r| r.hf == rest)?;
     Some((row, Some(layer)))
 }
 
@@ -328,7 +323,7 @@ pub fn hf_to_gguf(name: &str) -> Option<String> {
 /// The table row of Hugging Face tensor `name` under `config`: its slot, layer, shape and role,
 /// whether or not the config has that tensor.
 pub fn lookup_hf(config: &ModelConfig, name: &str) -> Option<TensorLayout> {
-    let (row, layer) = find(name, HF_LAYERS, hf)?;
+    let (row, layer) = find_hf(name)?;
     Some(expand(config, &config.variant(), row, layer))
 }
 

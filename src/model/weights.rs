@@ -130,35 +130,28 @@ impl Llama {
     /// The tensor of table row `t`, read back from the device.
     fn export(&self, t: &TensorLayout) -> Result<HostTensor> {
         let missing = || Error::invalid(format!("the model has no tensor `{}`", t.hf_name));
-        let layer = |i: Option<usize>| i.and_then(|i| self.layers.get(i)).ok_or_else(missing);
-        let norm = |n: Option<&RmsNorm>| n.map(|n| host(n.weight.val())).ok_or_else(missing);
+        let layer = || t.layer.and_then(|i| self.layers.get(i)).ok_or_else(missing);
+        let norm = |n: Option<&RmsNorm>| n.map(|n| host(n.weight.val())).ok_or_else(missing)?;
         let weight = |p: &Projection| host(p.merged_weight().transpose());
-        let bias = |p: &Projection| p.bias.as_ref().map(|b| host(b.val())).ok_or_else(missing);
+        let bias = |p: &Projection| p.bias.as_ref().map(|b| host(b.val())).ok_or_else(missing)?;
         match t.slot {
             Slot::Embedding => host(self.embed_tokens.val()),
             Slot::FinalNorm => host(self.norm.weight.val()),
             Slot::LmHead => host(self.lm_head.as_ref().ok_or_else(missing)?.val()),
-            slot => {
-                let l = layer(t.layer)?;
-                let (attn, mlp) = (&l.self_attn, &l.mlp);
-                match slot {
-                    Slot::AttnNorm => host(l.input_layernorm.weight.val()),
-                    Slot::QWeight => weight(&attn.q_proj),
-                    Slot::QBias => bias(&attn.q_proj)?,
-                    Slot::KWeight => weight(&attn.k_proj),
-                    Slot::KBias => bias(&attn.k_proj)?,
-                    Slot::VWeight => weight(&attn.v_proj),
-                    Slot::VBias => bias(&attn.v_proj)?,
-                    Slot::OWeight => weight(&attn.o_proj),
-                    Slot::QNorm => norm(attn.q_norm.as_ref())?,
-                    Slot::KNorm => norm(attn.k_norm.as_ref())?,
-                    Slot::MlpNorm => host(l.post_attention_layernorm.weight.val()),
-                    Slot::GateWeight => weight(&mlp.gate_proj),
-                    Slot::UpWeight => weight(&mlp.up_proj),
-                    Slot::DownWeight => weight(&mlp.down_proj),
-                    Slot::Embedding | Slot::FinalNorm | Slot::LmHead => unreachable!(),
-                }
-            }
+            Slot::AttnNorm => host(layer()?.input_layernorm.weight.val()),
+            Slot::QWeight => weight(&layer()?.self_attn.q_proj),
+            Slot::QBias => bias(&layer()?.self_attn.q_proj),
+            Slot::KWeight => weight(&layer()?.self_attn.k_proj),
+            Slot::KBias => bias(&layer()?.self_attn.k_proj),
+            Slot::VWeight => weight(&layer()?.self_attn.v_proj),
+            Slot::VBias => bias(&layer()?.self_attn.v_proj),
+            Slot::OWeight => weight(&layer()?.self_attn.o_proj),
+            Slot::QNorm => norm(layer()?.self_attn.q_norm.as_ref()),
+            Slot::KNorm => norm(layer()?.self_attn.k_norm.as_ref()),
+            Slot::MlpNorm => host(layer()?.post_attention_layernorm.weight.val()),
+            Slot::GateWeight => weight(&layer()?.mlp.gate_proj),
+            Slot::UpWeight => weight(&layer()?.mlp.up_proj),
+            Slot::DownWeight => weight(&layer()?.mlp.down_proj),
         }
     }
 }
