@@ -14,7 +14,7 @@
 //! | [`config`] | the model's hyper-parameters (mirrors `config.json`) |
 //! | [`checkpoint`] | reading GGUF files and Hugging Face directories; writing HF directories |
 //! | [`tokenizer`] | tokenizer and chat-template rendering |
-//! | [`model`] | the Llama-family decoder |
+//! | [`model`] | the Llama-family decoder, its architecture variants and weight-layout table |
 //! | [`device`] | choosing a wgpu adapter or the CPU |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
 //! | [`prompt`] | the judge prompt template and builder, the stage-1 and reward-model layouts |
@@ -29,7 +29,6 @@
 //! | [`io`], [`progress`] | atomic output files, progress lines |
 
 pub mod checkpoint;
-pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
@@ -49,4 +48,6 @@ pub mod tokenizer;
 pub mod train;
 
 pub use error::{Error, Result};
+/// The model configuration lives with the model; `gram::config` is kept as its short path.
+pub use model::config;
 pub use pair::{Judge, Pair, Preference, Verdict};

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use super::quant::GgmlType;
 use super::{Checkpoint, HostTensor};
 use crate::config::{Architecture, ModelConfig, RopeScaling};
+use crate::model::layout;
 use crate::tokenizer::{ByteLevelBpe, TextCodec};
 use crate::{Error, Result};
 
@@ -526,7 +527,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             )
         })?;
         let mut tensor = file.dequantize(info);
-        if let Some(n_head) = rope_permuted_heads(&config, &name) {
+        if let Some(n_head) = layout::gguf_rope_heads(&config, &name) {
             tensor = unpermute_rope_rows(&tensor, n_head).ok_or_else(|| {
                 Error::checkpoint(
                     path,
@@ -687,56 +688,10 @@ pub fn codec_from_metadata(file: &GgufFile) -> Result<TextCodec> {
     )
 }
 
-/// The Hugging Face name of GGUF tensor `name`, if it is one of the Llama-family tensors.
+/// The Hugging Face name of GGUF tensor `name`, if it is one of the Llama-family tensors of the
+/// weight-layout table ([`layout::gguf_to_hf`]).
 pub fn hf_name(name: &str) -> Option<String> {
-    let (stem, suffix) = name
-        .rsplit_once('.')
-        .filter(|(_, s)| matches!(*s, "weight" | "bias"))?;
-    let global = match stem {
-        "token_embd" => Some("model.embed_tokens"),
-        "output_norm" => Some("model.norm"),
-        "output" => Some("lm_head"),
-        _ => None,
-    };
-    if let Some(hf) = global {
-        return Some(format!("{hf}.{suffix}"));
-    }
-    let (layer, part) = stem.strip_prefix("blk.")?.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let hf = match part {
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
-}
-
-/// Heads to un-permute by, when `hf_name` is a q or k projection weight that llama.cpp's
-/// converter stored in interleaved-RoPE row order (Llama and Mistral only; Qwen files keep
-/// HF order): q by the attention heads, k by the key/value heads.
-fn rope_permuted_heads(config: &ModelConfig, hf_name: &str) -> Option<usize> {
-    if !matches!(
-        config.model_type,
-        Architecture::Llama | Architecture::Mistral
-    ) {
-        return None;
-    }
-    if hf_name.ends_with(".self_attn.q_proj.weight") {
-        Some(config.num_attention_heads)
-    } else if hf_name.ends_with(".self_attn.k_proj.weight") {
-        Some(config.num_key_value_heads)
-    } else {
-        None
-    }
+    layout::gguf_to_hf(name)
 }
 
 /// Undo llama.cpp's RoPE row permutation of a `[n_head·head_dim, in]` projection.

@@ -143,16 +143,6 @@ fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
     })
 }
 
-/// The transformers class that loads `arch` (`architectures` in config.json).
-fn architecture_class(arch: Architecture) -> &'static str {
-    match arch {
-        Architecture::Llama => "LlamaForCausalLM",
-        Architecture::Mistral => "MistralForCausalLM",
-        Architecture::Qwen2 => "Qwen2ForCausalLM",
-        Architecture::Qwen3 => "Qwen3ForCausalLM",
-    }
-}
-
 /// Write a Hugging Face model directory at `dir`: `config.json` (with `architectures` and
 /// `torch_dtype: "float32"`), `model.safetensors` (F32), `tokenizer.json`, `tokenizer_config.json`.
 ///
@@ -203,7 +193,7 @@ fn write_files(
     object.retain(|_, v| !v.is_null());
     object.insert(
         "architectures".into(),
-        serde_json::json!([architecture_class(config.model_type)]),
+        serde_json::json!([config.variant().hf_class]),
     );
     object.insert("torch_dtype".into(), "float32".into());
     let text = serde_json::to_string_pretty(&json).expect("a JSON value serialises");

@@ -42,3 +42,26 @@ pub fn fixture() -> serde_json::Value {
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("fixture {} is not JSON: {e}", path.display()))
 }
+
+/// Seeded random tensors under every name and stored shape of the weight-layout table for
+/// `config` (q/k/v biases, q/k norms and an untied `lm_head` exactly when the config has them).
+pub fn tiny_tensors(
+    config: &gram::config::ModelConfig,
+) -> std::collections::BTreeMap<String, gram::checkpoint::HostTensor> {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    gram::model::layout::tensors(config)
+        .into_iter()
+        .map(|t| {
+            let data = (0..t.len())
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            let tensor = gram::checkpoint::HostTensor::new(t.shape, data).expect("sizes agree");
+            (t.hf_name, tensor)
+        })
+        .collect()
+}

@@ -5,7 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The decoder variants we run. They differ only in small, config-visible ways.
+use super::layout;
+use super::variant::Variant;
+
+/// The decoder families we run (`model_type` in config.json, `general.architecture` in GGUF).
+///
+/// They differ only in small, config-visible ways, listed once per family in
+/// [`Variant::of`](super::variant::Variant::of).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
@@ -20,19 +26,28 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    /// Parse a `model_type` (config.json) or `general.architecture` (GGUF) value.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "llama" => Some(Architecture::Llama),
-            "mistral" => Some(Architecture::Mistral),
-            "qwen2" => Some(Architecture::Qwen2),
-            "qwen3" => Some(Architecture::Qwen3),
-            _ => None,
-        }
-    }
+    /// Every architecture, in the order of [`Architecture::SUPPORTED`].
+    pub const ALL: [Architecture; 4] = [
+        Architecture::Llama,
+        Architecture::Mistral,
+        Architecture::Qwen2,
+        Architecture::Qwen3,
+    ];
 
     /// The architecture names we accept, for error messages.
     pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3";
+
+    /// The `model_type` / `general.architecture` name.
+    pub fn name(self) -> &'static str {
+        Variant::of(self).model_type
+    }
+
+    /// Parse a `model_type` (config.json) or `general.architecture` (GGUF) value.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|arch| arch.name().eq_ignore_ascii_case(name))
+    }
 }
 
 /// Llama-3-style RoPE frequency scaling (`rope_scaling.rope_type == "llama3"`).
@@ -108,28 +123,26 @@ impl ModelConfig {
             .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
+    /// How this model differs from plain Llama: its architecture's [`Variant`] with what the
+    /// config adds (`attention_bias`, `rope_scaling`).
+    pub fn variant(&self) -> Variant {
+        Variant::of_config(self)
+    }
+
     /// Whether q, k and v projections carry biases.
     pub fn qkv_bias(&self) -> bool {
-        self.attention_bias || self.model_type == Architecture::Qwen2
+        self.variant().qkv_bias
     }
 
     /// Whether q and k get a per-head RMSNorm before RoPE (Qwen3).
     pub fn qk_norm(&self) -> bool {
-        self.model_type == Architecture::Qwen3
+        self.variant().qk_norm
     }
 
-    /// Number of parameters implied by the config (embeddings counted once when tied).
+    /// Number of parameters implied by the config (embeddings counted once when tied): the
+    /// sizes of the tensors of its [`layout`](layout::tensors).
     pub fn num_parameters(&self) -> usize {
-        let d = self.hidden_size;
-        let hd = self.head_dim();
-        let q = self.num_attention_heads * hd;
-        let kv = self.num_key_value_heads * hd;
-        let attn = d * q + 2 * d * kv + q * d + if self.qkv_bias() { q + 2 * kv } else { 0 };
-        let mlp = 3 * d * self.intermediate_size;
-        let norms = 2 * d + if self.qk_norm() { 2 * hd } else { 0 };
-        let layer = attn + mlp + norms;
-        let emb = self.vocab_size * d;
-        emb + self.num_hidden_layers * layer + d + if self.tie_word_embeddings { 0 } else { emb }
+        layout::tensors(self).iter().map(|t| t.len()).sum()
     }
 
     /// Matmul FLOPs of one forward pass over `tokens` tokens of a sequence of length `seq`,

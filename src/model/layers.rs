@@ -1,0 +1,216 @@
+//! The building blocks of one decoder layer, each with its math.
+//!
+//! ```text
+//! h       = x + Attn(RMSNorm(x))                 pre-norm residual attention
+//! x'      = h + MLP(RMSNorm(h))                  pre-norm residual SwiGLU
+//! RMSNorm(x) = x / sqrt(mean(x²) + eps) ⊙ (offset + g)
+//! MLP(x)     = W_down (act(W_gate x) ⊙ W_up x)  act = SiLU
+//! Attn(x)    = W_o · concat_heads softmax(q kᵀ / √hd + causal mask) v,
+//!              q = rope(norm_q(W_q x)), k = rope(norm_k(W_k x)), v = W_v x
+//! ```
+//!
+//! Projections hold their weight `[in, out]` (transposed from the checkpoint's `[out, in]`) so
+//! every projection is a plain `x · W`. `norm_q`/`norm_k` (Qwen3) and the q/k/v biases (Qwen2)
+//! are present only where the [`Variant`](super::Variant) says so.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Tensor};
+
+use super::LayerKv;
+use super::lora::Lora;
+use super::rope::Rope;
+use super::variant::Activation;
+
+/// Root-mean-square layer norm with a learned gain `g`.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    #[module(skip)]
+    pub eps: f64,
+    /// Added to the stored gain ([`Variant::norm_weight_offset`](super::Variant), 0 so far).
+    #[module(skip)]
+    pub weight_offset: f64,
+}
+
+impl RmsNorm {
+    /// `x / sqrt(mean(x², last dim) + eps) ⊙ (offset + g)`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let rms = (x.clone().powi_scalar(2).mean_dim(D - 1) + self.eps).sqrt();
+        x.div(rms).mul(self.gain().unsqueeze())
+    }
+
+    /// The effective gain `offset + g`.
+    pub fn gain(&self) -> Tensor<1> {
+        if self.weight_offset == 0.0 {
+            self.weight.val()
+        } else {
+            self.weight.val() + self.weight_offset
+        }
+    }
+}
+
+/// A dense projection `y = x · W (+ b)` with `W` stored `[in, out]`, optionally with a
+/// low-rank adapter: `y = x · W (+ b) + (α/r) · (x · A) · B`.
+#[derive(Module, Debug)]
+pub struct Projection {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    pub lora: Option<Lora>,
+}
+
+impl Projection {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let y = burn::tensor::module::linear(x.clone(), self.weight.val(), bias);
+        match &self.lora {
+            Some(lora) => y + lora.forward(x),
+            None => y,
+        }
+    }
+
+    /// The weight with the adapter folded in, `W + (α/r) · A · B` (`[in, out]`).
+    pub fn merged_weight(&self) -> Tensor<2> {
+        match &self.lora {
+            Some(lora) => self.weight.val() + lora.a.val().matmul(lora.b.val()) * lora.scale,
+            None => self.weight.val(),
+        }
+    }
+}
+
+/// Causal grouped-query self-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Projection,
+    pub k_proj: Projection,
+    pub v_proj: Projection,
+    pub o_proj: Projection,
+    /// Qwen3's per-head RMSNorm on queries and keys.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    #[module(skip)]
+    pub num_heads: usize,
+    #[module(skip)]
+    pub num_kv_heads: usize,
+    #[module(skip)]
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// `x`: `[B, T, d]` at positions `P..P+T`, where `P` is the length of `past` (0 without);
+    /// `rope`: cos/sin tables for those positions; `mask`: `[G·T, P+T]`, true = blocked.
+    /// Returns the output `[B, T, d]` and this call's keys and values (after RoPE),
+    /// `[B, kv, T, hd]` each, so a caller can extend a [`KvCache`].
+    pub(super) fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        mask: &Tensor<2, Bool>,
+        past: Option<&LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
+        let [b, t, _] = x.dims();
+        let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let group = h / kv;
+
+        let q = self.q_proj.forward(x.clone()).reshape([b, t, h, hd]);
+        let k = self.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
+        let v = self.v_proj.forward(x).reshape([b, t, kv, hd]);
+        let (q, k) = match (&self.q_norm, &self.k_norm) {
+            (Some(qn), Some(kn)) => (qn.forward(q), kn.forward(k)),
+            _ => (q, k),
+        };
+        // [B, heads, T, hd]
+        let q = rope.apply(q.swap_dims(1, 2));
+        let k = rope.apply(k.swap_dims(1, 2));
+        let v = v.swap_dims(1, 2);
+        let new = LayerKv {
+            keys: k.clone(),
+            values: v.clone(),
+        };
+        // Keys and values of the shared prefix (batch 1) come first, seen by every row.
+        let (k, v) = match past {
+            Some(past) => {
+                let [_, _, p, _] = past.keys.dims();
+                (
+                    Tensor::cat(vec![past.keys.clone().expand([b, kv, p, hd]), k], 2),
+                    Tensor::cat(vec![past.values.clone().expand([b, kv, p, hd]), v], 2),
+                )
+            }
+            None => (k, v),
+        };
+
+        // Grouped-query attention without copying K/V: the `group` query heads that share one
+        // key/value head are stacked along the time axis, [B, kv, group·T, hd].
+        let q = q.reshape([b, kv, group * t, hd]);
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, kv, G·T, P+T]
+        let scores = scores.mask_fill(mask.clone().unsqueeze::<4>(), -1.0e9);
+        let weights = softmax(scores, 3);
+        let out = weights.matmul(v); // [B, kv, G·T, hd]
+        let out = out
+            .reshape([b, h, t, hd])
+            .swap_dims(1, 2)
+            .reshape([b, t, h * hd]);
+        (self.o_proj.forward(out), new)
+    }
+}
+
+/// The gated feed-forward block: `W_down (act(W_gate x) ⊙ W_up x)` (SwiGLU with SiLU).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate_proj: Projection,
+    pub up_proj: Projection,
+    pub down_proj: Projection,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = self.activation.apply(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    pub(super) fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        mask: &Tensor<2, Bool>,
+        past: Option<&LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
+        let (attn, kv) =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), rope, mask, past);
+        let h = x + attn;
+        (
+            h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h)),
+            kv,
+        )
+    }
+}
+
+impl DecoderLayer {
+    /// The seven projections (attention q, k, v, o; MLP gate, up, down), for adapters.
+    pub fn projections_mut(&mut self) -> [&mut Projection; 7] {
+        let (attn, mlp) = (&mut self.self_attn, &mut self.mlp);
+        [
+            &mut attn.q_proj,
+            &mut attn.k_proj,
+            &mut attn.v_proj,
+            &mut attn.o_proj,
+            &mut mlp.gate_proj,
+            &mut mlp.up_proj,
+            &mut mlp.down_proj,
+        ]
+    }
+}

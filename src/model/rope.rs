@@ -1,0 +1,96 @@
+//! Rotary position embeddings (Su et al., 2021) in Hugging Face's "rotate-half" layout.
+//!
+//! Each head vector `x` (width `hd`) at position `p` is rotated pairwise, pairing element `j`
+//! with element `j + hd/2`:
+//!
+//! ```text
+//! ω_i        = θ^(−2i/hd)                        i < hd/2 (Llama 3 scaling applied if configured)
+//! rope(x, p) = x ⊙ cos(pω) + rotate_half(x) ⊙ sin(pω)
+//! rotate_half([x₁, x₂]) = [−x₂, x₁]              the frequencies repeated over both halves
+//! ```
+//!
+//! so the dot product of a rotated query at `p` and a rotated key at `p'` depends on `p − p'`
+//! only. (llama.cpp pairs adjacent elements instead; its GGUF files store q/k rows permuted to
+//! match, which the GGUF reader undoes.)
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::{ModelConfig, RopeScaling};
+
+/// The `cos(pω)` and `sin(pω)` tables `[T, hd]` for positions `p = start..start+T`.
+pub(super) struct Rope {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+impl Rope {
+    pub(super) fn new(config: &ModelConfig, start: usize, t: usize, device: &Device) -> Self {
+        let hd = config.head_dim();
+        let scaling = config.variant().rope_scaling;
+        let freqs = inverse_frequencies(config.rope_theta, hd, scaling.as_ref());
+        let mut cos = Vec::with_capacity(t * hd);
+        let mut sin = Vec::with_capacity(t * hd);
+        for p in start..start + t {
+            for _half in 0..2 {
+                for &w in &freqs {
+                    let angle = p as f64 * w;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        Rope {
+            cos: Tensor::from_data(TensorData::new(cos, [t, hd]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [t, hd]), device),
+        }
+    }
+
+    /// Rotate `x`: `[B, heads, T, hd]`.
+    pub(super) fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, t, hd] = x.dims();
+        let half = hd / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let cos = self
+            .cos
+            .clone()
+            .reshape([1, 1, t, hd])
+            .expand([b, h, t, hd]);
+        let sin = self
+            .sin
+            .clone()
+            .reshape([1, 1, t, hd])
+            .expand([b, h, t, hd]);
+        x * cos + rotated * sin
+    }
+}
+
+/// `ω_i = θ^(−2i/hd)` for `i < hd/2`, with Llama 3 frequency scaling when configured:
+/// wavelengths longer than `orig_ctx / low_freq_factor` are divided by `factor`, shorter than
+/// `orig_ctx / high_freq_factor` kept, and those between interpolated smoothly.
+pub fn inverse_frequencies(theta: f64, head_dim: usize, scaling: Option<&RopeScaling>) -> Vec<f64> {
+    let base: Vec<f64> = (0..head_dim / 2)
+        .map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64))
+        .collect();
+    let Some(s) = scaling.filter(|s| s.rope_type == "llama3") else {
+        return base;
+    };
+    let original = s.original_max_position_embeddings.unwrap_or(8192) as f64;
+    let low_wavelen = original / s.low_freq_factor;
+    let high_wavelen = original / s.high_freq_factor;
+    base.into_iter()
+        .map(|w| {
+            let wavelen = 2.0 * std::f64::consts::PI / w;
+            if wavelen < high_wavelen {
+                w
+            } else if wavelen > low_wavelen {
+                w / s.factor
+            } else {
+                let smooth = (original / wavelen - s.low_freq_factor)
+                    / (s.high_freq_factor - s.low_freq_factor);
+                (1.0 - smooth) * w / s.factor + smooth * w
+            }
+        })
+        .collect()
+}
