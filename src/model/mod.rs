@@ -32,7 +32,7 @@ pub mod layout;
 pub mod lora;
 pub mod rope;
 pub mod variant;
-mod weights;
+pub(crate) mod weights;
 
 pub use layers::{Attention, DecoderLayer, Mlp, Projection, RmsNorm};
 pub use lora::Lora;

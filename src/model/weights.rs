@@ -157,7 +157,8 @@ impl Llama {
 }
 
 /// A tensor read back from the device into host memory.
-fn host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
+/// Read a device tensor back into host memory.
+pub(crate) fn host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
     let shape = tensor.dims().to_vec();
     let fail = |e: &dyn std::fmt::Debug| {
         Error::Device(format!("reading a tensor back from the device: {e:?}"))
