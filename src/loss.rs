@@ -12,6 +12,9 @@
 //!
 //! The entry points take tensors on any device, with or without `.autodiff()`, and return a
 //! loss of shape `[1]`; call `.backward()` on it as on any other tensor.
+//!
+//! Which path ran is observable: [`wgsl_launches`] counts the WGSL kernels dispatched (forward
+//! and backward), so a test can assert that the kernels, not the fallback, did the work.
 
 mod autodiff;
 mod kernels;
@@ -23,6 +26,8 @@ use burn::backend::{
 use burn::tensor::{DType, Int, Tensor, activation};
 
 use crate::{Error, Result};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Probability mass that the preference loss puts on the verdict the label says is wrong.
 ///
@@ -188,6 +193,36 @@ pub trait LossBackend: Backend {
         targets: IntTensor<Self>,
         mask: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+}
+
+/// WGSL loss kernels dispatched by this process so far, forward and backward passes together.
+///
+/// A preference loss dispatches one forward kernel and, when its gradient is taken, one
+/// backward kernel; a token cross-entropy dispatches two forward kernels (the per-row
+/// log-sum-exp and the masked mean) and one backward kernel. The plain-tensor-op fallback
+/// (any device other than wgpu, or a float type other than `f32`) dispatches none.
+pub fn wgsl_launches() -> u64 {
+    WGSL_LAUNCHES.load(Ordering::Relaxed)
+}
+
+/// [`wgsl_launches`] counting only the dispatches made from the calling thread: what a test
+/// compares before and after its own loss calls while other tests run on other threads.
+/// (Kernels are dispatched on the thread that calls the loss, or `.backward()` for the
+/// backward kernels.)
+pub fn wgsl_launches_on_this_thread() -> u64 {
+    THREAD_WGSL_LAUNCHES.with(Cell::get)
+}
+
+static WGSL_LAUNCHES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static THREAD_WGSL_LAUNCHES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Count one kernel dispatch (called by `kernels::launch`).
+fn count_wgsl_launch() {
+    WGSL_LAUNCHES.fetch_add(1, Ordering::Relaxed);
+    THREAD_WGSL_LAUNCHES.with(|n| n.set(n.get() + 1));
 }
 
 /// Whether `tensor`'s device and dtype are the ones the WGSL kernels are written for: a wgpu

@@ -8,7 +8,9 @@
 //! Tolerance: every element must satisfy |actual − expected| <= 1e-4·|expected| + 1e-6·max|expected|
 //! (a relative error of 1e-4, with a floor for entries far below the tensor's scale).
 
-use burn::tensor::{Device, DeviceType, Int, Tensor, TensorData};
+mod common;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use gram::loss::{
     DEFAULT_LABEL_SMOOTHING, masked_token_cross_entropy, masked_token_cross_entropy_reference,
     preference_loss, preference_loss_reference,
@@ -208,10 +210,36 @@ fn loss_and_gradient(loss: Tensor<1>, logits: &Tensor<2>) -> (f32, Vec<f32>) {
     )
 }
 
+/// Asserts that `run` dispatched `expected` WGSL loss kernels from this thread: the kernels on
+/// wgpu, none (the plain-op reference) on flex. Without this a silent fallback to the
+/// reference would make every wgpu-against-reference comparison pass trivially.
+fn with_kernel_count<T>(what: &str, expected: u64, run: impl FnOnce() -> T) -> T {
+    let before = gram::loss::wgsl_launches_on_this_thread();
+    let out = run();
+    let launched = gram::loss::wgsl_launches_on_this_thread() - before;
+    assert_eq!(
+        launched, expected,
+        "{what}: {launched} WGSL kernel dispatches, expected {expected}"
+    );
+    out
+}
+
+/// Kernels a loss with its backward pass dispatches on `device`: `on_wgpu` there, 0 on flex.
+fn kernels_on(device: &Device, on_wgpu: u64) -> u64 {
+    if device.clone().without_autodiff() == Device::flex() {
+        0
+    } else {
+        on_wgpu
+    }
+}
+
 fn preference_on(device: &Device, pairs: &PreferenceBatch, epsilon: f32) -> (f32, Vec<f32>) {
-    let (logits, correct) = pairs.tensors(device);
-    let loss = preference_loss(logits.clone(), correct, epsilon).expect("valid inputs");
-    loss_and_gradient(loss, &logits)
+    // One forward and one backward kernel.
+    with_kernel_count("preference loss", kernels_on(device, 2), || {
+        let (logits, correct) = pairs.tensors(device);
+        let loss = preference_loss(logits.clone(), correct, epsilon).expect("valid inputs");
+        loss_and_gradient(loss, &logits)
+    })
 }
 
 fn preference_reference(pairs: &PreferenceBatch, epsilon: f32) -> (f32, Vec<f32>) {
@@ -221,9 +249,12 @@ fn preference_reference(pairs: &PreferenceBatch, epsilon: f32) -> (f32, Vec<f32>
 }
 
 fn tokens_on(device: &Device, batch: &TokenBatch) -> (f32, Vec<f32>) {
-    let (logits, targets, mask) = batch.tensors(device);
-    let loss = masked_token_cross_entropy(logits.clone(), targets, mask).expect("valid inputs");
-    loss_and_gradient(loss, &logits)
+    // Two forward kernels (row log-sum-exp, masked mean) and one backward kernel.
+    with_kernel_count("token cross-entropy", kernels_on(device, 3), || {
+        let (logits, targets, mask) = batch.tensors(device);
+        let loss = masked_token_cross_entropy(logits.clone(), targets, mask).expect("valid inputs");
+        loss_and_gradient(loss, &logits)
+    })
 }
 
 fn tokens_reference(batch: &TokenBatch) -> (f32, Vec<f32>) {
@@ -255,18 +286,10 @@ fn assert_matches_closed_form(what: &str, actual: (f32, Vec<f32>), expected: (f6
     assert_close(&format!("{what} gradient"), &actual.1, &expected.1);
 }
 
-/// The first wgpu adapter with autodiff; fails with instructions when there is none.
-fn wgpu_device() -> Device {
-    let device = Device::enumerate(DeviceType::Wgpu)
-        .into_vec()
-        .into_iter()
-        .next();
-    device
-        .expect(
-            "no wgpu adapter found: these tests run the WGSL kernels and need a GPU or a software \
-             Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers` for lavapipe)",
-        )
-        .autodiff()
+/// The wgpu device with autodiff, `None` (the test is skipped) without an adapter; see
+/// `common::wgpu_device`.
+fn wgpu_device() -> Option<Device> {
+    common::wgpu_device().map(Device::autodiff)
 }
 
 // ---- reference on flex against the closed forms -------------------------------------------
@@ -384,7 +407,9 @@ fn malformed_inputs_are_errors() {
 
 #[test]
 fn wgpu_preference_loss_matches_reference() {
-    let device = wgpu_device();
+    let Some(device) = wgpu_device() else {
+        return;
+    };
     for (pairs, what) in [
         (PreferenceBatch::random(1, 11), "batch 1"),
         (PreferenceBatch::random(7, 12), "batch 7"),
@@ -403,7 +428,9 @@ fn wgpu_preference_loss_matches_reference() {
 
 #[test]
 fn wgpu_token_cross_entropy_matches_reference() {
-    let device = wgpu_device();
+    let Some(device) = wgpu_device() else {
+        return;
+    };
     let cases = [
         (
             TokenBatch::random(1000, &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.5], 5.0, 14),
@@ -429,7 +456,9 @@ fn wgpu_token_cross_entropy_matches_reference() {
 
 #[test]
 fn wgpu_fully_masked_batch_has_zero_loss_and_gradient() {
-    let device = wgpu_device();
+    let Some(device) = wgpu_device() else {
+        return;
+    };
     let batch = TokenBatch::random(1000, &[0.0; 3], 100.0, 18);
     let (loss, grad) = tokens_on(&device, &batch);
     assert_eq!(loss, 0.0);
@@ -443,7 +472,9 @@ fn wgpu_fully_masked_batch_has_zero_loss_and_gradient() {
 fn wgpu_forward_without_autodiff_and_on_strided_logits() {
     // Without autodiff the call routes to the plain forward kernels; a transposed view
     // exercises the copy to a contiguous layout.
-    let device = wgpu_device().without_autodiff();
+    let Some(device) = wgpu_device().map(Device::without_autodiff) else {
+        return;
+    };
     let batch = TokenBatch::random(300, &[1.0, 1.0, 0.0, 1.0], 3.0, 19);
     let (_, targets, mask) = batch.tensors(&device);
     let (tokens, vocab) = (batch.tokens(), batch.vocab);
@@ -452,14 +483,18 @@ fn wgpu_forward_without_autodiff_and_on_strided_logits() {
         .collect();
     let strided =
         Tensor::<2>::from_data(TensorData::new(columns, [vocab, tokens]), &device).transpose();
-    let loss = masked_token_cross_entropy(strided, targets, mask).expect("valid inputs");
+    let loss = with_kernel_count("forward-only token cross-entropy", 2, || {
+        masked_token_cross_entropy(strided, targets, mask).expect("valid inputs")
+    });
     let expected = tokens_reference(&batch).0;
     let actual = loss.into_data().try_to_vec::<f32>().unwrap()[0];
     assert_close("no-autodiff loss", &[actual], &[expected as f64]);
 
     let pairs = PreferenceBatch::random(5, 20);
     let (logits, correct) = pairs.tensors(&device);
-    let loss = preference_loss(logits, correct, DEFAULT_LABEL_SMOOTHING).expect("valid inputs");
+    let loss = with_kernel_count("forward-only preference loss", 1, || {
+        preference_loss(logits, correct, DEFAULT_LABEL_SMOOTHING).expect("valid inputs")
+    });
     let expected = preference_reference(&pairs, DEFAULT_LABEL_SMOOTHING).0;
     let actual = loss.into_data().try_to_vec::<f32>().unwrap()[0];
     assert_close("no-autodiff preference loss", &[actual], &[expected as f64]);

@@ -219,6 +219,7 @@ fn one_workgroup_per_row(rows: usize) -> CubeCount {
 }
 
 fn launch(on: &CubeTensor, kernel: WgslKernel, count: CubeCount, buffers: Vec<BufferBinding>) {
+    super::count_wgsl_launch();
     on.client.launch(
         Box::new(SourceKernel::new(kernel, CubeDim::new_1d(WORKGROUP_SIZE))),
         count,

@@ -65,3 +65,39 @@ pub fn tiny_tensors(
         })
         .collect()
 }
+
+/// The wgpu device for tests that need one (`gram::device::select("auto")`), or `None` when
+/// this machine has no wgpu adapter: the caller then returns early, and one line
+/// `skipped: no wgpu adapter ...` naming the test goes to stderr (written past the test
+/// harness's capture, so it shows even for a passing test).
+///
+/// With `GRAM_REQUIRE_GPU=1` (CI sets it) a missing adapter is a failure instead, so CI never
+/// skips these tests silently. An adapter that exists but does not initialise always fails.
+pub fn wgpu_device() -> Option<burn::tensor::Device> {
+    if gram::device::adapters().is_empty() {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("this test")
+            .to_string();
+        assert!(
+            !require_gpu(),
+            "{test}: GRAM_REQUIRE_GPU=1 but there is no wgpu adapter: install a Vulkan driver \
+             (Debian/Ubuntu: mesa-vulkan-drivers libvulkan1 for lavapipe; see .ci/install-lavapipe.sh)"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: no wgpu adapter (install mesa-vulkan-drivers): {test}"
+        );
+        return None;
+    }
+    Some(
+        gram::device::select("auto")
+            .unwrap_or_else(|e| panic!("a wgpu adapter is listed but did not initialise: {e}")),
+    )
+}
+
+/// Whether `GRAM_REQUIRE_GPU=1`: tests that need a wgpu adapter fail instead of skipping.
+pub fn require_gpu() -> bool {
+    std::env::var("GRAM_REQUIRE_GPU").is_ok_and(|v| v.trim() == "1")
+}
