@@ -7,26 +7,27 @@
 //! smoothing — and at inference each pair is scored in both orders and averaged.
 //!
 //! Everything runs on burn's wgpu backend (Vulkan, Metal, DX12; lavapipe in CI) or, without a
-//! GPU, on burn's pure-Rust `flex` CPU backend. The crate is organised one concept per module:
+//! GPU, on burn's pure-Rust `flex` CPU backend. The crate is organised one concept per module,
+//! read from the bottom up:
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`config`] | the model's hyper-parameters (mirrors `config.json`) |
-//! | [`checkpoint`] | reading GGUF files and Hugging Face directories; writing HF directories |
+//! | [`model`] | the Llama-family decoder (`layers`, `rope`, `lora`), its [`config`] (mirrors `config.json`), the per-architecture [`model::Variant`] and the weight-layout table ([`model::layout`]) that loading, GGUF names and export share |
+//! | [`checkpoint`] | model files: GGUF and Hugging Face directories in, Hugging Face directories out |
 //! | [`tokenizer`] | tokenizer and chat-template rendering |
-//! | [`model`] | the Llama-family decoder, its architecture variants and weight-layout table |
 //! | [`device`] | choosing a wgpu adapter or the CPU |
+//! | [`loss`] | the WGSL loss kernels with hand-written backward passes (plain tensor ops on the CPU) |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
-//! | [`prompt`] | the judge prompt template and builder, the stage-1 and reward-model layouts |
-//! | [`judge`] | the model-backed judge |
-//! | [`data`] | input rows and their locations; preference data formats (HH-RLHF, RM-Bench, LLMBar, LLaMA-Factory, JSONL); unlabeled pairs from model-output files |
-//! | [`loss`] | the WGSL loss kernels with hand-written backward passes |
-//! | [`rank`] | best-of-n and list ranking, Bradley–Terry fitting |
-//! | [`reward`] | scalar RL rewards from the judge |
-//! | [`eval`] | running a benchmark through a judge; one scorer per benchmark; reports |
-//! | [`serve`] | the HTTP reward server |
-//! | [`train`] | both training stages and the Bradley–Terry baseline |
-//! | [`io`], [`progress`] | atomic output files, progress lines |
+//! | [`prompt`] | the texts a model reads: judge prompt template and builder, verdict tokens, the stage-1 and reward-model layouts |
+//! | [`judge`] | the model-backed judge: both orders, batching, shared-prefix reuse |
+//! | [`data`] | input rows with their locations (file and line, or request row); one file per data format; unlabeled pairs from model outputs |
+//! | [`rank`], [`reward`] | best-of-n and list ranking with Bradley–Terry fitting; scalar RL rewards |
+//! | [`eval`] | the benchmark driver and reports; one scorer per benchmark |
+//! | [`train`] | the training loop, one file per objective (stage 1, stage 2, Bradley–Terry), the run folder, options, the recipe |
+//! | [`serve`] | the HTTP reward server: lifecycle, batcher, HTTP, routes, OpenRLHF adapter |
+//! | [`io`], [`progress`], [`interrupt`], [`error`] | atomic output files, progress lines, Ctrl-C/SIGTERM, errors |
+//!
+//! The `gram` binary (`src/cli/`) is a thin clap layer over these.
 
 pub mod checkpoint;
 pub mod data;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -68,23 +67,6 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSt
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn weights(model_dir: &Path) -> BTreeMap<String, Vec<f32>> {
-    let bytes = std::fs::read(model_dir.join("model.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, data)
-        })
-        .collect()
 }
 
 /// Two labeled pairs (short rows of `examples/pairs.jsonl`): 4 examples, 2 per step.
@@ -190,13 +172,13 @@ fn sigint_then_resume_equals_an_uninterrupted_run() {
     }
 
     let (a, b) = (
-        weights(&interrupted.join("model")),
-        weights(&straight.join("model")),
+        common::f32_tensors(&interrupted.join("model/model.safetensors")),
+        common::f32_tensors(&straight.join("model/model.safetensors")),
     );
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     let mut worst = (0.0f32, String::new());
-    for (name, x) in &a {
-        let y = &b[name];
+    for (name, (_, x)) in &a {
+        let (_, y) = &b[name];
         assert_eq!(x.len(), y.len(), "{name}");
         for (u, v) in x.iter().zip(y) {
             let gap = (u - v).abs();

@@ -6,7 +6,6 @@ mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gram::checkpoint::Checkpoint;
-use gram::config::{Architecture, ModelConfig};
 use gram::model::Llama;
 use gram::train::{self, Objective, Schedule, TrainExample, TrainOptions, Trainer};
 use rand::{Rng, SeedableRng};
@@ -16,27 +15,6 @@ use std::path::PathBuf;
 const VOCAB: usize = 64;
 /// The verdict tokens of the synthetic stage-2 task.
 const VERDICTS: [u32; 2] = [1, 2];
-
-fn tiny_config(vocab_size: usize) -> ModelConfig {
-    ModelConfig {
-        model_type: Architecture::Llama,
-        vocab_size,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: None,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 128,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        bos_token_id: None,
-        eos_token_id: None,
-    }
-}
 
 fn cpu() -> Device {
     Device::flex().autodiff()
@@ -52,27 +30,10 @@ fn tokens(rng: &mut ChaCha8Rng, n: usize) -> Vec<u32> {
     (0..n).map(|_| rng.random_range(3..VOCAB as u32)).collect()
 }
 
-/// `pairs` synthetic judge inputs in both orders: `prompt a 0 b`, correct verdict A for the
-/// first order (the chosen segment first), B for the swapped one.
-fn verdict_data(pairs: usize, seed: u64) -> Vec<TrainExample> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = Vec::new();
-    for _ in 0..pairs {
-        let prompt = tokens(&mut rng, 4);
-        let chosen = tokens(&mut rng, 3);
-        let rejected = tokens(&mut rng, 3);
-        for (correct, (a, b)) in [(0, (&chosen, &rejected)), (1, (&rejected, &chosen))] {
-            let ids = [prompt.clone(), a.clone(), vec![0], b.clone()].concat();
-            out.push(TrainExample::Verdict { ids, correct });
-        }
-    }
-    out
-}
-
-/// [`verdict_data`] behind a fixed 10-token head, as a judge instruction precedes every input.
+/// [`common::verdict_data`] behind a fixed 10-token head, as a judge instruction precedes every input.
 fn templated_verdict_data(pairs: usize, seed: u64) -> Vec<TrainExample> {
     let head: Vec<u32> = (10..20).collect();
-    verdict_data(pairs, seed)
+    common::verdict_data(pairs, VOCAB, seed)
         .into_iter()
         .map(|e| match e {
             TrainExample::Verdict { ids, correct } => TrainExample::Verdict {
@@ -150,8 +111,8 @@ fn schedule_warms_up_linearly_then_decays_by_cosine() {
 
 #[test]
 fn stage2_overfits_a_handful_of_pairs() {
-    let data = verdict_data(4, 1);
-    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let data = common::verdict_data(4, VOCAB, 1);
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let mut trainer = Trainer::new(model, options(Objective::Gram, 8, 3e-3), None).unwrap();
     let history = trainer.run(&data, &data, 80, |_| true).unwrap();
     let accuracy = history.last().unwrap().eval.unwrap();
@@ -167,7 +128,7 @@ fn stage2_overfits_a_handful_of_pairs() {
 #[test]
 fn stage1_loss_falls() {
     let data = generation_data(4, 2);
-    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let mut trainer = Trainer::new(model, options(Objective::Generation, 4, 3e-3), None).unwrap();
     let before = trainer.evaluate(&data).unwrap();
     assert!(
@@ -184,8 +145,8 @@ fn stage1_loss_falls() {
 
 #[test]
 fn train_layers_limits_the_trained_parameters() {
-    let data = verdict_data(2, 3);
-    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let data = common::verdict_data(2, VOCAB, 3);
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let mut o = options(Objective::Gram, 2, 1e-3);
     o.train_layers = Some(1);
     let trainer = Trainer::new(model.clone(), o.clone(), None).unwrap();
@@ -204,8 +165,8 @@ fn train_layers_limits_the_trained_parameters() {
 /// verdict logit.
 #[test]
 fn lora_trains_only_adapters_and_merges_into_the_weights() {
-    let data = verdict_data(4, 1);
-    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let data = common::verdict_data(4, VOCAB, 1);
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let base_q = model.layers[0].self_attn.q_proj.weight.val().into_data();
     let mut o = options(Objective::Gram, 8, 1e-2);
     o.lora_rank = Some(4);
@@ -262,7 +223,14 @@ fn lora_trains_only_adapters_and_merges_into_the_weights() {
         assert!((x - y).abs() < 1e-4, "{adapted:?} vs {folded:?}");
     }
     o.train_layers = Some(1);
-    assert!(Trainer::new(Llama::random(&tiny_config(VOCAB), &cpu()), o, None).is_err());
+    assert!(
+        Trainer::new(
+            Llama::random(&common::tiny_config(VOCAB, 2), &cpu()),
+            o,
+            None
+        )
+        .is_err()
+    );
 }
 
 /// Final weights of a trainer, flattened.
@@ -276,8 +244,8 @@ fn weights(trainer: &Trainer) -> Vec<f32> {
 
 #[test]
 fn resume_continues_exactly() {
-    let data = verdict_data(5, 4);
-    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let data = common::verdict_data(5, VOCAB, 4);
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let mut o = options(Objective::Gram, 3, 2e-3);
     o.grad_accum = 2;
     o.eval_every = 2;
@@ -291,7 +259,7 @@ fn resume_continues_exactly() {
     let head = first.run(&data, &data, 7, |m| m.step < 3).unwrap();
     assert_eq!(head.len(), 3);
     drop(first);
-    let fresh = Llama::random(&tiny_config(VOCAB), &cpu()); // other weights: all come from the checkpoint
+    let fresh = Llama::random(&common::tiny_config(VOCAB, 2), &cpu()); // other weights: all come from the checkpoint
     let mut resumed = Trainer::resume(fresh, o, dir.clone()).unwrap();
     assert_eq!(resumed.step(), 3);
     let tail = resumed.run(&data, &data, 7, |_| true).unwrap();
@@ -335,7 +303,7 @@ fn resume_continues_exactly() {
 #[test]
 fn export_reloads_with_the_same_verdict_margins() {
     let codec = Checkpoint::load(&common::model_path()).unwrap().codec;
-    let config = tiny_config(codec.vocab_size());
+    let config = common::tiny_config(codec.vocab_size(), 2);
     let model = Llama::random(&config, &Device::flex());
     let verdict = [codec.token_id("A").unwrap(), codec.token_id("B").unwrap()];
     let o = TrainOptions::new(Objective::Gram, verdict, 0);
@@ -389,11 +357,11 @@ fn wgpu_and_cpu_training_steps_agree() {
         return;
     };
     for (objective, data) in [
-        (Objective::Gram, verdict_data(3, 5)),
+        (Objective::Gram, common::verdict_data(3, VOCAB, 5)),
         (Objective::Gram, templated_verdict_data(2, 5)),
         (Objective::Generation, generation_data(3, 6)),
     ] {
-        let model = Llama::random(&tiny_config(VOCAB), &cpu());
+        let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
         let on_gpu = model.clone().to_device(&gpu.clone().autodiff());
         let o = options(objective, 6, 1e-3);
         let launched = gram::loss::wgsl_launches_on_this_thread;
@@ -433,16 +401,36 @@ fn wgpu_and_cpu_training_steps_agree() {
 }
 
 /// A micro-batch whose sequences share a prefix runs it once (batch 1) and attends to its keys
-/// and values: loss and gradients equal the mean over the examples run one by one.
+/// and values: the decoder runs `prefix + Σ(len − prefix)` positions instead of `Σ len`, and
+/// loss and gradients equal the mean over the examples run one by one.
 #[test]
 fn a_shared_prefix_runs_once_with_the_same_loss_and_gradients() {
     let data = templated_verdict_data(2, 8);
+    let sequences: Vec<&[u32]> = data
+        .iter()
+        .map(|e| match e {
+            TrainExample::Verdict { ids, .. } => ids.as_slice(),
+            other => panic!("not a verdict example: {other:?}"),
+        })
+        .collect();
+    let whole: usize = sequences.iter().map(|s| s.len()).sum();
+    let shared = (sequences.iter().skip(1))
+        .map(|s| gram::model::common_prefix(sequences[0], s))
+        .min()
+        .unwrap();
+    assert!(shared >= 10, "the templated data shares its 10-token head");
+    let expected_run = shared + whole - sequences.len() * shared;
     for train_layers in [None, Some(1)] {
-        let model = Llama::random(&tiny_config(VOCAB), &cpu());
+        let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
         let mut o = options(Objective::Gram, 4, 1e-3);
         o.train_layers = train_layers;
         let trainer = Trainer::new(model, o, None).unwrap();
         let (loss, grads) = trainer.gradients(&data).unwrap();
+        assert_eq!(
+            trainer.model.positions_run(),
+            expected_run,
+            "the shared prefix runs once ({whole} positions when run whole)"
+        );
         let singles: Vec<_> = data
             .iter()
             .map(|e| trainer.gradients(std::slice::from_ref(e)).unwrap())
@@ -470,7 +458,7 @@ fn a_shared_prefix_runs_once_with_the_same_loss_and_gradients() {
 fn gradient_checkpointing_keeps_loss_and_gradients() {
     use burn::tensor::GradientCheckpointingStrategy;
     let data = templated_verdict_data(2, 9);
-    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let mut o = options(Objective::Gram, 4, 1e-3);
     let (plain_loss, plain) = Trainer::new(model.clone(), o.clone(), None)
         .unwrap()
@@ -512,7 +500,7 @@ fn comparison_data(n: usize, seed: u64) -> Vec<TrainExample> {
 #[test]
 fn bradley_terry_head_learns_and_is_exported() {
     let data = comparison_data(6, 7);
-    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let mut trainer = Trainer::new(model, options(Objective::BradleyTerry, 6, 3e-3), None).unwrap();
     let history = trainer.run(&data, &data, 60, |_| true).unwrap();
     let (first, last) = (history[0].loss, history.last().unwrap().loss);
@@ -638,7 +626,7 @@ fn options_are_the_command_line_flags() {
 fn recipe_trains_plots_exports_and_resumes() {
     use gram::train::Recipe;
     let codec = Checkpoint::load(&common::model_path()).unwrap().codec;
-    let mut config = tiny_config(codec.vocab_size());
+    let mut config = common::tiny_config(codec.vocab_size(), 2);
     config.max_position_embeddings = 512;
     let base = temp_dir("recipe-base");
     let random = Trainer::new(

@@ -7,57 +7,16 @@ mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use gram::checkpoint::Checkpoint;
-use gram::config::{Architecture, ModelConfig};
 use gram::model::Llama;
-use gram::train::{self, Objective, TrainExample, TrainOptions, Trainer};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use gram::train::{self, Objective, TrainOptions, Trainer};
 use std::collections::BTreeMap;
 
 const VOCAB: usize = 64;
 const VERDICTS: [u32; 2] = [1, 2];
 const LAYERS: usize = 3;
 
-fn tiny_config(vocab_size: usize) -> ModelConfig {
-    ModelConfig {
-        model_type: Architecture::Llama,
-        vocab_size,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: LAYERS,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: None,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 128,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        bos_token_id: None,
-        eos_token_id: None,
-    }
-}
-
 fn cpu() -> Device {
     Device::flex().autodiff()
-}
-
-/// `pairs` synthetic judge inputs, each in both orders (verdict A, then B), over token ids
-/// `3..vocab`.
-fn verdict_data(pairs: usize, vocab: usize, seed: u64) -> Vec<TrainExample> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut tokens =
-        |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(3..vocab as u32)).collect() };
-    let mut out = Vec::new();
-    for _ in 0..pairs {
-        let (prompt, chosen, rejected) = (tokens(4), tokens(3), tokens(3));
-        for (correct, (a, b)) in [(0, (&chosen, &rejected)), (1, (&rejected, &chosen))] {
-            let ids = [prompt.clone(), a.clone(), vec![0], b.clone()].concat();
-            out.push(TrainExample::Verdict { ids, correct });
-        }
-    }
-    out
 }
 
 /// Every weight under its Hugging Face name, as raw `f32` bits (for bitwise comparison).
@@ -75,8 +34,8 @@ fn weight_bits(trainer: &Trainer) -> BTreeMap<String, Vec<u32>> {
 /// still touches (weight decay, a stray gradient) fails this.
 #[test]
 fn train_layers_changes_exactly_the_top_layers_and_final_norm() {
-    let data = verdict_data(3, VOCAB, 11);
-    let model = Llama::random(&tiny_config(VOCAB), &cpu());
+    let data = common::verdict_data(3, VOCAB, 11);
+    let model = Llama::random(&common::tiny_config(VOCAB, LAYERS), &cpu());
     let mut options = TrainOptions::new(Objective::Gram, VERDICTS, 0);
     options.batch_size = 4;
     options.lr = 1e-2;
@@ -120,21 +79,6 @@ fn host(tensor: Tensor<2>) -> (Vec<f32>, [usize; 2]) {
     (tensor.into_data().try_to_vec::<f32>().unwrap(), dims)
 }
 
-/// The `f32` tensor `name` of a safetensors file, with its shape.
-fn read_safetensor(bytes: &[u8], name: &str) -> (Vec<f32>, Vec<usize>) {
-    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
-    let view = file
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("{name} missing from the export: {e}"));
-    assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-    let data = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (data, view.shape().to_vec())
-}
-
 /// LoRA (rank 4, α 8, so scale 2) trained for a few steps, then exported: every projection in
 /// the exported `model.safetensors` equals `(W + (α/r)·A·B)ᵀ` (Hugging Face `[out, in]`) computed
 /// here in f64 from the trained base weight and adapters, within 1e-5 relative; no adapter
@@ -144,8 +88,8 @@ fn read_safetensor(bytes: &[u8], name: &str) -> (Vec<f32>, Vec<usize>) {
 fn lora_export_holds_the_merged_weights() {
     let codec = Checkpoint::load(&common::model_path()).unwrap().codec;
     let vocab = codec.vocab_size();
-    let data = verdict_data(2, 200, 12);
-    let model = Llama::random(&tiny_config(vocab), &cpu());
+    let data = common::verdict_data(2, 200, 12);
+    let model = Llama::random(&common::tiny_config(vocab, LAYERS), &cpu());
     let (rank, alpha) = (4usize, 8.0f64);
     let mut options = TrainOptions::new(Objective::Gram, VERDICTS, 0);
     options.batch_size = 4;
@@ -158,13 +102,8 @@ fn lora_export_holds_the_merged_weights() {
 
     let dir = tempfile::tempdir().unwrap();
     train::export(&trainer.model, &codec, dir.path()).unwrap();
-    let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
-    let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
-        .unwrap()
-        .names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let exported_tensors = common::f32_tensors(&dir.path().join("model.safetensors"));
+    let names: Vec<&String> = exported_tensors.keys().collect();
     assert!(
         names.iter().all(|n| !n.contains("lora")),
         "adapters exported: {names:?}"
@@ -195,8 +134,12 @@ fn lora_export_holds_the_merged_weights() {
                 "layer {i} {name}: B is still zero after training, the test would prove nothing"
             );
             let key = format!("model.layers.{i}.{name}.weight");
-            let (exported, shape) = read_safetensor(&bytes, &key);
-            assert_eq!(shape, [d_out, d_in], "{key}: Hugging Face layout [out, in]");
+            let (shape, exported) = &exported_tensors[&key];
+            assert_eq!(
+                shape,
+                &[d_out, d_in],
+                "{key}: Hugging Face layout [out, in]"
+            );
             let mut worst = 0.0f64;
             let mut delta_norm = 0.0f64;
             for o in 0..d_out {
@@ -224,11 +167,11 @@ fn lora_export_holds_the_merged_weights() {
     assert_eq!(checked, 7 * LAYERS);
 
     // Everything else is the (frozen) base model's.
-    let (embed, _) = read_safetensor(&bytes, "model.embed_tokens.weight");
+    let (_, embed) = &exported_tensors["model.embed_tokens.weight"];
     let (base_embed, _) = {
         let t = llama.embed_tokens.val();
         let dims = t.dims();
         (t.into_data().try_to_vec::<f32>().unwrap(), dims)
     };
-    assert!(embed == base_embed, "embeddings exported as trained");
+    assert!(*embed == base_embed, "embeddings exported as trained");
 }

@@ -5,6 +5,8 @@ use super::Objective;
 use crate::model::{Llama, Lora, common_prefix};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Distribution, Tensor};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The model being trained: the decoder, plus the scalar value head `w` (`[d, 1]`) of the
 /// Bradley–Terry baseline.
@@ -12,6 +14,10 @@ use burn::tensor::{Distribution, Tensor};
 pub struct Learner {
     pub llama: Llama,
     pub score: Option<Param<Tensor<2>>>,
+    /// Token positions run through the decoder so far (a shared prefix counts once), shared by
+    /// every copy of this learner: what [`Learner::positions_run`] reports.
+    #[module(skip)]
+    positions: Arc<AtomicUsize>,
 }
 
 impl Learner {
@@ -25,7 +31,11 @@ impl Learner {
                 &llama.device(),
             ))
         });
-        Learner { llama, score }
+        Learner {
+            llama,
+            score,
+            positions: Arc::default(),
+        }
     }
 
     /// Give every projection of every layer a fresh LoRA adapter of `rank` (scale `alpha / rank`).
@@ -112,8 +122,18 @@ impl Learner {
             .min(shortest.saturating_sub(1));
         let prefix = (sequences.len() > 1 && shared >= MIN_SHARED_PREFIX)
             .then(|| self.llama.prefill(&sequences[0][..shared], None));
+        let skip = prefix.as_ref().map_or(0, |p| p.len());
+        let run = skip + sequences.iter().map(|s| s.len() - skip).sum::<usize>();
+        self.positions.fetch_add(run, Ordering::Relaxed);
         self.llama
             .last_hidden_states(sequences, prefix.as_ref(), pad_id)
+    }
+
+    /// Token positions the verdict and Bradley–Terry objectives have run through the decoder
+    /// since this learner was made, a shared prefix counted once per micro-batch: with
+    /// prefix reuse this is less than the examples' total length.
+    pub fn positions_run(&self) -> usize {
+        self.positions.load(Ordering::Relaxed)
     }
 }
 

@@ -101,3 +101,64 @@ pub fn wgpu_device() -> Option<burn::tensor::Device> {
 pub fn require_gpu() -> bool {
     std::env::var("GRAM_REQUIRE_GPU").is_ok_and(|v| v.trim() == "1")
 }
+
+/// A tiny Llama config (width 32, 4 query / 2 key-value heads, tied embeddings) for training
+/// tests on random weights.
+pub fn tiny_config(vocab_size: usize, layers: usize) -> gram::config::ModelConfig {
+    gram::config::ModelConfig {
+        model_type: gram::config::Architecture::Llama,
+        vocab_size,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: layers,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: None,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 128,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        bos_token_id: None,
+        eos_token_id: None,
+    }
+}
+
+/// `pairs` synthetic judge inputs over token ids `3..vocab`, each in both orders:
+/// `prompt a 0 b` with verdict A (0) when the chosen segment comes first, B (1) when swapped.
+pub fn verdict_data(pairs: usize, vocab: usize, seed: u64) -> Vec<gram::train::TrainExample> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut tokens =
+        |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(3..vocab as u32)).collect() };
+    let mut out = Vec::new();
+    for _ in 0..pairs {
+        let (prompt, chosen, rejected) = (tokens(4), tokens(3), tokens(3));
+        for (correct, (a, b)) in [(0, (&chosen, &rejected)), (1, (&rejected, &chosen))] {
+            let ids = [prompt.clone(), a.clone(), vec![0], b.clone()].concat();
+            out.push(gram::train::TrainExample::Verdict { ids, correct });
+        }
+    }
+    out
+}
+
+/// Every tensor of an F32 safetensors file (an exported `model.safetensors`): name → (shape, data).
+pub fn f32_tensors(
+    path: &std::path::Path,
+) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, (view.shape().to_vec(), data))
+        })
+        .collect()
+}
