@@ -62,6 +62,11 @@ struct ChatTemplate {
 /// Name under which the chat template is registered in its minijinja environment.
 const CHAT_TEMPLATE: &str = "chat_template";
 
+/// The most minijinja instructions one chat-template render may execute. Real templates
+/// rendering a judge prompt or a two-turn conversation use a few thousand; a template that
+/// loops for ever (or 10^10 times) stops with an error after about a second instead of hanging.
+pub const CHAT_TEMPLATE_FUEL: u64 = 10_000_000;
+
 /// A byte-level BPE vocabulary as stored in GGUF metadata (`tokenizer.ggml.model == "gpt2"`).
 #[derive(Debug, Clone, Copy)]
 pub struct ByteLevelBpe<'a> {
@@ -328,9 +333,14 @@ impl TextCodec {
             .env
             .get_template(CHAT_TEMPLATE)
             .expect("the chat template was added at construction");
-        template
-            .render(Value::from_object(context))
-            .map_err(|e| Error::invalid(format!("rendering the chat template: {e:#}")))
+        template.render(Value::from_object(context)).map_err(|e| {
+            let why = if e.kind() == ErrorKind::OutOfFuel {
+                format!(" (it ran past {CHAT_TEMPLATE_FUEL} instructions; does it loop for ever?)")
+            } else {
+                String::new()
+            };
+            Error::invalid(format!("rendering the chat template{why}: {e:#}"))
+        })
     }
 
     /// Whether the model ships a chat template.
@@ -371,6 +381,16 @@ impl TextCodec {
     /// Number of token ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
+    }
+
+    /// One more than the largest token id, added tokens included: the embedding rows a model
+    /// needs for every id this tokenizer can produce.
+    pub fn id_bound(&self) -> usize {
+        self.tokenizer
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&id| id as usize + 1)
     }
 
     /// The underlying `tokenizers` tokenizer.
@@ -422,6 +442,7 @@ impl ChatTemplate {
             .build()
             .expect("default delimiters are valid");
         env.set_syntax(syntax);
+        env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",

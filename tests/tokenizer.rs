@@ -220,3 +220,28 @@ fn bad_templates_and_tokens_are_errors() {
             .is_err()
     );
 }
+
+/// A template that would loop 10^10 times stops on minijinja's fuel limit with an error that
+/// says so, within seconds, instead of hanging the judge.
+#[test]
+fn a_runaway_chat_template_is_an_error_not_a_hang() {
+    let template =
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let runaway = hf_codec("runaway", serde_json::json!({ "chat_template": template })).unwrap();
+    let start = std::time::Instant::now();
+    let err = runaway
+        .apply_chat_template(&[ChatMessage::new("user", "x")], true)
+        .unwrap_err()
+        .to_string();
+    let took = start.elapsed();
+    assert!(
+        err.contains("fuel") && err.contains("chat template"),
+        "{err}"
+    );
+    assert!(took.as_secs() < 10, "took {took:?}");
+    // An ordinary template still renders well within the limit.
+    let messages: Vec<ChatMessage> = (0..200)
+        .map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "text"))
+        .collect();
+    assert!(codec().apply_chat_template(&messages, true).is_ok());
+}

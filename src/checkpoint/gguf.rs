@@ -155,19 +155,32 @@ impl GgufFile {
             let key = r.string(&format!("metadata key #{i}"))?;
             let ty = r.u32(&format!("type of `{key}`"))?;
             let value = r.value(ty, &key)?;
+            if metadata.contains_key(&key) {
+                return Err(Error::checkpoint(
+                    path,
+                    format!("metadata `{key}` appears more than once"),
+                ));
+            }
             metadata.insert(key, value);
         }
 
         // A tensor info takes at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
         r.check_count(tensor_count, 24, "tensor_count")?;
         let mut raw = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
         for i in 0..tensor_count {
             let name = r.string(&format!("name of tensor #{i}"))?;
-            let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
-            if n_dims > MAX_DIMS {
+            if !names.insert(name.clone()) {
                 return Err(Error::checkpoint(
                     path,
-                    format!("tensor `{name}` has {n_dims} dimensions (at most {MAX_DIMS})"),
+                    format!("tensor `{name}` appears more than once"),
+                ));
+            }
+            let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
+            if !(1..=MAX_DIMS).contains(&n_dims) {
+                return Err(Error::checkpoint(
+                    path,
+                    format!("tensor `{name}` has {n_dims} dimensions (1 to {MAX_DIMS})"),
                 ));
             }
             let dims = (0..n_dims)
@@ -331,6 +344,9 @@ fn locate(
     offset: u64,
 ) -> Result<TensorInfo> {
     let bad = |message: String| Error::checkpoint(path, format!("tensor `{name}`: {message}"));
+    if dims.contains(&0) {
+        return Err(bad(format!("dims {dims:?} include a zero")));
+    }
     let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
         bad(format!("ggml type {type_id} is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)"))
     })?;
@@ -508,6 +524,7 @@ fn min_value_bytes(ty: u32) -> u64 {
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let file = GgufFile::read(path)?;
     let mut config = config_from_metadata(&file)?;
+    config.validate_in(path)?;
     let mut tensors = BTreeMap::new();
     for info in &file.tensors {
         if info.name == ROPE_FREQS {
@@ -538,15 +555,24 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
                 )
             })?;
         }
-        tensors.insert(name, tensor);
+        if tensors.insert(name.clone(), tensor).is_some() {
+            return Err(Error::checkpoint(
+                path,
+                format!("tensor `{}` is a second `{name}`", info.name),
+            ));
+        }
     }
-    let embed_rows = tensors.get("model.embed_tokens.weight").map(|t| t.shape[0]);
-    if embed_rows != Some(config.vocab_size) {
+    let embedding = tensors.get("model.embed_tokens.weight").map(|t| &t.shape);
+    let expected = [config.vocab_size, config.hidden_size];
+    if embedding.map(Vec::as_slice) != Some(&expected[..]) {
+        let found = embedding.map_or("is missing".to_owned(), |shape| {
+            format!("has shape {shape:?}")
+        });
         return Err(Error::checkpoint(
             path,
             format!(
-                "token_embd.weight has {embed_rows:?} rows, the tokenizer {} tokens",
-                config.vocab_size
+                "token_embd.weight {found}; the tokenizer's {} tokens and embedding_length {} imply [{}, {}]",
+                config.vocab_size, config.hidden_size, config.vocab_size, config.hidden_size
             ),
         ));
     }

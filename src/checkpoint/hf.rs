@@ -14,7 +14,9 @@ use crate::{Error, Result};
 /// Load a Hugging Face model directory. When embeddings are tied, a stored `lm_head.weight`
 /// (a copy of the embedding) is dropped so that tied checkpoints look alike whatever their source.
 pub fn load(dir: &Path) -> Result<Checkpoint> {
-    let config = read_config(&dir.join("config.json"))?;
+    let config_path = dir.join("config.json");
+    let config = read_config(&config_path)?;
+    config.validate_in(&config_path)?;
     let mut tensors = BTreeMap::new();
     for file in safetensors_files(dir)? {
         read_safetensors(&file, &mut tensors)?;
@@ -33,6 +35,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
 
 /// Parse `config.json`, naming an unsupported `model_type` and the supported ones.
 fn read_config(path: &Path) -> Result<ModelConfig> {
+    super::check_regular_file(path)?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::checkpoint(path, format!("invalid JSON: {e}")))?;
@@ -54,6 +57,11 @@ fn read_config(path: &Path) -> Result<ModelConfig> {
 }
 
 /// The safetensors files of `dir`: `model.safetensors`, or the shards named in the index.
+///
+/// A shard must be named by a relative path of plain components (no `..`, `.`, root or drive
+/// prefix) and be a regular file once symlinks are followed (not a FIFO, device or directory),
+/// all checked before it is opened. Symlinks themselves are followed, wherever they lead: a
+/// Hugging Face hub cache snapshot is a folder of symlinks into `../../blobs/`.
 fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
@@ -86,11 +94,37 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             })
         })
         .collect::<Result<BTreeSet<&str>>>()?;
-    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
+    shards
+        .into_iter()
+        .map(|shard| shard_path(dir, &index_path, shard))
+        .collect()
+}
+
+/// The path of shard `name` listed in `index_path`, if it is a plain relative path inside `dir`
+/// that leads to a regular file.
+fn shard_path(dir: &Path, index_path: &Path, name: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let relative = Path::new(name);
+    let plain = !name.is_empty()
+        && relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(Error::checkpoint(
+            index_path,
+            format!(
+                "field `weight_map`: shard {name:?} is not a relative path inside the model directory (no `..`, no absolute paths)"
+            ),
+        ));
+    }
+    let path = dir.join(relative);
+    super::check_regular_file(&path)?;
+    Ok(path)
 }
 
 /// Read every tensor of the safetensors file at `path` into `tensors` as f32.
 fn read_safetensors(path: &Path, tensors: &mut BTreeMap<String, HostTensor>) -> Result<()> {
+    super::check_regular_file(path)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::checkpoint(path, format!("invalid safetensors: {e}")))?;

@@ -20,6 +20,24 @@ use crate::{Error, Result};
 
 pub use hf::save_hf_dir;
 
+/// Refuse to read `path` unless it is a regular file once symlinks are followed: a FIFO or a
+/// device (`/dev/zero`) would block or never end, a directory cannot be read.
+pub(crate) fn check_regular_file(path: &Path) -> Result<()> {
+    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if metadata.is_file() {
+        return Ok(());
+    }
+    let kind = if metadata.is_dir() {
+        "a directory"
+    } else {
+        "a FIFO, socket or device"
+    };
+    Err(Error::checkpoint(
+        path,
+        format!("is {kind}, not a regular file"),
+    ))
+}
+
 /// A dense row-major f32 tensor in host memory.
 #[derive(Clone, PartialEq)]
 pub struct HostTensor {
@@ -68,8 +86,11 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Load a `.gguf` file or a Hugging Face model directory.
+    ///
+    /// The result is [validated](Checkpoint::validate): a config we cannot build, a layer count
+    /// the tensors disagree with or a vocabulary smaller than the tokenizer's is an error.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        if path.is_dir() {
+        let checkpoint = if path.is_dir() {
             hf::load(path)
         } else if path.is_file() {
             gguf::load(path)
@@ -78,7 +99,52 @@ impl Checkpoint {
                 path,
                 "no such file or directory (expected a .gguf file or a Hugging Face model directory)",
             ))
+        }?;
+        checkpoint.validate()?;
+        Ok(checkpoint)
+    }
+
+    /// Check the config ([`ModelConfig::validate`]) and what it must agree with: the decoder
+    /// layers present among the tensors (`model.layers.{i}.…` for every `i` below
+    /// `num_hidden_layers`, none above) and the tokenizer (`vocab_size` at least one more than
+    /// its largest token id). Errors name the checkpoint and the config field.
+    pub fn validate(&self) -> Result<()> {
+        let config = &self.config;
+        config.validate_in(&self.source)?;
+        let layers: std::collections::BTreeSet<usize> = self
+            .tensors
+            .keys()
+            .filter_map(|name| {
+                let (layer, _) = name.strip_prefix("model.layers.")?.split_once('.')?;
+                layer.parse().ok()
+            })
+            .collect();
+        let expected = config.num_hidden_layers;
+        if layers.len() != expected || layers.last().is_some_and(|&last| last + 1 != expected) {
+            let found = match (layers.first(), layers.last()) {
+                (Some(first), Some(last)) => {
+                    format!("{} layers (numbered {first} to {last})", layers.len())
+                }
+                _ => "no layers".to_owned(),
+            };
+            return Err(Error::checkpoint(
+                &self.source,
+                format!(
+                    "field `num_hidden_layers`: the config says {expected} layers, the tensors hold {found}"
+                ),
+            ));
         }
+        let tokens = self.codec.id_bound();
+        if config.vocab_size < tokens {
+            return Err(Error::checkpoint(
+                &self.source,
+                format!(
+                    "field `vocab_size`: {} is smaller than the tokenizer's {tokens} token ids",
+                    config.vocab_size
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Remove and return the tensor `name`; an error naming it (and the checkpoint) if absent.

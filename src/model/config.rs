@@ -119,8 +119,11 @@ fn default_max_positions() -> usize {
 impl ModelConfig {
     /// Per-head width.
     pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim.unwrap_or_else(|| {
+            self.hidden_size
+                .checked_div(self.num_attention_heads)
+                .unwrap_or(0)
+        })
     }
 
     /// How this model differs from plain Llama: its architecture's [`Variant`] with what the
@@ -158,5 +161,140 @@ impl ModelConfig {
         let proj = 2.0 * (d * q + 2.0 * d * kv + q * d + 3.0 * d * self.intermediate_size as f64);
         let attn = 2.0 * q * seq as f64; // QK^T and PV, causal average seq/2 keys each, x2 FLOPs
         self.num_hidden_layers as f64 * tokens as f64 * (proj + attn)
+    }
+}
+
+/// Upper bounds [`ModelConfig::validate`] holds a config to. Every released Llama-family model
+/// is far inside them (Llama 3.1 405B: 126 layers, d = 16384, f = 53248, 128256 tokens); they
+/// exist so that a crafted `config.json` or GGUF header cannot make a size computation overflow
+/// or an allocation abort.
+pub mod limits {
+    /// Decoder layers.
+    pub const MAX_LAYERS: usize = 1024;
+    /// Model width d.
+    pub const MAX_HIDDEN: usize = 65_536;
+    /// SwiGLU inner width f.
+    pub const MAX_INTERMEDIATE: usize = 1 << 20;
+    /// Vocabulary size (4M tokens).
+    pub const MAX_VOCAB: usize = 1 << 22;
+    /// Attention heads (and key/value heads).
+    pub const MAX_HEADS: usize = 1024;
+    /// Per-head width.
+    pub const MAX_HEAD_DIM: usize = 4096;
+    /// Context length (16M positions).
+    pub const MAX_POSITIONS: usize = 1 << 24;
+    /// Parameters of the whole model: 2^40 (about 1.1 trillion, 4.4 TB of f32).
+    pub const MAX_PARAMETERS: usize = 1 << 40;
+}
+
+impl ModelConfig {
+    /// Check that the config describes a model we can build: every size at least 1 and within
+    /// [`limits`], `num_attention_heads` a multiple of `num_key_value_heads`, an even head
+    /// width (RoPE rotates pairs), `hidden_size` divisible by the heads when `head_dim` is not
+    /// given, `rms_norm_eps` and `rope_theta` finite and positive, and the parameter count of
+    /// the weight-layout table computable without overflow and within
+    /// [`limits::MAX_PARAMETERS`].
+    ///
+    /// The error is [`Error::Invalid`](crate::Error::Invalid) naming the field
+    /// (`field `num_attention_heads`: must be at least 1`); loaders use
+    /// [`ModelConfig::validate_in`] to name the file as well. Checks that need the tensors or
+    /// the tokenizer (layer count, vocabulary size) are the checkpoint's
+    /// ([`Checkpoint::validate`](crate::checkpoint::Checkpoint::validate)).
+    pub fn validate(&self) -> crate::Result<()> {
+        self.problem()
+            .map_or(Ok(()), |m| Err(crate::Error::invalid(m)))
+    }
+
+    /// [`ModelConfig::validate`], the error naming `source` (the config file or GGUF file).
+    pub fn validate_in(&self, source: &std::path::Path) -> crate::Result<()> {
+        self.problem()
+            .map_or(Ok(()), |m| Err(crate::Error::checkpoint(source, m)))
+    }
+
+    /// The first thing wrong with the config, as `field `name`: why`.
+    fn problem(&self) -> Option<String> {
+        use limits::*;
+        let sizes = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_HIDDEN),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                MAX_INTERMEDIATE,
+            ),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("num_key_value_heads", self.num_key_value_heads, MAX_HEADS),
+            ("head_dim", self.head_dim.unwrap_or(1), MAX_HEAD_DIM),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
+        ];
+        for (field, value, max) in sizes {
+            if value == 0 {
+                return Some(format!("field `{field}`: must be at least 1"));
+            }
+            if value > max {
+                return Some(format!("field `{field}`: {value} is more than {max}"));
+            }
+        }
+        let (h, kv) = (self.num_attention_heads, self.num_key_value_heads);
+        if !h.is_multiple_of(kv) {
+            return Some(format!(
+                "field `num_key_value_heads`: num_attention_heads ({h}) is not a multiple of num_key_value_heads ({kv})"
+            ));
+        }
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(h) {
+            return Some(format!(
+                "field `num_attention_heads`: hidden_size ({}) does not split into {h} heads (and no `head_dim` is given)",
+                self.hidden_size
+            ));
+        }
+        let head_dim = self.head_dim();
+        if head_dim == 0 || head_dim > MAX_HEAD_DIM {
+            return Some(format!(
+                "field `head_dim`: {head_dim} is not between 1 and {MAX_HEAD_DIM}"
+            ));
+        }
+        if !head_dim.is_multiple_of(2) {
+            let field = if self.head_dim.is_some() {
+                "head_dim"
+            } else {
+                "num_attention_heads"
+            };
+            return Some(format!(
+                "field `{field}`: the head width {head_dim} is odd (rotary embeddings need an even one)"
+            ));
+        }
+        for (field, value) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Some(format!(
+                    "field `{field}`: {value} is not a finite positive number"
+                ));
+            }
+        }
+        // Every size is bounded above, so each product below fits in u64; checked anyway.
+        let mut total: usize = 0;
+        for t in layout::tensors(self) {
+            let len = t
+                .shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            match len.and_then(|len| total.checked_add(len)) {
+                Some(sum) if sum <= MAX_PARAMETERS => total = sum,
+                _ => {
+                    return Some(format!(
+                        "the model's tensors (`{}` {:?} and the ones before it) hold more than {MAX_PARAMETERS} parameters",
+                        t.hf_name, t.shape
+                    ));
+                }
+            }
+        }
+        None
     }
 }

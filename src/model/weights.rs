@@ -3,9 +3,9 @@
 //! Loading walks the modules and asks the table for each parameter's tensor by its
 //! [`Slot`]: the table says which tensors exist (biases, q/k norms, an untied `lm_head`), their
 //! names and shapes, and whether they are projections to transpose (`[out, in]` stored,
-//! `[in, out]` held). Every row is used exactly once; tensors a checkpoint holds beyond the
-//! table are left in it. Export reads the same rows back, projections transposed back with any
-//! LoRA adapter merged.
+//! `[in, out]` held). Every row is used exactly once; a tensor a checkpoint holds beyond the
+//! table is an error naming it (a tied checkpoint's stored `lm_head.weight` copy excepted).
+//! Export reads the same rows back, projections transposed back with any LoRA adapter merged.
 
 use std::collections::BTreeMap;
 
@@ -23,10 +23,17 @@ impl Llama {
     /// Build the model from a loaded checkpoint, moving its tensors onto `device`.
     ///
     /// Tensors are consumed from the checkpoint as they are uploaded, so host memory holds at
-    /// most one copy of the weights.
+    /// most one copy of the weights. The config is [validated](ModelConfig::validate) first;
+    /// a tensor the model has no place for is an error listing the first ten such names
+    /// (except `lm_head.weight` when embeddings are tied, a stored copy that is dropped).
     pub fn from_checkpoint(checkpoint: &mut Checkpoint, device: &Device) -> Result<Self> {
         let config = checkpoint.config.clone();
         let source = checkpoint.source.clone();
+        config.validate_in(&source)?;
+        if config.tie_word_embeddings {
+            // A stored copy of the tied embedding (Hugging Face loading already drops it).
+            checkpoint.tensors.remove("lm_head.weight");
+        }
         let fetch = |t: &TensorLayout| {
             let tensor = checkpoint.take(&t.hf_name)?;
             if tensor.shape != t.shape {
@@ -40,11 +47,18 @@ impl Llama {
             }
             Ok(tensor.data)
         };
-        Self::build(&config, Weights::new(&config, device, Box::new(fetch)))
+        let model = Self::build(&config, Weights::new(&config, device, Box::new(fetch)))?;
+        if !checkpoint.tensors.is_empty() {
+            return Err(unused_tensors(&checkpoint.source, &checkpoint.tensors));
+        }
+        Ok(model)
     }
 
     /// A model with random weights (normal, σ = 0.02; norm gains and biases 1) — for tests and
     /// for training from scratch.
+    ///
+    /// Panics if `config` does not pass [`ModelConfig::validate`] (call it first on a config
+    /// that did not come from [`Checkpoint::load`]).
     pub fn random(config: &ModelConfig, device: &Device) -> Self {
         let fetch = |t: &TensorLayout| {
             if t.role == Role::Vector {
@@ -62,12 +76,8 @@ impl Llama {
 
     /// Assemble the modules, taking each parameter's tensor from `w` by its slot.
     fn build(config: &ModelConfig, mut w: Weights) -> Result<Self> {
+        config.validate()?;
         let (h, kv) = (config.num_attention_heads, config.num_key_value_heads);
-        if kv == 0 || h % kv != 0 {
-            return Err(Error::invalid(format!(
-                "num_attention_heads ({h}) is not a multiple of num_key_value_heads ({kv})"
-            )));
-        }
         let variant = config.variant();
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in (0..config.num_hidden_layers).map(Some) {
@@ -156,7 +166,32 @@ impl Llama {
     }
 }
 
-/// A tensor read back from the device into host memory.
+/// How many unused tensor names an error lists.
+const LISTED_UNUSED: usize = 10;
+
+/// The error for tensors a checkpoint holds that the model has no place for.
+fn unused_tensors(source: &std::path::Path, left: &BTreeMap<String, HostTensor>) -> Error {
+    let names: Vec<String> = left
+        .keys()
+        .take(LISTED_UNUSED)
+        .map(|n| format!("`{n}`"))
+        .collect();
+    let more = left.len().saturating_sub(LISTED_UNUSED);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Error::checkpoint(
+        source,
+        format!(
+            "{} tensor(s) are not used by the model (the weight layout of its config has no place for them): {}{more}",
+            left.len(),
+            names.join(", ")
+        ),
+    )
+}
+
 /// Read a device tensor back into host memory.
 pub(crate) fn host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
     let shape = tensor.dims().to_vec();

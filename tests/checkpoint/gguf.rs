@@ -173,7 +173,7 @@ fn unpermute_small_example() {
 // ---------------------------------------------------------------- corrupt and unsupported GGUF
 
 /// A metadata value for [`gguf_bytes`].
-enum Meta<'a> {
+pub(super) enum Meta<'a> {
     Str(&'a str),
     U32(u32),
     F32(f32),
@@ -183,7 +183,7 @@ enum Meta<'a> {
 
 /// A hand-written GGUF v3 file: metadata as given, F32 tensors `(name, dims, offset)` and
 /// `data` after the header (padded to the default 32-byte alignment).
-fn gguf_file(
+pub(super) fn gguf_file(
     metadata: &[(&str, Meta)],
     tensors: &[(&str, Vec<u64>, u64)],
     data: &[f32],
@@ -230,7 +230,7 @@ fn gguf_file(
 }
 
 /// [`gguf_file`] with string metadata and `data_len` zero bytes of tensor data.
-fn gguf_bytes(
+pub(super) fn gguf_bytes(
     metadata: &[(&str, &str)],
     tensors: &[(&str, Vec<u64>, u64)],
     data_len: usize,
@@ -244,6 +244,16 @@ fn gguf_bytes(
 /// A one-layer GGUF of architecture `arch` (d = 8, 2 heads of width 4, 1 kv head, 4 tokens)
 /// whose every tensor holds 0, 1, 2, ... and whose output projection is stored (untied).
 fn tiny_gguf(arch: &str) -> Vec<u8> {
+    tiny_gguf_with(arch, &[], |_| {})
+}
+
+/// [`tiny_gguf`] with the integer metadata `{arch}.{key}` of `overrides` set to their values,
+/// and its list of tensors `(name, GGUF dims)` changed by `edit`.
+pub(super) fn tiny_gguf_with(
+    arch: &str,
+    overrides: &[(&str, u32)],
+    edit: impl FnOnce(&mut Vec<(&'static str, Vec<u64>)>),
+) -> Vec<u8> {
     let key = |k: &str| format!("{arch}.{k}");
     let keys: Vec<String> = [
         "block_count",
@@ -259,14 +269,21 @@ fn tiny_gguf(arch: &str) -> Vec<u8> {
     .map(|k| key(k))
     .collect();
     let tokens = ["a", "b", "ab", "<|end|>"];
+    let int = |i: usize, default: u32| {
+        let value = overrides
+            .iter()
+            .find(|(k, _)| key(k) == keys[i])
+            .map_or(default, |&(_, v)| v);
+        Meta::U32(value)
+    };
     let metadata = [
         ("general.architecture", Meta::Str(arch)),
-        (keys[0].as_str(), Meta::U32(1)),
-        (keys[1].as_str(), Meta::U32(8)),
-        (keys[2].as_str(), Meta::U32(8)),
-        (keys[3].as_str(), Meta::U32(2)),
-        (keys[4].as_str(), Meta::U32(1)),
-        (keys[5].as_str(), Meta::U32(128)),
+        (keys[0].as_str(), int(0, 1)),
+        (keys[1].as_str(), int(1, 8)),
+        (keys[2].as_str(), int(2, 8)),
+        (keys[3].as_str(), int(3, 2)),
+        (keys[4].as_str(), int(4, 1)),
+        (keys[5].as_str(), int(5, 128)),
         (keys[6].as_str(), Meta::F32(1e-6)),
         (keys[7].as_str(), Meta::F32(1e6)),
         ("tokenizer.ggml.model", Meta::Str("gpt2")),
@@ -276,7 +293,7 @@ fn tiny_gguf(arch: &str) -> Vec<u8> {
         ("tokenizer.ggml.eos_token_id", Meta::U32(3)),
     ];
     // GGUF dims are [in, out].
-    let shapes: [(&str, Vec<u64>); 12] = [
+    let mut shapes: Vec<(&'static str, Vec<u64>)> = vec![
         ("token_embd.weight", vec![8, 4]),
         ("output.weight", vec![8, 4]),
         ("output_norm.weight", vec![8]),
@@ -290,6 +307,7 @@ fn tiny_gguf(arch: &str) -> Vec<u8> {
         ("blk.0.attn_norm.weight", vec![8]),
         ("blk.0.ffn_norm.weight", vec![8]),
     ];
+    edit(&mut shapes);
     let mut tensors = Vec::new();
     let mut data = Vec::new();
     for (name, dims) in shapes {
@@ -367,7 +385,7 @@ fn hand_written_gguf_loads_with_hf_names() {
     }
 }
 
-fn parse_err(bytes: Vec<u8>) -> String {
+pub(super) fn parse_err(bytes: Vec<u8>) -> String {
     let path = Path::new("/models/broken.gguf");
     let err = GgufFile::parse(path, bytes).unwrap_err();
     assert!(matches!(err, gram::Error::Checkpoint { .. }), "{err:?}");

@@ -274,7 +274,7 @@ fn hf_tensors_are_the_table_and_load_back_into_the_same_weights() {
 }
 
 #[test]
-fn loading_keeps_left_over_tensors_and_names_a_missing_or_misshapen_one() {
+fn loading_refuses_left_over_tensors_and_names_a_missing_or_misshapen_one() {
     let config = tiny_config(Architecture::Qwen3, 16);
     let checkpoint = |tensors| Checkpoint {
         config: config.clone(),
@@ -289,10 +289,12 @@ fn loading_keeps_left_over_tensors_and_names_a_missing_or_misshapen_one() {
         gram::checkpoint::HostTensor::new(vec![1, 8], vec![0.5; 8]).unwrap(),
     );
     let mut with_extra = checkpoint(extra);
-    Llama::from_checkpoint(&mut with_extra, &device).unwrap();
-    assert_eq!(
-        with_extra.tensors.keys().collect::<Vec<_>>(),
-        ["score.weight"]
+    let err = Llama::from_checkpoint(&mut with_extra, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`score.weight`") && err.contains("not used") && err.contains("tiny"),
+        "{err}"
     );
 
     let mut missing = super::common::tiny_tensors(&config);

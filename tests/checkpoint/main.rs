@@ -9,6 +9,7 @@ mod gguf;
 mod hf_dir;
 mod layout;
 mod quant;
+mod validate;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
