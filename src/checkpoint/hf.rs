@@ -24,6 +24,9 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     if config.tie_word_embeddings {
         tensors.remove("lm_head.weight");
     }
+    // Checkpoints saved by transformers before 4.31 carry each layer's RoPE frequencies as a
+    // buffer; the model recomputes them from the config.
+    tensors.retain(|name, _| !name.ends_with(".self_attn.rotary_emb.inv_freq"));
     let codec = TextCodec::from_hf_dir(dir)?;
     Ok(Checkpoint {
         config,

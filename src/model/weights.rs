@@ -182,10 +182,18 @@ fn unused_tensors(source: &std::path::Path, left: &BTreeMap<String, HostTensor>)
     } else {
         String::new()
     };
+    let hint = if left.contains_key("score.weight") {
+        " — `score.weight` is a scalar value head (a Bradley–Terry reward model, e.g. from \
+         `gram finetune --objective bt`), which scores one response at a time rather than \
+         judging pairs with verdict tokens"
+    } else {
+        ""
+    };
     Error::checkpoint(
         source,
         format!(
-            "{} tensor(s) are not used by the model (the weight layout of its config has no place for them): {}{more}",
+            "{} tensor(s) are not used by the model (the weight layout of its config has no \
+             place for them): {}{more}{hint}",
             left.len(),
             names.join(", ")
         ),

@@ -102,3 +102,26 @@ fn unknown_hf_architecture_is_named() {
         "{err}"
     );
 }
+
+/// Checkpoints saved by transformers before 4.31 store each layer's RoPE frequencies as
+/// `…self_attn.rotary_emb.inv_freq`; they are derived from the config, so loading drops them
+/// instead of calling them unused tensors.
+#[test]
+fn stored_rotary_frequencies_are_dropped() {
+    let codec = &smollm2().codec;
+    let config = tiny_config(Architecture::Llama, codec.vocab_size());
+    let plain = tiny_tensors(&config);
+    let mut old_style = plain.clone();
+    let head_dim = config.head_dim();
+    for layer in 0..config.num_hidden_layers {
+        old_style.insert(
+            format!("model.layers.{layer}.self_attn.rotary_emb.inv_freq"),
+            HostTensor::new(vec![head_dim / 2], vec![1.0; head_dim / 2]).unwrap(),
+        );
+    }
+    let dir = temp_dir("inv-freq").join("model");
+    save_hf_dir(&dir, &config, &old_style, codec).unwrap();
+    let mut loaded = Checkpoint::load(&dir).unwrap();
+    assert_eq!(loaded.tensors, plain);
+    gram::model::Llama::from_checkpoint(&mut loaded, &burn::tensor::Device::flex()).unwrap();
+}
