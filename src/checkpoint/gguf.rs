@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use super::quant::GgmlType;
 use super::{Checkpoint, HostTensor};
 use crate::config::{Architecture, ModelConfig, RopeScaling};
-use crate::model::layout;
+use crate::model::layout::{self, Slot};
 use crate::tokenizer::{ByteLevelBpe, TextCodec};
 use crate::{Error, Result};
 
@@ -562,7 +562,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             ));
         }
     }
-    let embedding = tensors.get("model.embed_tokens.weight").map(|t| &t.shape);
+    let (embedding_name, gguf_embedding_name) = layout::names(Slot::Embedding, 0);
+    let embedding = tensors.get(&embedding_name).map(|t| &t.shape);
     let expected = [config.vocab_size, config.hidden_size];
     if embedding.map(Vec::as_slice) != Some(&expected[..]) {
         let found = embedding.map_or("is missing".to_owned(), |shape| {
@@ -571,7 +572,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         return Err(Error::checkpoint(
             path,
             format!(
-                "token_embd.weight {found}; the tokenizer's {} tokens and embedding_length {} imply [{}, {}]",
+                "{gguf_embedding_name} {found}; the tokenizer's {} tokens and embedding_length {} imply [{}, {}]",
                 config.vocab_size, config.hidden_size, config.vocab_size, config.hidden_size
             ),
         ));
@@ -672,8 +673,8 @@ pub fn config_from_metadata(file: &GgufFile) -> Result<ModelConfig> {
             .unwrap_or(10_000.0),
         rope_scaling: None,
         max_position_embeddings: file.get_usize(&key("context_length"))?,
-        tie_word_embeddings: !has_tensor("output.weight"),
-        attention_bias: has_tensor("blk.0.attn_q.bias"),
+        tie_word_embeddings: !has_tensor(&layout::names(Slot::LmHead, 0).1),
+        attention_bias: has_tensor(&layout::names(Slot::QBias, 0).1),
         bos_token_id: token_id("tokenizer.ggml.bos_token_id")?,
         eos_token_id: token_id("tokenizer.ggml.eos_token_id")?.map(serde_json::Value::from),
     })

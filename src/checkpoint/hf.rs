@@ -8,6 +8,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::{Checkpoint, HostTensor};
 use crate::config::{Architecture, ModelConfig};
+use crate::model::layout::{self, Slot};
 use crate::tokenizer::TextCodec;
 use crate::{Error, Result};
 
@@ -22,7 +23,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         read_safetensors(&file, &mut tensors)?;
     }
     if config.tie_word_embeddings {
-        tensors.remove("lm_head.weight");
+        tensors.remove(&layout::names(Slot::LmHead, 0).0);
     }
     // Checkpoints saved by transformers before 4.31 carry each layer's RoPE frequencies as a
     // buffer; the model recomputes them from the config.

@@ -333,3 +333,19 @@ pub fn lookup_hf(config: &ModelConfig, name: &str) -> Option<TensorLayout> {
 pub fn gguf_rope_heads(config: &ModelConfig, hf_name: &str) -> Option<usize> {
     lookup_hf(config, hf_name)?.gguf_rope_heads
 }
+
+/// The Hugging Face and GGUF names of `slot` (of decoder layer `layer` for per-layer slots),
+/// for code that asks about one particular tensor (is there an `output.weight`? a q bias?).
+pub fn names(slot: Slot, layer: usize) -> (String, String) {
+    if let Some(row) = GLOBAL.iter().find(|r| r.slot == slot) {
+        return (row.hf.to_owned(), row.gguf.to_owned());
+    }
+    let row = LAYER
+        .iter()
+        .find(|r| r.slot == slot)
+        .expect("every slot has a row in the table");
+    (
+        format!("{HF_LAYERS}{layer}.{}", row.hf),
+        format!("{GGUF_LAYERS}{layer}.{}", row.gguf),
+    )
+}

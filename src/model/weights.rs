@@ -32,7 +32,7 @@ impl Llama {
         config.validate_in(&source)?;
         if config.tie_word_embeddings {
             // A stored copy of the tied embedding (Hugging Face loading already drops it).
-            checkpoint.tensors.remove("lm_head.weight");
+            checkpoint.tensors.remove(&layout::names(Slot::LmHead, 0).0);
         }
         let fetch = |t: &TensorLayout| {
             let tensor = checkpoint.take(&t.hf_name)?;
