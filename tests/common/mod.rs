@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: where the shared data, the default model and the
-//! reference fixture are, and the comparison of a model's logits with transformers' ([`check_logits`]).
+//! reference fixture are, and the comparison of a model's logits with transformers'
+//! ([`check_logits`]).
 #![allow(dead_code)] // each test crate uses its own subset of these helpers
 
 use std::path::PathBuf;
