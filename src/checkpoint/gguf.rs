@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::quant::GgmlType;
 use super::{Checkpoint, HostTensor};
-use crate::config::{Architecture, ModelConfig, RopeScaling};
+use crate::config::{Architecture, ModelConfig, RopeScaling, RopeType};
 use crate::model::layout::{self, Slot};
 use crate::tokenizer::{ByteLevelBpe, TextCodec};
 use crate::{Error, Result};
@@ -618,7 +618,7 @@ pub fn llama3_rope_scaling(factors: &[f32], rope_theta: f64) -> Option<RopeScali
         (stored as f64 - expected).abs() <= 1e-4 * expected
     });
     consistent.then(|| RopeScaling {
-        rope_type: "llama3".into(),
+        rope_type: RopeType::Llama3,
         factor,
         low_freq_factor: low,
         high_freq_factor: high,

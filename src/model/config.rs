@@ -50,11 +50,31 @@ impl Architecture {
     }
 }
 
+/// The RoPE frequency scalings we implement (`rope_type` in config.json).
+///
+/// `default` (no scaling) is represented by `rope_scaling: None`; any other type
+/// (`linear`, `dynamic`, `yarn`, `longrope`, ...) is refused when the config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RopeType {
+    /// Llama 3.1/3.2 frequency-band scaling ([`crate::model::inverse_frequencies`]).
+    Llama3,
+}
+
+impl RopeType {
+    /// The `rope_type` value in config.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RopeType::Llama3 => "llama3",
+        }
+    }
+}
+
 /// Llama-3-style RoPE frequency scaling (`rope_scaling.rope_type == "llama3"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RopeScaling {
     #[serde(alias = "type")]
-    pub rope_type: String,
+    pub rope_type: RopeType,
     #[serde(default = "one")]
     pub factor: f64,
     #[serde(default = "one")]
@@ -73,7 +93,13 @@ fn four() -> f64 {
 }
 
 /// A Llama-family decoder's hyper-parameters (the subset of `config.json` that shapes the math).
+///
+/// RoPE settings are read in both forms a `config.json` can have them in: the Hub's usual
+/// top-level `rope_theta` and `rope_scaling`, and transformers 5's `rope_parameters`
+/// (`{rope_theta, rope_type, ...}`), see [`ConfigFile`]. They are kept, and written back, in the
+/// Hub form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ConfigFile")]
 pub struct ModelConfig {
     /// `model_type` in config.json.
     pub model_type: Architecture,
@@ -90,9 +116,9 @@ pub struct ModelConfig {
     #[serde(default)]
     pub head_dim: Option<usize>,
     pub rms_norm_eps: f64,
-    #[serde(default = "default_rope_theta")]
+    /// RoPE base θ (10000 when the config names none).
     pub rope_theta: f64,
-    #[serde(default)]
+    /// RoPE frequency scaling; `None` for plain RoPE (`rope_type` `default`).
     pub rope_scaling: Option<RopeScaling>,
     /// Context length the model was trained for.
     #[serde(default = "default_max_positions")]
@@ -109,9 +135,7 @@ pub struct ModelConfig {
     pub eos_token_id: Option<serde_json::Value>,
 }
 
-fn default_rope_theta() -> f64 {
-    10_000.0
-}
+const DEFAULT_ROPE_THETA: f64 = 10_000.0;
 fn default_max_positions() -> usize {
     2048
 }
@@ -296,5 +320,287 @@ impl ModelConfig {
             }
         }
         None
+    }
+}
+
+/// `config.json` as written: [`ModelConfig`]'s fields with RoPE in either form, before
+/// [`ModelConfig::try_from`] settles them.
+#[derive(Deserialize)]
+struct ConfigFile {
+    model_type: Architecture,
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: usize,
+    #[serde(default)]
+    head_dim: Option<usize>,
+    rms_norm_eps: f64,
+    #[serde(default)]
+    rope_theta: Option<f64>,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    rope_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default = "default_max_positions")]
+    max_position_embeddings: usize,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    bos_token_id: Option<u32>,
+    #[serde(default)]
+    eos_token_id: Option<serde_json::Value>,
+}
+
+impl TryFrom<ConfigFile> for ModelConfig {
+    type Error = String;
+
+    /// Settle RoPE from top-level `rope_theta` / `rope_scaling` (the Hub's usual form) and
+    /// `rope_parameters` (transformers 5), whichever are present; where several state θ or the
+    /// scaling they must agree. Errors name the offending field.
+    fn try_from(file: ConfigFile) -> Result<Self, String> {
+        let hub = file
+            .rope_scaling
+            .as_ref()
+            .map(|object| rope_object("rope_scaling", object))
+            .transpose()?;
+        let params = file
+            .rope_parameters
+            .as_ref()
+            .map(|object| rope_object("rope_parameters", object))
+            .transpose()?;
+        let mut stated: Option<(&str, f64)> = None;
+        for (field, theta) in [
+            ("rope_theta", file.rope_theta),
+            ("rope_scaling.rope_theta", hub.as_ref().and_then(|h| h.0)),
+            (
+                "rope_parameters.rope_theta",
+                params.as_ref().and_then(|p| p.0),
+            ),
+        ] {
+            match (theta, stated) {
+                (Some(theta), Some((first, value))) if theta != value => {
+                    return Err(format!(
+                        "field `{field}` ({theta}) disagrees with `{first}` ({value})"
+                    ));
+                }
+                (Some(theta), None) => stated = Some((field, theta)),
+                _ => {}
+            }
+        }
+        let rope_theta = stated.map_or(DEFAULT_ROPE_THETA, |(_, theta)| theta);
+        let rope_scaling = match (hub, params) {
+            (Some((_, hub)), Some((_, params))) if hub != params => {
+                return Err("field `rope_scaling` disagrees with `rope_parameters`".to_owned());
+            }
+            (_, Some((_, scaling))) | (Some((_, scaling)), None) => scaling,
+            (None, None) => None,
+        };
+        Ok(ModelConfig {
+            model_type: file.model_type,
+            vocab_size: file.vocab_size,
+            hidden_size: file.hidden_size,
+            intermediate_size: file.intermediate_size,
+            num_hidden_layers: file.num_hidden_layers,
+            num_attention_heads: file.num_attention_heads,
+            num_key_value_heads: file.num_key_value_heads,
+            head_dim: file.head_dim,
+            rms_norm_eps: file.rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings: file.max_position_embeddings,
+            tie_word_embeddings: file.tie_word_embeddings,
+            attention_bias: file.attention_bias,
+            bos_token_id: file.bos_token_id,
+            eos_token_id: file.eos_token_id,
+        })
+    }
+}
+
+/// A `rope_scaling` or `rope_parameters` object (named `field` in errors): its `rope_theta`, if
+/// any, and its scaling (`None` for `rope_type` `default`).
+///
+/// `rope_type` (alias `type`) is required in `rope_scaling` and defaults to `default` in
+/// `rope_parameters`. Types other than `default` and `llama3`, and keys we do not know (which
+/// would change the math, e.g. `partial_rotary_factor`), are errors rather than ignored.
+fn rope_object(
+    field: &str,
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(Option<f64>, Option<RopeScaling>), String> {
+    let number = |key: &str| -> Result<Option<f64>, String> {
+        object
+            .get(key)
+            .filter(|v| !v.is_null())
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| format!("field `{field}.{key}`: {v} is not a number"))
+            })
+            .transpose()
+    };
+    let mut rope_type = None;
+    for (key, value) in object {
+        match key.as_str() {
+            "rope_type" | "type" => {
+                let name = value
+                    .as_str()
+                    .ok_or_else(|| format!("field `{field}.{key}`: {value} is not a string"))?;
+                rope_type = Some((key.as_str(), name));
+            }
+            "rope_theta"
+            | "factor"
+            | "low_freq_factor"
+            | "high_freq_factor"
+            | "original_max_position_embeddings" => {}
+            _ => {
+                return Err(format!(
+                    "field `{field}.{key}` is not supported (RoPE settings we read: rope_type, \
+                     rope_theta, factor, low_freq_factor, high_freq_factor, \
+                     original_max_position_embeddings)"
+                ));
+            }
+        }
+    }
+    let theta = number("rope_theta")?;
+    let (type_key, name) = match rope_type {
+        Some(found) => found,
+        None if field == "rope_parameters" => ("rope_type", "default"),
+        None => return Err(format!("field `{field}.rope_type`: missing")),
+    };
+    let scaling = match name {
+        "default" => None,
+        "llama3" => Some(RopeScaling {
+            rope_type: RopeType::Llama3,
+            factor: number("factor")?.unwrap_or(1.0),
+            low_freq_factor: number("low_freq_factor")?.unwrap_or(1.0),
+            high_freq_factor: number("high_freq_factor")?.unwrap_or(4.0),
+            original_max_position_embeddings: number("original_max_position_embeddings")?
+                .map(|n| n as usize),
+        }),
+        other => {
+            return Err(format!(
+                "field `{field}.{type_key}`: RoPE type `{other}` is not supported (supported: \
+                 default, llama3)"
+            ));
+        }
+    };
+    Ok((theta, scaling))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A small config.json with `rope` merged in.
+    fn config(rope: Value) -> Value {
+        let mut value = json!({
+            "model_type": "qwen2", "vocab_size": 16, "hidden_size": 8, "intermediate_size": 12,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "rms_norm_eps": 1e-6,
+        });
+        value
+            .as_object_mut()
+            .unwrap()
+            .extend(rope.as_object().unwrap().clone());
+        value
+    }
+
+    fn parse(rope: Value) -> Result<ModelConfig, String> {
+        serde_json::from_value(config(rope)).map_err(|e| e.to_string())
+    }
+
+    fn llama3(original: usize) -> RopeScaling {
+        RopeScaling {
+            rope_type: RopeType::Llama3,
+            factor: 32.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: Some(original),
+        }
+    }
+
+    #[test]
+    fn hub_form_is_read() {
+        let c = parse(json!({"rope_theta": 5e5, "rope_scaling": {
+            "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}))
+        .unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling), (5e5, Some(llama3(8192))));
+        // `type` is an alias of `rope_type`; `default` is no scaling; null is none.
+        let c = parse(json!({"rope_theta": 1e6, "rope_scaling": {"type": "default"}})).unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling), (1e6, None));
+        let c = parse(json!({"rope_scaling": null})).unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling), (10_000.0, None));
+    }
+
+    #[test]
+    fn transformers5_form_is_read() {
+        let c =
+            parse(json!({"rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}})).unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling), (1e6, None));
+        let c = parse(json!({"rope_parameters": {
+            "rope_theta": 5e5, "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}}))
+        .unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling), (5e5, Some(llama3(64))));
+        // Both forms at once are fine when they agree.
+        let c = parse(json!({"rope_theta": 1e6, "rope_scaling": null,
+            "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}}))
+        .unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling), (1e6, None));
+    }
+
+    #[test]
+    fn export_writes_the_hub_form_and_reads_back() {
+        let c = parse(json!({"rope_parameters": {
+            "rope_theta": 5e5, "rope_type": "llama3", "factor": 32.0,
+            "original_max_position_embeddings": 64}}))
+        .unwrap();
+        let written = serde_json::to_value(&c).unwrap();
+        assert_eq!(written["rope_theta"], json!(5e5));
+        assert_eq!(written["rope_scaling"]["rope_type"], json!("llama3"));
+        assert!(written.get("rope_parameters").is_none());
+        assert_eq!(serde_json::from_value::<ModelConfig>(written).unwrap(), c);
+    }
+
+    #[test]
+    fn unsupported_rope_is_an_error_naming_the_field() {
+        for (rope, field) in [
+            (
+                json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}),
+                "`rope_scaling.rope_type`: RoPE type `yarn`",
+            ),
+            (
+                json!({"rope_scaling": {"type": "linear", "factor": 2.0}}),
+                "`rope_scaling.type`: RoPE type `linear`",
+            ),
+            (
+                json!({"rope_parameters": {"rope_theta": 1e4, "rope_type": "dynamic"}}),
+                "`rope_parameters.rope_type`: RoPE type `dynamic`",
+            ),
+            (
+                json!({"rope_parameters": {"rope_type": "longrope"}}),
+                "`rope_parameters.rope_type`: RoPE type `longrope`",
+            ),
+            (
+                json!({"rope_scaling": {"factor": 2.0}}),
+                "`rope_scaling.rope_type`: missing",
+            ),
+            (
+                json!({"rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.5}}),
+                "`rope_parameters.partial_rotary_factor` is not supported",
+            ),
+            (
+                json!({"rope_theta": 1e4, "rope_parameters": {"rope_theta": 1e6}}),
+                "`rope_parameters.rope_theta` (1000000) disagrees with `rope_theta` (10000)",
+            ),
+        ] {
+            let error = parse(rope.clone()).unwrap_err();
+            assert!(error.contains(field), "{rope}: {error}");
+        }
     }
 }

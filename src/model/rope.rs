@@ -15,7 +15,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::config::{ModelConfig, RopeScaling};
+use super::config::{ModelConfig, RopeScaling, RopeType};
 
 /// The `cos(pω)` and `sin(pω)` tables `[T, hd]` for positions `p = start..start+T`.
 pub(super) struct Rope {
@@ -69,13 +69,19 @@ impl Rope {
 /// `ω_i = θ^(−2i/hd)` for `i < hd/2`, with Llama 3 frequency scaling when configured:
 /// wavelengths longer than `orig_ctx / low_freq_factor` are divided by `factor`, shorter than
 /// `orig_ctx / high_freq_factor` kept, and those between interpolated smoothly.
+///
+/// [`RopeType::Llama3`] is the only scaling a [`RopeScaling`] can hold: other types are refused
+/// when config.json is read, never ignored here.
 pub fn inverse_frequencies(theta: f64, head_dim: usize, scaling: Option<&RopeScaling>) -> Vec<f64> {
     let base: Vec<f64> = (0..head_dim / 2)
         .map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64))
         .collect();
-    let Some(s) = scaling.filter(|s| s.rope_type == "llama3") else {
+    let Some(s) = scaling else {
         return base;
     };
+    match s.rope_type {
+        RopeType::Llama3 => {}
+    }
     let original = s.original_max_position_embeddings.unwrap_or(8192) as f64;
     let low_wavelen = original / s.low_freq_factor;
     let high_wavelen = original / s.high_freq_factor;

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: where the shared data, the default model and the
-//! reference fixture are.
+//! reference fixture are, and the comparison of a model's logits with transformers'
+//! ([`check_logits`]).
 #![allow(dead_code)] // each test crate uses its own subset of these helpers
 
 use std::path::PathBuf;
@@ -161,4 +162,118 @@ pub fn f32_tensors(
             (name, (view.shape().to_vec(), data))
         })
         .collect()
+}
+
+/// One text and transformers' outputs for it, as the reference fixtures store them.
+pub struct ReferenceCase<'a> {
+    pub text: &'a str,
+    /// The token ids transformers' tokenizer gave `text`.
+    pub ids: Vec<u32>,
+    /// An object with `last_top20_ids`, `last_top20_logits`, `last_logit_A`, `last_logit_B`,
+    /// `argmax_per_position` and `logsumexp_per_position`.
+    pub expected: &'a serde_json::Value,
+}
+
+impl<'a> ReferenceCase<'a> {
+    /// A case object holding `text` and `ids`, with the expected values in `expected`.
+    pub fn new(case: &'a serde_json::Value, expected: &'a serde_json::Value) -> Self {
+        ReferenceCase {
+            text: case["text"].as_str().expect("case text"),
+            ids: case["ids"]
+                .as_array()
+                .expect("case ids")
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect(),
+            expected,
+        }
+    }
+}
+
+/// Check `model` (with its tokenizer `codec`) against transformers on every case: the tokenizer
+/// reproduces the ids; the last position's top-20 logits and the logits of `verdict` (the "A"
+/// and "B" tokens), and every position's log-sum-exp, are within `tolerance`; every position's
+/// argmax is the same. Returns the worst absolute error seen.
+pub fn check_logits(
+    model: &gram::model::Llama,
+    codec: &gram::tokenizer::TextCodec,
+    cases: &[ReferenceCase<'_>],
+    verdict: [u32; 2],
+    tolerance: f32,
+) -> f32 {
+    use burn::tensor::{Int, Tensor, TensorData};
+
+    let device = model.device();
+    let vocab = model.config.vocab_size;
+    let mut worst = 0.0f32;
+    for case in cases {
+        let text = case.text;
+        let expected = case.expected;
+        let ids = codec.encode(text).unwrap();
+        assert_eq!(ids, case.ids, "token ids of {text:?}");
+        let t = ids.len();
+        let input = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, t]),
+            &device,
+        );
+        // Logits [T, V] read back 256 positions at a time: a whole long text's (~200 MB) is
+        // more than one wgpu buffer may hold on lavapipe.
+        let hidden = model.hidden_states(input); // [1, T, d]
+        let mut logits = Vec::with_capacity(t * vocab);
+        for start in (0..t).step_by(256) {
+            let chunk = model.logits(hidden.clone().narrow(1, start, 256.min(t - start)));
+            logits.extend(chunk.into_data().try_to_vec::<f32>().unwrap());
+        }
+        let mut check = |what: &str, got: f32, want: f64| {
+            let err = (got - want as f32).abs();
+            worst = worst.max(err);
+            assert!(
+                err < tolerance,
+                "{what} of {text:?}: got {got}, want {want}"
+            );
+        };
+        let last = &logits[(t - 1) * vocab..t * vocab];
+        for (id, want) in expected["last_top20_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(expected["last_top20_logits"].as_array().unwrap())
+        {
+            check(
+                "top-20 logit",
+                last[id.as_u64().unwrap() as usize],
+                want.as_f64().unwrap(),
+            );
+        }
+        for (token, key) in verdict.into_iter().zip(["last_logit_A", "last_logit_B"]) {
+            check(key, last[token as usize], expected[key].as_f64().unwrap());
+        }
+        for p in 0..t {
+            let row = &logits[p * vocab..(p + 1) * vocab];
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&z| ((z - max) as f64).exp())
+                    .sum::<f64>()
+                    .ln() as f32;
+            check(
+                "logsumexp",
+                lse,
+                expected["logsumexp_per_position"][p].as_f64().unwrap(),
+            );
+            let argmax = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            assert_eq!(
+                argmax as u64,
+                expected["argmax_per_position"][p].as_u64().unwrap(),
+                "argmax at {p} of {text:?}"
+            );
+        }
+    }
+    worst
 }

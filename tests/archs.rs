@@ -1,0 +1,119 @@
+//! Every architecture we run reproduces transformers: the tiny Llama 3, Qwen2, Qwen3 and Mistral
+//! checkpoints of `fixtures/archs/` (bf16 safetensors written by transformers 5, see
+//! `archs/README.md`) load through [`Checkpoint::load`] and give transformers' f32 logits within
+//! 1e-4 on the CPU (burn flex) and on wgpu (lavapipe in CI). Also: a `config.json` asking for a
+//! RoPE type we do not implement is refused, naming the file and the field.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use gram::checkpoint::Checkpoint;
+use gram::model::Llama;
+
+use common::ReferenceCase;
+
+/// The folders of `fixtures/archs/` holding a `reference.json`, sorted.
+fn arch_dirs() -> Vec<PathBuf> {
+    let root = common::shared_dir().join("fixtures/archs");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{} unreadable ({e}): set GRAM_SHARED", root.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|dir| dir.join("reference.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no checkpoints under {}", root.display());
+    dirs
+}
+
+/// Compare one checkpoint's f32 logits on `device` with transformers'; the worst error.
+fn check_arch(dir: &std::path::Path, device: &Device) -> f32 {
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checkpoint = Checkpoint::load(dir).unwrap();
+    let verdict = ["A", "B"].map(|label| {
+        let ids = checkpoint.codec.encode(label).unwrap();
+        assert_eq!(ids.len(), 1, "{label:?} is one token");
+        ids[0]
+    });
+    let model = Llama::from_checkpoint(&mut checkpoint, device).unwrap();
+    let cases: Vec<ReferenceCase> = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| ReferenceCase::new(case, &case["f32"]))
+        .collect();
+    common::check_logits(&model, &checkpoint.codec, &cases, verdict, 1e-4)
+}
+
+/// Check every architecture on `device` (named `name` in the report), reporting each one's worst
+/// error, and fail listing the architectures that do not match.
+fn check_all(name: &str, device: &Device) {
+    let mut failed = Vec::new();
+    for dir in arch_dirs() {
+        let arch = dir.file_name().unwrap().to_string_lossy().into_owned();
+        match catch_unwind(AssertUnwindSafe(|| check_arch(&dir, device))) {
+            Ok(worst) => eprintln!("{arch} on {name}: worst |logit - transformers| = {worst:.2e}"),
+            Err(_) => {
+                eprintln!("{arch} on {name}: MISMATCH (see the panic above)");
+                failed.push(arch);
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{failed:?} differ from transformers on {name}"
+    );
+}
+
+#[test]
+fn architectures_match_transformers_on_cpu() {
+    check_all("cpu", &Device::flex());
+}
+
+#[test]
+fn architectures_match_transformers_on_wgpu() {
+    let Some(device) = common::wgpu_device() else {
+        return;
+    };
+    check_all("wgpu", &device);
+}
+
+/// An unsupported RoPE type in either config form is an error naming config.json and the field.
+#[test]
+fn unsupported_rope_type_is_refused_naming_file_and_field() {
+    let source = arch_dirs()
+        .into_iter()
+        .find(|dir| dir.ends_with("mistral"))
+        .expect("the mistral fixture");
+    let text = std::fs::read_to_string(source.join("config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (key, rope, field) in [
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_theta": 1e6, "rope_type": "yarn", "factor": 4.0}),
+            "rope_parameters.rope_type",
+        ),
+        (
+            "rope_scaling",
+            serde_json::json!({"type": "linear", "factor": 2.0}),
+            "rope_scaling.type",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config.clone();
+        let object = config.as_object_mut().unwrap();
+        object.remove("rope_parameters");
+        object.insert(key.into(), rope);
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let error = Checkpoint::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains(&path.display().to_string()) && error.contains(&format!("`{field}`")),
+            "{error}"
+        );
+        assert!(error.contains("not supported"), "{error}");
+    }
+}
