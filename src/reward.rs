@@ -11,7 +11,7 @@
 
 use crate::data::Row;
 use crate::error::parse_choice;
-use crate::rank::{bradley_terry, judge_distinct, round_robin_pairs};
+use crate::rank::{Limits, Strategy, bradley_terry, judge_distinct, round_robin_pairs};
 use crate::{Error, Judge, Pair, Result};
 use serde_json::{Map, Value};
 use std::str::FromStr;
@@ -100,7 +100,8 @@ pub struct Group {
     pub baseline: Baseline,
 }
 
-/// The reward of every response of every group, with all pairs judged in one call.
+/// The reward of every response of every group, with all pairs judged in one call, within the
+/// default [`Limits`] (see [`group_rewards_with`]).
 ///
 /// A response identical to its reference gets p = ½ without judging.
 pub fn group_rewards(
@@ -108,6 +109,24 @@ pub fn group_rewards(
     groups: &[Group],
     scale: Scale,
 ) -> Result<Vec<Vec<f64>>> {
+    group_rewards_with(judge, groups, scale, &Limits::default())
+}
+
+/// [`group_rewards`] within `limits`: a group against a reference may hold
+/// `limits.max_responses` responses, a round-robin group `limits.max_round_robin_responses`,
+/// and all groups together may ask for `limits.max_comparisons` comparisons; beyond that an
+/// error names the group (counting from 1) and the limit before anything is judged.
+pub fn group_rewards_with(
+    judge: &mut dyn Judge,
+    groups: &[Group],
+    scale: Scale,
+    limits: &Limits,
+) -> Result<Vec<Vec<f64>>> {
+    for (index, group) in groups.iter().enumerate() {
+        check_group(group, limits)
+            .map_err(|message| Error::invalid(format!("group {}: {message}", index + 1)))?;
+    }
+    limits.check_comparisons(groups.iter().map(comparisons))?;
     let mut pairs = Vec::new();
     for group in groups {
         match &group.baseline {
@@ -159,7 +178,7 @@ pub fn group_rewards(
     Ok(rewards)
 }
 
-/// Reward rows, in one judge call.
+/// Reward rows, in one judge call, within the default [`Limits`] (see [`reward_rows_with`]).
 ///
 /// A row `{"prompt", "response", "reference"}` gains `reward`; a row `{"prompt", "responses":
 /// [...]}` (no reference) gains `rewards`, scored against the baseline `reference` picks. Other
@@ -170,11 +189,28 @@ pub fn reward_rows(
     reference: ReferenceChoice,
     scale: Scale,
 ) -> Result<Vec<Map<String, Value>>> {
+    reward_rows_with(judge, rows, reference, scale, &Limits::default())
+}
+
+/// [`reward_rows`] within `limits` (see [`group_rewards_with`]); a row over a response limit is
+/// named by its location.
+pub fn reward_rows_with(
+    judge: &mut dyn Judge,
+    rows: &[Row],
+    reference: ReferenceChoice,
+    scale: Scale,
+    limits: &Limits,
+) -> Result<Vec<Map<String, Value>>> {
     let groups = rows
         .iter()
-        .map(|row| row_group(row, reference))
+        .map(|row| {
+            let group = row_group(row, reference)?;
+            check_group(&group, limits)
+                .map_err(|message| row.location.error(Some("responses"), message))?;
+            Ok(group)
+        })
         .collect::<Result<Vec<_>>>()?;
-    let rewards = group_rewards(judge, &groups, scale)?;
+    let rewards = group_rewards_with(judge, &groups, scale, limits)?;
     Ok(rows
         .iter()
         .zip(rewards)
@@ -188,6 +224,28 @@ pub fn reward_rows(
             out
         })
         .collect())
+}
+
+/// The comparisons rewarding `group` takes: one per response against a reference, n(n − 1)/2
+/// round-robin.
+fn comparisons(group: &Group) -> usize {
+    match group.baseline {
+        Baseline::Reference(_) => group.responses.len(),
+        Baseline::RoundRobin => Strategy::RoundRobin.comparisons(group.responses.len()),
+    }
+}
+
+/// Why `group` is over a response limit, if it is.
+pub(crate) fn check_group(group: &Group, limits: &Limits) -> std::result::Result<(), String> {
+    let n = group.responses.len();
+    match group.baseline {
+        Baseline::Reference(_) if n > limits.max_responses => Err(format!(
+            "{n} responses exceed the limit of {} responses per group (--max-responses)",
+            limits.max_responses
+        )),
+        Baseline::Reference(_) => Ok(()),
+        Baseline::RoundRobin => limits.check_row(n, Strategy::RoundRobin),
+    }
 }
 
 /// The group a row describes: a single response with its reference, or a group of responses.

@@ -3,9 +3,16 @@
 use gram::data::Row;
 use gram::data::jsonl::read_rows;
 use gram::pair::sigmoid;
-use gram::rank::{Strategy, bradley_terry, rank, rank_many, rank_rows};
-use gram::reward::{Baseline, Group, ReferenceChoice, Scale, group_rewards, reward_rows};
+use gram::rank::{
+    BT_PRIOR_PRECISION, Limits, Strategy, bradley_terry, rank, rank_many, rank_many_with,
+    rank_rows, rank_rows_with,
+};
+use gram::reward::{
+    Baseline, Group, ReferenceChoice, Scale, group_rewards, group_rewards_with, reward_rows,
+};
 use gram::{Judge, Pair, Result, Verdict};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -363,4 +370,245 @@ fn group_references_greedy_longest_and_round_robin() {
     )
     .unwrap_err();
     assert_eq!(err.to_string(), "in.jsonl:1: field `reference`: is missing");
+}
+
+/// The dense Newton fit `bradley_terry` used before it went matrix-free: the n×n negated
+/// Hessian, Cholesky-factored each iteration. The reference for the comparison below.
+fn dense_newton_bradley_terry(n: usize, outcomes: &[(usize, usize, f64)]) -> Vec<f64> {
+    let lambda = BT_PRIOR_PRECISION;
+    let log_sigmoid = |x: f64| {
+        if x >= 0.0 {
+            -(-x).exp().ln_1p()
+        } else {
+            x - x.exp().ln_1p()
+        }
+    };
+    let objective = |s: &[f64]| -> f64 {
+        let fit: f64 = outcomes
+            .iter()
+            .map(|&(i, j, p)| {
+                let d = s[i] - s[j];
+                p * log_sigmoid(d) + (1.0 - p) * log_sigmoid(-d)
+            })
+            .sum();
+        fit - 0.5 * lambda * s.iter().map(|x| x * x).sum::<f64>()
+    };
+    let mut s = vec![0.0; n];
+    for _ in 0..200 {
+        let mut g: Vec<f64> = s.iter().map(|x| -lambda * x).collect();
+        let mut h = vec![vec![0.0; n]; n];
+        for (k, row) in h.iter_mut().enumerate() {
+            row[k] = lambda;
+        }
+        for &(i, j, p) in outcomes {
+            let q = sigmoid(s[i] - s[j]);
+            g[i] += p - q;
+            g[j] -= p - q;
+            let w = q * (1.0 - q);
+            h[i][i] += w;
+            h[j][j] += w;
+            h[i][j] -= w;
+            h[j][i] -= w;
+        }
+        // Cholesky solve of h · step = g.
+        let mut a = h;
+        let mut b = g;
+        for j in 0..n {
+            let diagonal = a[j][j] - (0..j).map(|k| a[j][k] * a[j][k]).sum::<f64>();
+            a[j][j] = diagonal.max(f64::MIN_POSITIVE).sqrt();
+            for i in j + 1..n {
+                let dot: f64 = (0..j).map(|k| a[i][k] * a[j][k]).sum();
+                a[i][j] = (a[i][j] - dot) / a[j][j];
+            }
+        }
+        for i in 0..n {
+            b[i] = (b[i] - (0..i).map(|k| a[i][k] * b[k]).sum::<f64>()) / a[i][i];
+        }
+        for i in (0..n).rev() {
+            b[i] = (b[i] - (i + 1..n).map(|k| a[k][i] * b[k]).sum::<f64>()) / a[i][i];
+        }
+        let step = b;
+        let current = objective(&s);
+        let mut scale = 1.0;
+        let mut next: Vec<f64> = s.iter().zip(&step).map(|(x, d)| x + d).collect();
+        while objective(&next) < current && scale > 1e-10 {
+            scale *= 0.5;
+            next = s.iter().zip(&step).map(|(x, d)| x + scale * d).collect();
+        }
+        let moved = step.iter().map(|d| (scale * d).abs()).fold(0.0, f64::max);
+        s = next;
+        if moved < 1e-12 {
+            break;
+        }
+    }
+    let mean = s.iter().sum::<f64>() / n.max(1) as f64;
+    s.iter().map(|x| x - mean).collect()
+}
+
+#[test]
+fn matrix_free_bradley_terry_matches_the_dense_newton_fit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut worst: f64 = 0.0;
+    for trial in 0..60 {
+        let n = rng.random_range(2..25);
+        // Sparse random graphs (often disconnected), trees and complete graphs; soft outcomes
+        // with now and then a certain win or an exact tie.
+        let graph: Vec<(usize, usize)> = match trial % 3 {
+            0 => (0..rng.random_range(1..3 * n))
+                .filter_map(|_| {
+                    let (i, j) = (rng.random_range(0..n), rng.random_range(0..n));
+                    (i != j).then_some((i, j))
+                })
+                .collect(),
+            1 => (1..n).map(|j| (rng.random_range(0..j), j)).collect(),
+            _ => (0..n)
+                .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+                .collect(),
+        };
+        let outcomes: Vec<(usize, usize, f64)> = graph
+            .into_iter()
+            .map(|(i, j)| {
+                let p = match rng.random_range(0..20) {
+                    0 => 1.0,
+                    1 => 0.0,
+                    2 => 0.5,
+                    _ => rng.random_range(0.02..0.98),
+                };
+                (i, j, p)
+            })
+            .collect();
+        let sparse = bradley_terry(n, &outcomes);
+        let dense = dense_newton_bradley_terry(n, &outcomes);
+        for (a, b) in sparse.iter().zip(&dense) {
+            worst = worst.max((a - b).abs());
+            assert!(
+                (a - b).abs() < 1e-6,
+                "trial {trial}, n {n}: {sparse:?} vs {dense:?}"
+            );
+        }
+    }
+    eprintln!("largest difference from the dense Newton fit: {worst:e}");
+}
+
+#[test]
+fn linear_ranks_five_thousand_responses_and_round_robin_refuses_them() {
+    let n = 5_000;
+    let responses: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let strengths: Vec<(String, f64)> = responses
+        .iter()
+        .map(|r| (r.clone(), rng.random_range(-3.0..3.0)))
+        .collect();
+    let mut judge = KnownJudge {
+        strength: strengths.iter().cloned().collect(),
+        ..Default::default()
+    };
+    let limits = Limits {
+        max_responses: n,
+        ..Limits::default()
+    };
+    let rankings = rank_many_with(
+        &mut judge,
+        &[("q", responses.as_slice())],
+        Strategy::Linear,
+        &limits,
+    )
+    .unwrap();
+    let ranking = &rankings[0];
+    let strongest = (0..n)
+        .max_by(|&a, &b| strengths[a].1.total_cmp(&strengths[b].1))
+        .unwrap();
+    assert_eq!(ranking.best, strongest);
+    assert_eq!(ranking.comparisons, n - 1);
+    assert_eq!(ranking.scores.len(), n);
+    // The comparisons form a tree, so each edge's score difference is the judge's log-odds
+    // (up to the weak prior's pull towards 0).
+    let best = ranking.best;
+    for (k, pair) in judge.calls.iter().flatten().enumerate().take(50) {
+        let (a, b) = (
+            pair.response_a[1..].parse::<usize>().unwrap(),
+            pair.response_b[1..].parse::<usize>().unwrap(),
+        );
+        let want = strengths[a].1 - strengths[b].1;
+        let got = ranking.scores[a] - ranking.scores[b];
+        assert!((got - want).abs() < 1e-2, "comparison {k}: {got} vs {want}");
+    }
+    assert!(ranking.scores[best] >= ranking.scores.iter().copied().fold(f64::MIN, f64::max) - 1e-9);
+
+    // Round-robin would be 12,497,500 comparisons: refused up front, naming the row and limit.
+    let mut judge = KnownJudge::default();
+    let err = rank_many(
+        &mut judge,
+        &[("q", responses.as_slice())],
+        Strategy::RoundRobin,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("row 1") && err.contains("limit of 64"),
+        "{err}"
+    );
+    assert!(judge.calls.is_empty());
+    // Linear within the default limits refuses 5,000 too (1,024 per row).
+    let err = rank_many(&mut judge, &[("q", responses.as_slice())], Strategy::Linear)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("limit of 1024"), "{err}");
+}
+
+#[test]
+fn limits_name_the_row_and_the_limit() {
+    let mut judge = KnownJudge::default();
+    let many: Vec<String> = (0..65).map(|i| format!("r{i}")).collect();
+    let text = format!(
+        "{{\"prompt\":\"q\",\"responses\":[\"a\",\"b\"]}}\n{}\n",
+        serde_json::json!({"prompt": "q", "responses": many})
+    );
+    let rows = read_rows(Path::new("in.jsonl"), &text).unwrap();
+    let err = rank_rows(&mut judge, &rows, Strategy::RoundRobin)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("in.jsonl:2: field `responses`:"), "{err}");
+    assert!(
+        err.contains("65 responses") && err.contains("limit of 64"),
+        "{err}"
+    );
+    // Linear allows them; a comparison limit of 10 does not (1 + 64 comparisons).
+    assert!(rank_rows(&mut judge, &rows, Strategy::Linear).is_ok());
+    let tight = Limits {
+        max_comparisons: 10,
+        ..Limits::default()
+    };
+    let err = rank_rows_with(&mut judge, &rows, Strategy::Linear, &tight)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("65 comparisons") && err.contains("limit of 10"),
+        "{err}"
+    );
+    // The same limit for reward rows, and `with_max_responses` lifts both response limits.
+    let err = reward_rows(
+        &mut judge,
+        &rows,
+        ReferenceChoice::RoundRobin,
+        Scale::LogOdds,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("in.jsonl:2: field `responses`:"), "{err}");
+    let group = Group {
+        prompt: "q".into(),
+        responses: many.clone(),
+        baseline: Baseline::RoundRobin,
+    };
+    let err = group_rewards(&mut judge, std::slice::from_ref(&group), Scale::LogOdds)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("group 1") && err.contains("limit of 64"),
+        "{err}"
+    );
+    let wide = Limits::default().with_max_responses(65);
+    let rewards = group_rewards_with(&mut judge, &[group], Scale::LogOdds, &wide).unwrap();
+    assert_eq!(rewards[0].len(), 65);
 }

@@ -71,3 +71,29 @@ impl JudgeArgs {
         gram::judge::GramJudge::load(&self.model, &device, options)
     }
 }
+
+/// Bounds on the work of ranking and rewarding (see [`gram::rank::Limits`]); a row or call over
+/// them is refused with an error naming the row and the limit.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct RankLimitArgs {
+    /// Most responses per row [default: 1024 for `linear`/`knockout` and rewards against a
+    /// reference, 64 for `round-robin`, which makes n(n−1)/2 comparisons]; sets both limits.
+    #[arg(long)]
+    pub max_responses: Option<usize>,
+    /// Most comparisons (each two forward passes) of one call, all its rows together.
+    #[arg(long, default_value_t = gram::rank::Limits::default().max_comparisons)]
+    pub max_comparisons: usize,
+}
+
+impl RankLimitArgs {
+    pub fn limits(&self) -> gram::rank::Limits {
+        let limits = gram::rank::Limits {
+            max_comparisons: self.max_comparisons,
+            ..Default::default()
+        };
+        match self.max_responses {
+            Some(max) => limits.with_max_responses(max),
+            None => limits,
+        }
+    }
+}

@@ -3,10 +3,10 @@
 //! Input: JSON lines `{"prompt", "responses": [...]}` (other fields pass through). Output: each
 //! row plus `best`, `order`, `scores`, `comparisons`, `forward_passes` (see [`gram::rank`]).
 
-use super::common::JudgeArgs;
+use super::common::{JudgeArgs, RankLimitArgs};
 use gram::Result;
 use gram::data::jsonl::process_rows;
-use gram::rank::{Strategy, rank_rows};
+use gram::rank::{Strategy, rank_rows_with};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -24,14 +24,17 @@ pub struct Args {
     /// Rows ranked together: each step's comparisons of these rows form one judge call.
     #[arg(long, default_value_t = 64)]
     pub rows_per_call: usize,
+    #[command(flatten)]
+    pub limits: RankLimitArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let limits = args.limits.limits();
     let mut judge = args.judge.load()?;
     process_rows(
         &args.input,
         args.output.as_deref(),
         args.rows_per_call,
-        |rows| rank_rows(&mut judge, rows, args.strategy),
+        |rows| rank_rows_with(&mut judge, rows, args.strategy, &limits),
     )
 }

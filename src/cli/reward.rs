@@ -5,10 +5,10 @@
 //! relative to the group (see `--reference`). All pairs of `--rows-per-call` rows form one
 //! judge call. See [`gram::reward`].
 
-use super::common::JudgeArgs;
+use super::common::{JudgeArgs, RankLimitArgs};
 use gram::Result;
 use gram::data::jsonl::process_rows;
-use gram::reward::{ReferenceChoice, Scale, reward_rows};
+use gram::reward::{ReferenceChoice, Scale, reward_rows_with};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -29,14 +29,17 @@ pub struct Args {
     /// Rows whose pairs are judged in one call.
     #[arg(long, default_value_t = 64)]
     pub rows_per_call: usize,
+    #[command(flatten)]
+    pub limits: RankLimitArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let limits = args.limits.limits();
     let mut judge = args.judge.load()?;
     process_rows(
         &args.input,
         args.output.as_deref(),
         args.rows_per_call,
-        |rows| reward_rows(&mut judge, rows, args.reference, args.output_scale),
+        |rows| reward_rows_with(&mut judge, rows, args.reference, args.output_scale, &limits),
     )
 }

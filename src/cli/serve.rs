@@ -1,6 +1,6 @@
 //! `gram serve`: the judge over HTTP with dynamic batching (see [`gram::serve`]).
 
-use super::common::JudgeArgs;
+use super::common::{JudgeArgs, RankLimitArgs};
 use gram::Result;
 use gram::serve::{ServeConfig, serve};
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub struct Args {
     /// Longest prompt or response in characters (400 beyond).
     #[arg(long, default_value_t = 32_768)]
     pub max_chars: usize,
+    #[command(flatten)]
+    pub limits: RankLimitArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -41,6 +43,7 @@ pub fn run(args: Args) -> Result<()> {
         max_queue: args.max_queue,
         max_body_bytes: args.max_body_bytes,
         max_chars: args.max_chars,
+        ranking: args.limits.limits(),
     };
     let judge = args.judge;
     serve(move || judge.load(), config)

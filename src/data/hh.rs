@@ -44,23 +44,40 @@ pub(super) fn parse(row: &mut Row) -> Result<Content> {
 
 /// Split `\n\nHuman: … \n\nAssistant: …` text into turns (text before the first marker is
 /// dropped; HH dialogues start with a marker).
+///
+/// One left-to-right scan finds every marker (the earliest match at each point, as repeated
+/// `find`s would, markers never overlapping), so a transcript with many turns splits in time
+/// linear in its length.
 fn hh_turns(dialogue: &str) -> Vec<(Role, String)> {
-    let mut turns = Vec::new();
-    let mut rest = dialogue;
-    let next_marker = |text: &str| {
-        [(HH_HUMAN, Role::User), (HH_ASSISTANT, Role::Assistant)]
-            .into_iter()
-            .filter_map(|(marker, role)| text.find(marker).map(|at| (at, marker, role)))
-            .min_by_key(|(at, _, _)| *at)
-    };
-    let mut current = next_marker(rest);
-    while let Some((at, marker, role)) = current {
-        rest = &rest[at + marker.len()..];
-        current = next_marker(rest);
-        let end = current.map_or(rest.len(), |(next, _, _)| next);
-        turns.push((role, rest[..end].trim().to_owned()));
+    let bytes = dialogue.as_bytes();
+    // (where the marker starts, where its text starts, the turn's role)
+    let mut markers = Vec::new();
+    let mut at = 0;
+    while at + 1 < bytes.len() {
+        if bytes[at] == b'\n' && bytes[at + 1] == b'\n' {
+            // `at` is an ASCII byte, so a char boundary.
+            let rest = &dialogue[at..];
+            let found = [(HH_HUMAN, Role::User), (HH_ASSISTANT, Role::Assistant)]
+                .into_iter()
+                .find(|(marker, _)| rest.starts_with(marker));
+            if let Some((marker, role)) = found {
+                markers.push((at, at + marker.len(), role));
+                at += marker.len();
+                continue;
+            }
+        }
+        at += 1;
     }
-    turns
+    let ends = markers
+        .iter()
+        .skip(1)
+        .map(|&(start, _, _)| start)
+        .chain([dialogue.len()]);
+    markers
+        .iter()
+        .zip(ends)
+        .map(|(&(_, text, role), end)| (role, dialogue[text..end].trim().to_owned()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -79,6 +96,15 @@ mod tests {
             ]
         );
         assert_eq!(render_transcript(&turns[..1]), "hi");
+        // Text before the first marker is dropped; a blank line before a marker is not part
+        // of it; a marker at the very end is an empty turn.
+        assert_eq!(
+            hh_turns("intro\n\n\nHuman: a\n\nAssistant:"),
+            vec![
+                (Role::User, "a".to_owned()),
+                (Role::Assistant, String::new())
+            ]
+        );
         assert_eq!(
             render_transcript(&turns),
             "Human: hi\n\nAssistant: hello\n\nHuman: how are you?"

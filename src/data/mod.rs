@@ -3,7 +3,9 @@
 //! One reader handles every format we know; it detects the format from the first row (or takes
 //! it from `--format`) and then holds every row of the file to that format. A file is JSONL
 //! (one object per line, blank lines skipped) or one JSON array of objects; a `.gz` suffix means
-//! gzip. Each row becomes a [`Record`]: its [`Content`] (a labeled [`Preference`], an unlabeled
+//! gzip. A UTF-8 byte order mark at the start is skipped; invalid UTF-8 is an error at its
+//! line; lines and whole JSON-array files are bounded ([`ReadLimits`]: 16 MiB a line, 1 GiB an
+//! array file, decompressed). Each row becomes a [`Record`]: its [`Content`] (a labeled [`Preference`], an unlabeled
 //! [`Pair`], or an RM-Bench [`StyleGrid`]), the benchmark's own group (subset, domain, source),
 //! and every field we did not consume, passed through untouched.
 //!
@@ -40,7 +42,7 @@ mod row;
 pub mod unlabeled;
 
 pub(crate) use read::RowReader;
-pub use read::file_stem;
+pub use read::{ReadLimits, file_stem};
 pub use rm_bench::{RM_BENCH_STYLES, StyleGrid};
 pub use row::{Location, Origin, Row};
 
@@ -186,12 +188,20 @@ pub fn read_preferences(path: impl AsRef<Path>, format: Format) -> Result<Vec<Re
     open(path, format)?.collect()
 }
 
-/// Open `path` for reading row by row. With [`Format::Auto`] the format is detected from the
-/// first row; a file with no rows is then an error.
+/// Open `path` for reading row by row, within the default [`ReadLimits`]. With
+/// [`Format::Auto`] the format is detected from the first row; a file with no rows is then an
+/// error.
 pub fn open(path: impl AsRef<Path>, format: Format) -> Result<Records> {
+    open_with(path, format, ReadLimits::default())
+}
+
+/// [`open`] within `limits`: a JSONL line longer than `limits.max_line_bytes` is an error at
+/// its `file:line` naming the limit (found while reading, before the line is held whole), and
+/// so is a JSON-array file over `limits.max_array_bytes` after gunzipping.
+pub fn open_with(path: impl AsRef<Path>, format: Format, limits: ReadLimits) -> Result<Records> {
     let path: Arc<Path> = Arc::from(path.as_ref());
     let stem = file_stem(&path);
-    let mut rows = RowReader::open(&path)?;
+    let mut rows = RowReader::open_with(&path, limits)?;
     let pending = rows.next_row().transpose()?;
     let format = match (format, &pending) {
         (Format::Auto, None) => {

@@ -13,14 +13,14 @@
 //! `per_prompt` pairs of them drawn at random; each pair's A/B order is random. Randomness
 //! comes from one ChaCha8 generator seeded with `seed`, so a run is reproducible.
 
-use super::{Row, RowReader, file_stem};
+use super::{ReadLimits, Row, RowReader, file_stem};
 use crate::io::AtomicFile;
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,13 +93,19 @@ impl OutputFile {
     }
 }
 
-/// Read the model outputs of several files. Arena-Hard question files among them supply the
-/// prompts of the answer files, in whatever order the files are given.
+/// Read the model outputs of several files, within the default [`ReadLimits`]. Arena-Hard
+/// question files among them supply the prompts of the answer files, in whatever order the
+/// files are given.
 pub fn read_outputs(paths: &[PathBuf]) -> Result<Vec<Output>> {
+    read_outputs_with(paths, ReadLimits::default())
+}
+
+/// [`read_outputs`] within `limits` (see [`super::open_with`]).
+pub fn read_outputs_with(paths: &[PathBuf], limits: ReadLimits) -> Result<Vec<Output>> {
     let mut files = Vec::new();
     for path in paths {
         let path: Arc<Path> = Arc::from(path.as_path());
-        let rows = RowReader::open(&path)?.read_all()?;
+        let rows = RowReader::open_with(&path, limits)?.read_all()?;
         let kind = match rows.first() {
             Some(row) => OutputFile::detect(row)?,
             None => return Err(Error::data(&path, None, None, "no rows")),
@@ -172,10 +178,15 @@ fn turn_content(row: &Row, field: &str, turns: &Value) -> Result<String> {
 }
 
 /// Group outputs by prompt (first-appearance order), drop repeated texts, and pair the rest.
+///
+/// Time and memory are linear in the outputs plus the pairs made: repeated texts are found
+/// through a hash set, and with `per_prompt = Some(k)` the k pairs of a prompt with n
+/// responses are drawn as k indices into the n(n − 1)/2 possible pairs (Floyd's or rejection
+/// sampling, O(k)) and decoded to `(i, j)` directly, never listing every pair.
 pub fn build_pairs(outputs: &[Output], options: PairOptions) -> PairSet {
     let mut order: Vec<&str> = Vec::new();
     let mut by_prompt: HashMap<&str, Vec<&Output>> = HashMap::new();
-    let mut seen: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
     let (mut duplicates, mut empty) = (0, 0);
     for output in outputs {
         let normalised = output
@@ -188,11 +199,10 @@ pub fn build_pairs(outputs: &[Output], options: PairOptions) -> PairSet {
             empty += 1;
             continue;
         }
-        if texts.contains(&normalised) {
+        if !texts.insert(normalised) {
             duplicates += 1;
             continue;
         }
-        texts.push(normalised);
         by_prompt
             .entry(&output.prompt)
             .or_insert_with(|| {
@@ -206,17 +216,28 @@ pub fn build_pairs(outputs: &[Output], options: PairOptions) -> PairSet {
     let mut pairs = Vec::new();
     for prompt in order {
         let responses = &by_prompt[prompt];
-        let all: Vec<(usize, usize)> = (0..responses.len())
-            .flat_map(|i| (i + 1..responses.len()).map(move |j| (i, j)))
-            .collect();
-        let chosen: Vec<(usize, usize)> = match options.per_prompt {
-            Some(k) if k < all.len() => {
-                let mut picked = rand::seq::index::sample(&mut rng, all.len(), k).into_vec();
+        let n = responses.len();
+        let total = n * (n - 1) / 2;
+        // The chosen pairs as sorted indices into the lexicographic list of (i, j), i < j.
+        let picked: Box<dyn Iterator<Item = usize>> = match options.per_prompt {
+            Some(k) if k < total => {
+                let mut picked = rand::seq::index::sample(&mut rng, total, k).into_vec();
                 picked.sort_unstable();
-                picked.into_iter().map(|index| all[index]).collect()
+                Box::new(picked.into_iter())
             }
-            _ => all,
+            _ => Box::new(0..total),
         };
+        // Decode sorted indices walking the rows: row i holds n − 1 − i pairs.
+        let (mut i, mut row_start) = (0, 0);
+        let chosen: Vec<(usize, usize)> = picked
+            .map(|index| {
+                while index >= row_start + (n - 1 - i) {
+                    row_start += n - 1 - i;
+                    i += 1;
+                }
+                (i, i + 1 + (index - row_start))
+            })
+            .collect();
         for (i, j) in chosen {
             let (a, b) = if rng.random_bool(0.5) {
                 (responses[j], responses[i])

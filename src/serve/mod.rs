@@ -24,7 +24,9 @@
 //! that needs no reference.
 //!
 //! Failures: queue full → 503 with `Retry-After`; body over `max_body_bytes` → 413; a text
-//! over `max_chars` characters → 400; malformed JSON → 400 naming the problem; a judge error
+//! over `max_chars` characters → 400; a row (or OpenRLHF prompt group) over the response
+//! limits of `ranking`, or a request over its comparison limit → 400 naming the row and the
+//! limit ([`crate::rank::Limits`]); malformed JSON → 400 naming the problem; a judge error
 //! or panic → 500 for the requests of that batch only (a failed multi-request batch is re-judged
 //! request by request so one bad request cannot fail the others) while the server keeps running.
 //! SIGINT/SIGTERM ([`serve`]) or [`Server::shutdown`] stop accepting connections, finish the
@@ -69,6 +71,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Longest prompt or response in characters; beyond that 400.
     pub max_chars: usize,
+    /// Responses per row and comparisons per request of `/rank`, `/reward` and `/get_reward`
+    /// (see [`crate::rank::Limits`]); beyond them 400 naming the row and the limit.
+    pub ranking: crate::rank::Limits,
 }
 
 impl Default for ServeConfig {
@@ -81,6 +86,7 @@ impl Default for ServeConfig {
             max_queue: 256,
             max_body_bytes: 16 << 20,
             max_chars: 32_768,
+            ranking: crate::rank::Limits::default(),
         }
     }
 }

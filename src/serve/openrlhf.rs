@@ -4,7 +4,7 @@
 
 use super::http::{ApiError, ok};
 use super::routes::AppState;
-use crate::reward::{Baseline, Group, Scale, group_rewards};
+use crate::reward::{Baseline, Group, Scale, check_group, group_rewards_with};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -34,10 +34,19 @@ pub(super) async fn get_reward(
     let request: GetRewardRequest = state.parse(body)?;
     let count = request.query.len();
     let groups = groups(&state, request)?;
+    let limits = state.limits.ranking;
+    for (group, indices) in &groups {
+        check_group(group, &limits).map_err(|message| {
+            ApiError::bad_request(format!(
+                "query[{}] and the other unlabeled queries of its prompt: {message}",
+                indices[0]
+            ))
+        })?;
+    }
     let rewards = state
         .run_blocking(move |judge| {
             let (groups, indices): (Vec<Group>, Vec<Vec<usize>>) = groups.into_iter().unzip();
-            let rewards = group_rewards(judge, &groups, Scale::LogOdds)?;
+            let rewards = group_rewards_with(judge, &groups, Scale::LogOdds, &limits)?;
             Ok(in_query_order(count, &indices, rewards))
         })
         .await?;

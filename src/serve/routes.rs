@@ -6,8 +6,8 @@ use super::batcher::{Queue, QueueJudge};
 use super::http::{ApiError, ok, parse, reply};
 use super::openrlhf;
 use crate::data::{Location, Row};
-use crate::rank::{Strategy, rank_rows};
-use crate::reward::{ReferenceChoice, Scale, reward_rows};
+use crate::rank::{Strategy, rank_rows_with};
+use crate::reward::{ReferenceChoice, Scale, reward_rows_with};
 use crate::{Error, Judge, Pair, Result};
 use axum::Router;
 use axum::body::Bytes;
@@ -186,8 +186,9 @@ async fn rank(
     let request: RowsRequest = state.parse(body)?;
     let strategy: Strategy = option(&request.strategy)?;
     let rows = request.rows(&state)?;
+    let limits = state.limits.ranking;
     let results = state
-        .run_blocking(move |judge| rank_rows(judge, &rows, strategy))
+        .run_blocking(move |judge| rank_rows_with(judge, &rows, strategy, &limits))
         .await?;
     Ok(ok(json!({ "results": results })))
 }
@@ -201,8 +202,9 @@ async fn reward(
     let reference: ReferenceChoice = option(&request.reference)?;
     let scale: Scale = option(&request.scale)?;
     let rows = request.rows(&state)?;
+    let limits = state.limits.ranking;
     let results = state
-        .run_blocking(move |judge| reward_rows(judge, &rows, reference, scale))
+        .run_blocking(move |judge| reward_rows_with(judge, &rows, reference, scale, &limits))
         .await?;
     Ok(ok(json!({ "results": results })))
 }
