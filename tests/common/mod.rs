@@ -277,3 +277,34 @@ pub fn check_logits(
     }
     worst
 }
+
+/// The labeled pair a record holds (panics otherwise).
+pub fn preference(record: &gram::data::Record) -> &gram::Preference {
+    match &record.content {
+        gram::data::Content::Preference(p) => p,
+        other => panic!("expected a preference, got {other:?}"),
+    }
+}
+
+/// Write `text` to a file named `name` in a fresh temporary directory.
+pub fn scratch(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// The line, field and message of a data error.
+pub fn data_error(
+    result: gram::Result<Vec<gram::data::Record>>,
+) -> (Option<usize>, Option<String>, String) {
+    match result {
+        Err(gram::Error::Data {
+            line,
+            field,
+            message,
+            ..
+        }) => (line, field, message),
+        other => panic!("expected a data error, got {other:?}"),
+    }
+}
