@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long)]
     pub resume: bool,
     /// Start from these weights (a Hugging Face directory, e.g. a stage-1 export) instead of
-    /// --model's; --model still names the architecture and tokenizer.
+    /// --model's (the architecture comes from its config.json); --model still gives the tokenizer.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// No progress line.
