@@ -164,7 +164,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     let outcome = stage1.prepare().unwrap().run(|_| false).unwrap();
     assert!(outcome.stopped && outcome.model_dir.is_none());
     assert_eq!(outcome.trainer.model.llama.config.hidden_size, 32);
-    assert!(second.join("checkpoint").is_dir() && !second.join("model").exists());
+    assert!(second.join("checkpoint-1/COMPLETE").is_file() && !second.join("model").exists());
     for dir in [base, output, second, data_dir] {
         let _ = std::fs::remove_dir_all(dir);
     }

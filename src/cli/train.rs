@@ -134,7 +134,9 @@ fn run(args: Args, objective: Objective) -> Result<()> {
             "interrupted after step {}; checkpointed in {} — run the same command with --resume \
              to continue",
             outcome.trainer.step(),
-            recipe.output.join("checkpoint").display()
+            gram::train::RunDir::at(&recipe.output)
+                .resume_state_dir()
+                .display()
         ))),
     }
 }
