@@ -141,6 +141,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     Checkpoint::load(&model_dir).unwrap();
     let svg = std::fs::read_to_string(output.join("metrics.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+    drop(outcome.trainer); // the folder's lock goes with the run
 
     recipe.resume = true;
     recipe.options.max_steps = Some(3);
