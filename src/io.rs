@@ -1,5 +1,6 @@
 //! Writing output files so that a failed or interrupted run never leaves a file that looks
-//! complete: write to a temporary sibling, rename into place on success.
+//! complete: write to a temporary sibling, sync it, rename into place on success and sync the
+//! folder, so that after a crash or power loss the name holds either the old or the new bytes.
 
 use crate::{Error, Result};
 use std::io::Write;
@@ -56,7 +57,8 @@ impl AtomicFile {
             .into_inner()
             .map_err(|e| Error::io(&self.temporary, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.temporary, e))?;
-        std::fs::rename(&self.temporary, &self.path).map_err(|e| Error::io(&self.path, e))
+        std::fs::rename(&self.temporary, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        sync_parent(&self.path)
     }
 }
 
@@ -68,7 +70,36 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Write `bytes` to `path` atomically.
+/// Flush `dir`'s entries (names created, renamed or removed in it) to disk. A no-op where
+/// directories cannot be opened for syncing (Windows).
+pub fn sync_dir(dir: impl AsRef<Path>) -> Result<()> {
+    let dir = dir.as_ref();
+    #[cfg(unix)]
+    {
+        let handle = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
+        handle.sync_all().map_err(|e| Error::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// [`sync_dir`] on the folder holding `path`.
+pub fn sync_parent(path: impl AsRef<Path>) -> Result<()> {
+    match path.as_ref().parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir("."),
+    }
+}
+
+/// Flush the contents of the existing file `path` to disk.
+pub fn sync_file(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Write `bytes` to `path` atomically (the file and its folder's entry synced to disk).
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let mut file = AtomicFile::create(path)?;
     file.write_all(bytes)?;

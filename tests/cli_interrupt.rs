@@ -12,6 +12,17 @@ const STEPS: usize = 4;
 
 /// `gram finetune` on `data` into `output`: CPU, tiny, a checkpoint after every step.
 fn finetune(data: &Path, output: &Path, resume: bool) -> Command {
+    finetune_steps(data, output, resume, STEPS, 256)
+}
+
+/// [`finetune`] for `steps` optimizer steps, sequences cut at `max_len` tokens.
+fn finetune_steps(
+    data: &Path,
+    output: &Path,
+    resume: bool,
+    steps: usize,
+    max_len: usize,
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gram"));
     command
         .args(["finetune", "--device", "cpu", "--quiet"])
@@ -20,11 +31,11 @@ fn finetune(data: &Path, output: &Path, resume: bool) -> Command {
             "--train-layers",
             "1",
             "--max-len",
-            "256",
+            &max_len.to_string(),
             "--batch-size",
             "2",
         ])
-        .args(["--max-steps", &STEPS.to_string(), "--save-every", "1"])
+        .args(["--max-steps", &steps.to_string(), "--save-every", "1"])
         .args(["--lr", "1e-3", "--warmup-ratio", "0.25"])
         .arg("--model")
         .arg(common::model_path())
@@ -171,6 +182,11 @@ fn sigint_then_resume_equals_an_uninterrupted_run() {
         );
     }
 
+    assert_same_exports(&interrupted, &straight);
+}
+
+/// Every weight of the two runs' exports within 1e-6.
+fn assert_same_exports(interrupted: &Path, straight: &Path) {
     let (a, b) = (
         common::f32_tensors(&interrupted.join("model/model.safetensors")),
         common::f32_tensors(&straight.join("model/model.safetensors")),
@@ -192,5 +208,89 @@ fn sigint_then_resume_equals_an_uninterrupted_run() {
         "resumed and uninterrupted exports differ by {} in {}",
         worst.0,
         worst.1
+    );
+}
+
+/// `kill -9` at seeded random moments (three times, each after at least one more step was
+/// logged, so a kill may land in a step, a metrics row or a checkpoint save), each time started
+/// again with `--resume` (without it while no complete checkpoint exists yet, as a supervisor
+/// would): the run finishes with the export of a run never killed, taking over the dead runs'
+/// locks; then resuming with another `--max-len` is refused, naming it.
+#[test]
+fn kill_9_then_resume_equals_an_uninterrupted_run() {
+    use rand::{Rng, SeedableRng};
+    const STEPS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let killed = dir.path().join("killed");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut kills = 0;
+    while kills < 3 {
+        let before = steps_logged(&killed);
+        if before >= STEPS - 1 {
+            break;
+        }
+        let resume = gram::train::RunDir::at(&killed)
+            .latest_checkpoint()
+            .is_some();
+        let mut child = finetune_steps(&data, &killed, resume, STEPS, 256)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let mut finished = false;
+        // A fresh process logs its first step after loading the model; resumed, the rows after
+        // its checkpoint are dropped first, so wait for a row past the checkpoint's step.
+        let done = gram::train::RunDir::at(&killed)
+            .latest_checkpoint()
+            .and_then(|d| std::fs::read_to_string(d.join("COMPLETE")).ok())
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        while steps_logged(&killed) <= done {
+            if child.try_wait().unwrap().is_some() {
+                finished = true;
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(300), "no progress");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if finished {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 2, "only {kills} kills landed before the run ended");
+    let resume = gram::train::RunDir::at(&killed)
+        .latest_checkpoint()
+        .is_some();
+    let resumed = run_to_end(finetune_steps(&data, &killed, resume, STEPS, 256));
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        stderr.contains("no longer running"),
+        "stale lock not taken over:\n{stderr}"
+    );
+    assert!(!killed.join("lock").exists(), "the lock outlived the run");
+    assert_eq!(
+        steps_logged(&killed),
+        STEPS,
+        "{}",
+        std::fs::read_to_string(killed.join("metrics.csv")).unwrap()
+    );
+
+    let straight = dir.path().join("straight");
+    run_to_end(finetune_steps(&data, &straight, false, STEPS, 256));
+    assert_same_exports(&killed, &straight);
+
+    let refused = finetune_steps(&data, &killed, true, STEPS, 384)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--max-len: checkpoint 256, now 384"),
+        "{stderr}"
     );
 }

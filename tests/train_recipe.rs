@@ -141,6 +141,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     Checkpoint::load(&model_dir).unwrap();
     let svg = std::fs::read_to_string(output.join("metrics.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+    drop(outcome.trainer); // the folder's lock goes with the run
 
     recipe.resume = true;
     recipe.options.max_steps = Some(3);
@@ -164,7 +165,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     let outcome = stage1.prepare().unwrap().run(|_| false).unwrap();
     assert!(outcome.stopped && outcome.model_dir.is_none());
     assert_eq!(outcome.trainer.model.llama.config.hidden_size, 32);
-    assert!(second.join("checkpoint").is_dir() && !second.join("model").exists());
+    assert!(second.join("checkpoint-1/COMPLETE").is_file() && !second.join("model").exists());
     for dir in [base, output, second, data_dir] {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -34,8 +34,8 @@ pub struct Args {
     /// Held-out data (same format) evaluated every --eval-every steps and at the end.
     #[arg(long)]
     pub eval: Option<PathBuf>,
-    /// Output directory: metrics.csv and metrics.svg, checkpoint/ (for --resume), model/ (the
-    /// exported model).
+    /// Output directory: metrics.csv and metrics.svg, checkpoint-<step>/ (for --resume), model/
+    /// (the exported model), and a lock file while the run writes it.
     #[arg(long)]
     pub output: PathBuf,
     /// `auto`, `vulkan`, `metal`, `dx12`, an adapter index, or `cpu`.
@@ -134,7 +134,9 @@ fn run(args: Args, objective: Objective) -> Result<()> {
             "interrupted after step {}; checkpointed in {} — run the same command with --resume \
              to continue",
             outcome.trainer.step(),
-            recipe.output.join("checkpoint").display()
+            gram::train::RunDir::at(&recipe.output)
+                .resume_state_dir()
+                .display()
         ))),
     }
 }

@@ -24,8 +24,9 @@
 //!   resuming exactly (weights with their parameter ids, optimizer moments, step; the data order
 //!   is a pure function of the seed and the step).
 //! * [`TrainOptions`] ([`options`]): the hyper-parameters, also the command line's flags.
-//! * [`RunDir`] ([`run_dir`]): the output folder — resume state in `checkpoint/` (written
-//!   atomically), `metrics.csv`, `metrics.svg`.
+//! * [`RunDir`] ([`run_dir`]): the output folder — resume states in `checkpoint-<step>/`
+//!   (a complete one survives a crash at any instant), `metrics.csv`, `metrics.svg`, and the
+//!   [`RunLock`] that keeps a second run out.
 //! * [`export`](export()) ([`mod@export`]): the trained model as a Hugging Face directory.
 //! * [`Recipe`] ([`recipe`]): data file to exported model, what `gram pretrain` and
 //!   `gram finetune` run.
@@ -47,7 +48,7 @@ pub use generation::generation_example;
 pub use learner::Learner;
 pub use options::TrainOptions;
 pub use recipe::{Outcome, PreparedRun, Recipe};
-pub use run_dir::{RunDir, StepMetrics, plot_svg, read_metrics};
+pub use run_dir::{RunDir, RunInputs, RunLock, StepMetrics, plot_svg, read_metrics};
 pub use schedule::Schedule;
 pub use trainer::Trainer;
 pub use verdict::verdict_examples;

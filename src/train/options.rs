@@ -127,17 +127,38 @@ impl TrainOptions {
         }
     }
 
-    /// Whether a resumed run may continue with `other`: only the step budget and the
-    /// evaluation and save intervals may differ.
-    pub(crate) fn resumable_with(&self, other: &TrainOptions) -> bool {
-        let comparable = |o: &TrainOptions| TrainOptions {
-            max_steps: None,
-            epochs: 0.0,
-            eval_every: 0,
-            save_every: 0,
-            ..o.clone()
+    /// What keeps a run saved with `self` from continuing with `other`, one line each
+    /// (`--lr: checkpoint 0.001, now 0.0001`); the step budget and the evaluation and save
+    /// intervals may differ.
+    pub(crate) fn differences(&self, other: &TrainOptions) -> Vec<String> {
+        let comparable = |o: &TrainOptions| {
+            serde_json::to_value(TrainOptions {
+                max_steps: None,
+                epochs: 0.0,
+                eval_every: 0,
+                save_every: 0,
+                ..o.clone()
+            })
+            .unwrap_or_default()
         };
-        comparable(self) == comparable(other)
+        let (then, now) = (comparable(self), comparable(other));
+        let (Some(then), Some(now)) = (then.as_object(), now.as_object()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (field, old) in then {
+            let new = now.get(field).unwrap_or(&serde_json::Value::Null);
+            if old != new {
+                let name = match field.as_str() {
+                    "objective" => "objective (the subcommand)".to_string(),
+                    "verdict_tokens" => "verdict tokens (--labels and the tokenizer)".to_string(),
+                    "pad_id" => "padding token (the tokenizer)".to_string(),
+                    _ => format!("--{}", field.replace('_', "-")),
+                };
+                out.push(format!("{name}: checkpoint {old}, now {new}"));
+            }
+        }
+        out
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

@@ -133,10 +133,11 @@ impl Recipe {
         options.verdict_tokens = verdict_tokens(&codec, &self.labels)?;
         options.pad_id = codec.padding_id();
         let total = options.total_steps(train.len());
+        let inputs = self.inputs();
         let trainer = if self.resume {
-            Trainer::resume(llama, options, self.output.clone())?
+            Trainer::resume_with_inputs(llama, options, self.output.clone(), inputs)?
         } else {
-            Trainer::new(llama, options, Some(self.output.clone()))?
+            Trainer::new_with_inputs(llama, options, Some(self.output.clone()), inputs)?
         };
         Ok(PreparedRun {
             trainer,
@@ -145,6 +146,41 @@ impl Recipe {
             total,
             codec,
         })
+    }
+}
+
+impl Recipe {
+    /// The settings beyond the options that a resumed run must share with the checkpoint:
+    /// the model, initial weights, data and held-out paths (absolute where they exist), format,
+    /// sequence length, judge prompt template, labels and chat wrapping.
+    pub fn inputs(&self) -> super::RunInputs {
+        let path = |p: &Path| {
+            std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
+        let optional = |p: &Option<PathBuf>| p.as_deref().map(path).unwrap_or("none".into());
+        vec![
+            ("--model".into(), path(&self.model)),
+            ("--init".into(), optional(&self.init)),
+            ("--data".into(), path(&self.data)),
+            ("--eval".into(), optional(&self.eval)),
+            (
+                "--format".into(),
+                format!("{:?}", self.format).to_lowercase(),
+            ),
+            ("--max-len".into(), self.max_len.to_string()),
+            (
+                "--template".into(),
+                self.template.clone().unwrap_or("default".into()),
+            ),
+            (
+                "--labels".into(),
+                format!("{},{}", self.labels.0, self.labels.1),
+            ),
+            ("--chat-template".into(), self.chat_template.to_string()),
+        ]
     }
 }
 

@@ -1,6 +1,9 @@
-//! A run's output folder: the resume state in `checkpoint/` (weights, optimizer moments, step
-//! and options, written atomically), `metrics.csv` (one row per optimizer step) and
-//! `metrics.svg` (its plot). The exported model goes to `model/` ([`RunDir::model_dir`]).
+//! A run's output folder: the resume states in `checkpoint-<step>/` (weights, optimizer
+//! moments, step, options and inputs; see [`RunDir::save_state`] for why a crash at any instant
+//! leaves a complete one), `metrics.csv` (one row per optimizer step), `metrics.svg` (its plot)
+//! and `lock` (the pid of the run writing the folder, see [`RunLock`]). The exported model goes
+//! to `model/` ([`RunDir::model_dir`]). Folders written before numbered checkpoints hold one
+//! `checkpoint/`, still resumed from.
 
 use super::{Learner, TrainOptions};
 use crate::{Error, Result};
@@ -11,7 +14,14 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const STATE_DIR: &str = "checkpoint";
+/// The single resume-state folder of the old layout.
+const LEGACY_STATE_DIR: &str = "checkpoint";
+/// The old layout's leftover of a save interrupted between its two renames.
+const LEGACY_PREVIOUS_DIR: &str = ".checkpoint.previous";
+const STATE_PREFIX: &str = "checkpoint-";
+/// Written last into a checkpoint: without it a `checkpoint-<step>/` is not resumed from.
+const COMPLETE_FILE: &str = "COMPLETE";
+const LOCK_FILE: &str = "lock";
 const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const STATE_FILE: &str = "trainer_state.json";
@@ -34,11 +44,18 @@ pub struct StepMetrics {
     pub tokens_per_s: f64,
 }
 
+/// The settings of a run beyond its [`TrainOptions`] that a resumed run must share, as
+/// `(flag, value)` pairs: `("--max-len", "512")`, `("--data", "/abs/pairs.jsonl")`, …
+pub type RunInputs = Vec<(String, String)>;
+
 /// What is saved beside the weights and optimizer state so a run resumes where it stopped.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ResumeState {
     pub step: usize,
     pub options: TrainOptions,
+    /// Absent from states written before it was recorded: then not compared.
+    #[serde(default)]
+    pub inputs: RunInputs,
 }
 
 /// A run's output folder.
@@ -64,9 +81,47 @@ impl RunDir {
         &self.path
     }
 
-    /// `checkpoint/`: the resume state.
+    /// The resume state a run continues from: [`RunDir::latest_checkpoint`], or the old layout's
+    /// `checkpoint/` when there is none.
     pub fn resume_state_dir(&self) -> PathBuf {
-        self.path.join(STATE_DIR)
+        self.latest_checkpoint()
+            .unwrap_or_else(|| self.path.join(LEGACY_STATE_DIR))
+    }
+
+    /// `checkpoint-<step>/`.
+    pub fn checkpoint_dir(&self, step: usize) -> PathBuf {
+        self.path.join(format!("{STATE_PREFIX}{step}"))
+    }
+
+    /// The complete numbered checkpoints (those holding their `COMPLETE` marker), by step.
+    pub fn checkpoints(&self) -> Vec<(usize, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(usize, PathBuf)> = entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let name = entry.file_name();
+                let step = name.to_str()?.strip_prefix(STATE_PREFIX)?.parse().ok()?;
+                let dir = entry.path();
+                dir.join(COMPLETE_FILE).is_file().then_some((step, dir))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// The newest complete checkpoint: the numbered one of the highest step, else the old
+    /// layout's `checkpoint/` (or the `.checkpoint.previous` an old save interrupted between its
+    /// renames left behind). `None` when the folder holds none.
+    pub fn latest_checkpoint(&self) -> Option<PathBuf> {
+        if let Some((_, dir)) = self.checkpoints().pop() {
+            return Some(dir);
+        }
+        [LEGACY_STATE_DIR, LEGACY_PREVIOUS_DIR]
+            .into_iter()
+            .map(|name| self.path.join(name))
+            .find(|dir| dir.join(STATE_FILE).is_file())
     }
 
     /// `model/`: the exported Hugging Face directory.
@@ -84,78 +139,145 @@ impl RunDir {
         self.path.join(PLOT_FILE)
     }
 
-    /// Write the resume state atomically: into a temporary sibling directory, then renamed over
-    /// `checkpoint/`.
+    /// Save the resume state as `checkpoint-<step>/` so that no crash, kill or power loss at
+    /// any instant leaves the folder without a complete checkpoint:
+    /// 1. everything is written into a fresh `.checkpoint-<step>.partial/`, each file synced to
+    ///    disk, the `COMPLETE` marker last, then the folder itself synced;
+    /// 2. it is renamed to `checkpoint-<step>/` and the run folder synced;
+    /// 3. only then are older checkpoints removed, all but the newest one below this step (kept
+    ///    as the fallback), with the leftovers of interrupted saves and the old layout's folders.
     pub(crate) fn save_state(
         &self,
         model: &Learner,
         optimizer: &ModuleOptimizer,
         state: &ResumeState,
     ) -> Result<()> {
-        let dir = self.resume_state_dir();
-        let staging = self.path.join(format!(".{STATE_DIR}.partial"));
-        let previous = self.path.join(format!(".{STATE_DIR}.previous"));
-        for stale in [&staging, &previous] {
-            if stale.exists() {
-                std::fs::remove_dir_all(stale).map_err(|e| Error::io(stale, e))?;
-            }
-        }
+        let step = state.step;
+        let target = self.checkpoint_dir(step);
+        let staging = self.path.join(format!(".{STATE_PREFIX}{step}.partial"));
+        remove_dir_if_present(&staging)?;
         std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
         let model_path = staging.join(MODEL_FILE);
         model
             .clone()
             .save_file(&model_path)
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))?;
+        crate::io::sync_file(&model_path)?;
         let optimizer_path = staging.join(OPTIMIZER_FILE);
         optimizer
             .save(&optimizer_path)
             .map_err(|e| Error::checkpoint(&optimizer_path, format!("{e:?}")))?;
+        crate::io::sync_file(&optimizer_path)?;
         let json = serde_json::to_vec_pretty(state).map_err(|e| Error::invalid(e.to_string()))?;
         crate::io::write_atomic(staging.join(STATE_FILE), &json)?;
-        if dir.exists() {
-            std::fs::rename(&dir, &previous).map_err(|e| Error::io(&dir, e))?;
+        crate::io::write_atomic(staging.join(COMPLETE_FILE), format!("{step}\n").as_bytes())?;
+        crate::io::sync_dir(&staging)?;
+        if target.exists() {
+            // The same step saved again (a fresh run over an old folder, or a stop right after a
+            // periodic save): the older checkpoints stay complete while it is replaced.
+            let replaced = self.path.join(format!(".{STATE_PREFIX}{step}.replaced"));
+            remove_dir_if_present(&replaced)?;
+            std::fs::rename(&target, &replaced).map_err(|e| Error::io(&target, e))?;
+            std::fs::rename(&staging, &target).map_err(|e| Error::io(&target, e))?;
+            crate::io::sync_dir(&self.path)?;
+            remove_dir_if_present(&replaced)?;
+        } else {
+            std::fs::rename(&staging, &target).map_err(|e| Error::io(&target, e))?;
+            crate::io::sync_dir(&self.path)?;
         }
-        std::fs::rename(&staging, &dir).map_err(|e| Error::io(&dir, e))?;
-        if previous.exists() {
-            std::fs::remove_dir_all(&previous).map_err(|e| Error::io(&previous, e))?;
-        }
-        Ok(())
+        self.prune(step)
     }
 
-    /// The saved step and options, refused unless `options` may continue them (see
-    /// [`TrainOptions`]: only the step budget and the intervals may change).
-    pub(crate) fn load_state(&self, options: &TrainOptions) -> Result<ResumeState> {
-        let state_path = self.resume_state_dir().join(STATE_FILE);
+    /// Remove every checkpoint but `checkpoint-<step>/` and the newest complete one below it
+    /// (the old layout's `checkpoint/` when that is the only older one), and the leftovers of
+    /// interrupted saves.
+    fn prune(&self, step: usize) -> Result<()> {
+        let complete = self.checkpoints();
+        let fallback = complete
+            .iter()
+            .filter(|(s, _)| *s < step)
+            .map(|(s, _)| *s)
+            .max();
+        let entries = std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.path, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let remove = if let Some(n) = name.strip_prefix(STATE_PREFIX) {
+                match n.parse::<usize>() {
+                    Ok(s) => s != step && Some(s) != fallback,
+                    Err(_) => false,
+                }
+            } else if name == LEGACY_STATE_DIR {
+                fallback.is_some()
+            } else if name == LEGACY_PREVIOUS_DIR || name == ".checkpoint.partial" {
+                true
+            } else {
+                name.starts_with(&format!(".{STATE_PREFIX}"))
+                    && (name.ends_with(".partial") || name.ends_with(".replaced"))
+            };
+            if remove {
+                remove_dir_if_present(&entry.path())?;
+            }
+        }
+        crate::io::sync_dir(&self.path)
+    }
+
+    /// The newest complete checkpoint and its saved step and options, refused (naming each
+    /// difference) unless `options` and `inputs` may continue them (see [`TrainOptions`]: only
+    /// the step budget and the intervals may change; inputs are compared where both record them).
+    pub(crate) fn load_state(
+        &self,
+        options: &TrainOptions,
+        inputs: &RunInputs,
+    ) -> Result<(ResumeState, PathBuf)> {
+        let Some(dir) = self.latest_checkpoint() else {
+            return Err(Error::invalid(format!(
+                "--resume: no complete checkpoint in {} (start without --resume)",
+                self.path.display()
+            )));
+        };
+        let state_path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
         let state: ResumeState = serde_json::from_str(&text)
             .map_err(|e| Error::checkpoint(&state_path, format!("not a trainer state: {e}")))?;
-        if !state.options.resumable_with(options) {
+        let mut differences = state.options.differences(options);
+        for (flag, now) in inputs {
+            if let Some((_, then)) = state.inputs.iter().find(|(f, _)| f == flag)
+                && then != now
+            {
+                differences.push(format!("{flag}: checkpoint {then}, now {now}"));
+            }
+        }
+        if !differences.is_empty() {
             return Err(Error::invalid(format!(
-                "--resume: the options differ from the checkpoint's ({}): {:?}",
-                state_path.display(),
-                state.options
+                "--resume: this run differs from the checkpoint in {} — {}; give the \
+                 checkpoint's settings, or another --output to start afresh",
+                dir.display(),
+                differences.join("; ")
             )));
         }
-        Ok(state)
+        Ok((state, dir))
     }
 
-    /// `model`'s weights replaced by the saved ones (matched by parameter id).
-    pub(crate) fn load_weights(&self, model: Learner) -> Result<Learner> {
-        let model_path = self.resume_state_dir().join(MODEL_FILE);
-        let record = ModuleRecord::load(&model_path)
+    /// `model`'s weights replaced by the ones saved in `dir` (matched by parameter id). Read
+    /// into memory whole, so the run may later remove the folder it resumed from.
+    pub(crate) fn load_weights(dir: &Path, model: Learner) -> Result<Learner> {
+        let model_path = dir.join(MODEL_FILE);
+        let record = ModuleRecord::from_bytes(read_bytes(&model_path)?)
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))?;
         model
             .try_load_record(record)
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))
     }
 
-    /// The saved AdamW state.
-    pub(crate) fn load_optimizer(&self, weight_decay: f64) -> Result<ModuleOptimizer> {
-        let optimizer_path = self.resume_state_dir().join(OPTIMIZER_FILE);
+    /// The AdamW state saved in `dir` (read into memory whole).
+    pub(crate) fn load_optimizer(dir: &Path, weight_decay: f64) -> Result<ModuleOptimizer> {
+        let optimizer_path = dir.join(OPTIMIZER_FILE);
         AdamWConfig::new()
             .with_weight_decay(weight_decay as f32)
             .init()
-            .load(&optimizer_path)
+            .from_bytes(read_bytes(&optimizer_path)?)
             .map_err(|e| Error::checkpoint(&optimizer_path, format!("{e:?}")))
     }
 
@@ -205,6 +327,103 @@ impl RunDir {
     pub fn write_plot(&self) -> Result<()> {
         let metrics = read_metrics(&self.metrics_path())?;
         crate::io::write_atomic(self.plot_path(), plot_svg(&metrics).as_bytes())
+    }
+}
+
+/// A file's bytes in memory (tensors loaded from a path may read it lazily, after its
+/// checkpoint was pruned).
+fn read_bytes(path: &Path) -> Result<burn::tensor::Bytes> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(burn::tensor::Bytes::from_bytes_vec(bytes))
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The output folder's `lock` file, created (never overwritten) holding this process's id while
+/// a run writes the folder, removed when dropped. A second run on the folder is refused while
+/// the holder lives; a lock whose process is gone (checked in `/proc` on Linux) is taken over.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Lock `dir` (which must exist) for this process.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let pid = std::process::id();
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    file.write_all(format!("{pid}\n").as_bytes())
+                        .and_then(|()| file.sync_all())
+                        .map_err(|e| Error::io(&path, e))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    match text.trim().parse::<u32>() {
+                        Ok(holder) if process_alive(holder) => {
+                            return Err(Error::invalid(format!(
+                                "{}: another run (pid {holder}) is writing this folder; wait \
+                                 for it to end or give another --output",
+                                dir.display()
+                            )));
+                        }
+                        Ok(holder) => {
+                            eprintln!(
+                                "{}: taking over the lock of pid {holder}, which is no longer \
+                                 running",
+                                dir.display()
+                            );
+                            match std::fs::remove_file(&path) {
+                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                    return Err(Error::io(&path, e));
+                                }
+                                _ => {}
+                            }
+                        }
+                        Err(_) => {
+                            return Err(Error::invalid(format!(
+                                "{}: locked by {} without a process id; remove it if no run \
+                                 is writing this folder",
+                                dir.display(),
+                                path.display()
+                            )));
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let ours = std::fs::read_to_string(&self.path)
+            .is_ok_and(|text| text.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether process `pid` is running (`/proc/<pid>` on Linux; elsewhere assumed so).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
     }
 }
 

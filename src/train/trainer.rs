@@ -2,7 +2,7 @@
 //! gradient accumulation, clipping by the global gradient norm, a seeded data order, held-out
 //! evaluation, metrics, and the resume state.
 
-use super::run_dir::ResumeState;
+use super::run_dir::{ResumeState, RunInputs, RunLock};
 use super::{
     Learner, RunDir, Schedule, StepMetrics, TrainExample, TrainOptions, check_examples, scalar,
     to_vec,
@@ -27,12 +27,49 @@ pub struct Trainer {
     params: Vec<(ParamId, usize)>,
     step: usize,
     run_dir: Option<RunDir>,
+    /// The settings beyond the options saved with (and compared on resuming) the checkpoints.
+    inputs: RunInputs,
+    /// Held while the run may write its folder.
+    _lock: Option<RunLock>,
 }
 
 impl Trainer {
     /// Start a run on `llama`'s device (plain or `.autodiff()`; its weights become autodiff
-    /// leaves). With an `output` directory, metrics and the resume state are written there.
+    /// leaves). With an `output` directory, metrics (rows of an earlier run there dropped) and
+    /// the resume state are written there, and the folder is locked ([`RunLock`]) while the
+    /// trainer lives.
     pub fn new(llama: Llama, options: TrainOptions, output: Option<PathBuf>) -> Result<Self> {
+        Self::new_with_inputs(llama, options, output, RunInputs::new())
+    }
+
+    /// [`Trainer::new`], recording `inputs` (the model and data paths, the sequence length, …)
+    /// in the checkpoints for [`Trainer::resume_with_inputs`] to compare.
+    pub fn new_with_inputs(
+        llama: Llama,
+        options: TrainOptions,
+        output: Option<PathBuf>,
+        inputs: RunInputs,
+    ) -> Result<Self> {
+        options.validate()?;
+        let run_dir = output.map(RunDir::create).transpose()?;
+        let lock = run_dir
+            .as_ref()
+            .map(|dir| RunLock::acquire(dir.path()))
+            .transpose()?;
+        if let Some(dir) = &run_dir {
+            // A fresh run: the rows of an earlier one in this folder are not its own.
+            dir.truncate_metrics(0)?;
+        }
+        Self::build(llama, options, run_dir, inputs, lock)
+    }
+
+    fn build(
+        llama: Llama,
+        options: TrainOptions,
+        run_dir: Option<RunDir>,
+        inputs: RunInputs,
+        lock: Option<RunLock>,
+    ) -> Result<Self> {
         options.validate()?;
         if let Some(k) = options.train_layers
             && k > llama.layers.len()
@@ -51,7 +88,6 @@ impl Trainer {
             .with_weight_decay(options.weight_decay as f32)
             .init();
         let params = model.trainable_params();
-        let run_dir = output.map(RunDir::create).transpose()?;
         Ok(Trainer {
             model,
             optimizer,
@@ -59,25 +95,43 @@ impl Trainer {
             params,
             step: 0,
             run_dir,
+            inputs,
+            _lock: lock,
         })
     }
 
-    /// Continue the run saved in `output/checkpoint`: weights (with their parameter ids, which
-    /// key the optimizer state), AdamW moments and the step. `metrics.csv` rows after that step
-    /// are dropped. The options given must match the saved ones except the step budget and the
+    /// Continue the run saved in `output`'s newest complete checkpoint
+    /// ([`RunDir::latest_checkpoint`]): weights (with their parameter ids, which key the
+    /// optimizer state), AdamW moments and the step. `metrics.csv` rows after that step are
+    /// dropped. The options given must match the saved ones except the step budget and the
     /// eval/save intervals.
     pub fn resume(llama: Llama, options: TrainOptions, output: PathBuf) -> Result<Self> {
-        let state = RunDir::at(&output).load_state(&options)?;
-        let mut trainer = Trainer::new(llama, options, Some(output))?;
-        let run_dir = trainer
-            .run_dir
-            .clone()
-            .expect("created with an output directory");
-        let model = run_dir.load_weights(trainer.model)?;
+        Self::resume_with_inputs(llama, options, output, RunInputs::new())
+    }
+
+    /// [`Trainer::resume`], refused when `inputs` differ from those the checkpoint recorded
+    /// (each difference named; inputs it does not record are not compared).
+    pub fn resume_with_inputs(
+        llama: Llama,
+        options: TrainOptions,
+        output: PathBuf,
+        inputs: RunInputs,
+    ) -> Result<Self> {
+        let run_dir = RunDir::at(&output);
+        if run_dir.latest_checkpoint().is_none() {
+            return Err(Error::invalid(format!(
+                "--resume: no complete checkpoint in {} (start without --resume)",
+                output.display()
+            )));
+        }
+        let lock = RunLock::acquire(&output)?;
+        let (state, dir) = run_dir.load_state(&options, &inputs)?;
+        let mut trainer = Self::build(llama, options, Some(run_dir.clone()), inputs, Some(lock))?;
+        let model = RunDir::load_weights(&dir, trainer.model)?;
         let options = &trainer.options;
         trainer.model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
         trainer.params = trainer.model.trainable_params();
-        trainer.optimizer = run_dir.load_optimizer(trainer.options.weight_decay)?;
+        trainer.optimizer = RunDir::load_optimizer(&dir, trainer.options.weight_decay)?;
         trainer.step = state.step;
         run_dir.truncate_metrics(trainer.step)?;
         Ok(trainer)
@@ -215,7 +269,8 @@ impl Trainer {
         task.evaluate(&self.model.valid(), eval, &self.options)
     }
 
-    /// Save the resume state in `output/checkpoint` (atomically); nothing without an output.
+    /// Save the resume state in `output/checkpoint-<step>` ([`RunDir`] tells how it survives a
+    /// crash at any instant); nothing without an output.
     pub fn save(&self) -> Result<()> {
         let Some(dir) = &self.run_dir else {
             return Ok(());
@@ -223,6 +278,7 @@ impl Trainer {
         let state = ResumeState {
             step: self.step,
             options: self.options.clone(),
+            inputs: self.inputs.clone(),
         };
         dir.save_state(&self.model, &self.optimizer, &state)
     }
