@@ -59,8 +59,15 @@ fn config() -> ServeConfig {
     }
 }
 
+/// Start a server with `judge` and wait until `/health` says it is ready.
 fn start(judge: FakeJudge, config: ServeConfig) -> Server {
-    Server::start(move || Ok(judge), config).expect("server starts")
+    let server = Server::start(move || Ok(judge), config).expect("server starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http(server.addr(), "GET", "/health", b"").status != 200 {
+        assert!(Instant::now() < deadline, "never became healthy");
+        thread::sleep(Duration::from_millis(5));
+    }
+    server
 }
 
 struct Reply {
@@ -676,6 +683,17 @@ fn api_key_is_required_everywhere_but_health() {
         },
     );
     let addr = server.addr();
+    let shown = format!(
+        "{:?}",
+        ServeConfig {
+            api_key: Some("s3cret-key".into()),
+            ..config()
+        }
+    );
+    assert!(
+        !shown.contains("s3cret") && shown.contains("<hidden>"),
+        "{shown}"
+    );
     let json = "Content-Type: application/json\r\n";
     let good = format!("{json}Authorization: Bearer s3cret-key\r\n");
     let body = json!({ "pairs": [pair("q", "1", "0")] }).to_string();

@@ -61,8 +61,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Where to listen and how to batch and bound work.
-#[derive(Debug, Clone)]
+/// Where to listen and how to batch and bound work. Its `Debug` form hides the API key.
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Interface to bind, e.g. `127.0.0.1`.
     pub host: String,
@@ -102,6 +102,23 @@ impl Default for ServeConfig {
             api_key: None,
             request_timeout: Duration::from_secs(600),
         }
+    }
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("max_batch", &self.max_batch)
+            .field("max_wait", &self.max_wait)
+            .field("max_queue", &self.max_queue)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_chars", &self.max_chars)
+            .field("ranking", &self.ranking)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .field("request_timeout", &self.request_timeout)
+            .finish()
     }
 }
 
