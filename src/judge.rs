@@ -29,6 +29,10 @@ use crate::{Error, Judge, Pair, Result, Verdict};
 use burn::tensor::Device;
 use std::path::Path;
 
+/// The longest judge input by default (when the model's context is longer): attention memory
+/// grows with the square of the length, and 32k-token contexts do not fit a batch.
+pub const DEFAULT_MAX_LEN: usize = 4096;
+
 /// How the judge builds its input and batches work.
 #[derive(Debug, Clone)]
 pub struct JudgeOptions {
@@ -38,7 +42,8 @@ pub struct JudgeOptions {
     pub labels: (String, String),
     /// Sequences per forward pass.
     pub batch_size: usize,
-    /// Longest judge input in tokens; `None` = the model's context length.
+    /// Longest judge input in tokens; `None` = the model's context length capped at
+    /// [`DEFAULT_MAX_LEN`]. More than the context length is an error.
     pub max_len: Option<usize>,
     /// Wrap the filled prompt in the model's chat template.
     pub chat_template: bool,
@@ -145,7 +150,15 @@ impl GramJudge {
         let verdict_tokens = verdict_tokens(&codec, &options.labels)?;
         let template = PromptTemplate::or_default(options.template.as_deref())?;
         let context = model.config.max_position_embeddings;
-        let max_len = options.max_len.unwrap_or(context).min(context);
+        let max_len = match options.max_len {
+            None => context.min(DEFAULT_MAX_LEN),
+            Some(max_len) if max_len > context => {
+                return Err(Error::invalid(format!(
+                    "--max-len {max_len} exceeds the model's context length of {context} tokens"
+                )));
+            }
+            Some(max_len) => max_len,
+        };
         let pad_id = codec.padding_id();
         let prompts = PromptBuilder::new(codec, template, options.chat_template, max_len);
         // What two judge prompts with nothing in common share: the template's fixed head.

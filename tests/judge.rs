@@ -441,3 +441,28 @@ fn judge_command_names_the_bad_line_and_leaves_no_output() {
         .unwrap();
     assert!(!missing.status.success());
 }
+
+#[test]
+fn default_max_len_is_the_context_capped_at_4096_and_more_than_the_context_is_an_error() {
+    let checkpoint = Checkpoint::load(&common::model_path()).unwrap();
+    let with_context = |context: usize, max_len: Option<usize>| {
+        let mut config = tiny_config(&checkpoint);
+        config.max_position_embeddings = context;
+        let model = Llama::random(&config, &Device::flex());
+        let options = JudgeOptions {
+            max_len,
+            ..JudgeOptions::default()
+        };
+        GramJudge::new(model, checkpoint.codec.clone(), options)
+    };
+    let len = |judge: GramJudge| judge.prompts().max_len();
+    assert_eq!(gram::judge::DEFAULT_MAX_LEN, 4096);
+    assert_eq!(len(with_context(32_768, None).unwrap()), 4096);
+    assert_eq!(len(with_context(2048, None).unwrap()), 2048);
+    assert_eq!(len(with_context(32_768, Some(8192)).unwrap()), 8192);
+    let err = with_context(2048, Some(4096)).err().expect("an error");
+    assert!(
+        err.to_string().contains("--max-len 4096") && err.to_string().contains("2048"),
+        "{err}"
+    );
+}

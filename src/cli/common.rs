@@ -17,7 +17,9 @@ pub struct JudgeArgs {
     /// cost more than batching saves — measured 146 vs 121 tokens/s at 1 vs 8 — and 8 on GPUs).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Longest judge input in tokens (default: the model's context length).
+    /// Longest judge input in tokens [default: the model's context length, at most 4096, as
+    /// attention memory grows with its square]; longer inputs have their responses shortened.
+    /// Above the model's context length it is an error.
     #[arg(long)]
     pub max_len: Option<usize>,
 }

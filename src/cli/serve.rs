@@ -32,6 +32,13 @@ pub struct Args {
     pub max_chars: usize,
     #[command(flatten)]
     pub limits: RankLimitArgs,
+    /// Require `Authorization: Bearer KEY` on every endpoint but `GET /health` (401 otherwise)
+    /// [default: the environment variable GRAM_API_KEY, if set].
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Seconds a request may take, queueing included (504 beyond; its queued work is dropped).
+    #[arg(long, default_value_t = 600)]
+    pub request_timeout_secs: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -44,6 +51,11 @@ pub fn run(args: Args) -> Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_chars: args.max_chars,
         ranking: args.limits.limits(),
+        api_key: args
+            .api_key
+            .or_else(|| std::env::var("GRAM_API_KEY").ok())
+            .filter(|key| !key.is_empty()),
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
     let judge = args.judge;
     serve(move || judge.load(), config)

@@ -26,6 +26,15 @@ type Answer = Result<Vec<Verdict>, Failure>;
 struct Job {
     pairs: Vec<Pair>,
     reply: oneshot::Sender<Answer>,
+    /// Raised when the request that queued the job has given up (deadline passed, client gone).
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Job {
+    /// Whether nobody waits for this job's verdicts any more.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed() || self.cancelled.load(Ordering::SeqCst)
+    }
 }
 
 /// Why a job got no verdicts.
@@ -39,6 +48,8 @@ pub(super) enum Failure {
     Judge(String),
     /// The judge panicked.
     Panic(String),
+    /// The request gave up (its deadline passed) before its pairs were judged.
+    Cancelled,
 }
 
 impl fmt::Display for Failure {
@@ -48,6 +59,7 @@ impl fmt::Display for Failure {
             Failure::Unavailable => f.write_str("the judge is not running"),
             Failure::Judge(message) => write!(f, "judge error: {message}"),
             Failure::Panic(message) => write!(f, "the judge panicked: {message}"),
+            Failure::Cancelled => f.write_str("the request's deadline passed"),
         }
     }
 }
@@ -57,26 +69,36 @@ impl fmt::Display for Failure {
 pub(super) struct Queue(SyncSender<Job>);
 
 impl Queue {
-    /// Queue `pairs` without waiting; [`Failure::Busy`] if the queue is full.
-    fn submit(&self, pairs: Vec<Pair>) -> Result<oneshot::Receiver<Answer>, Failure> {
+    /// Queue `pairs` without waiting; [`Failure::Busy`] if the queue is full. The worker skips
+    /// the job if `cancelled` is raised (or the answer dropped) before its batch is judged.
+    fn submit(
+        &self,
+        pairs: Vec<Pair>,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<oneshot::Receiver<Answer>, Failure> {
         let (reply, answer) = oneshot::channel();
-        match self.0.try_send(Job { pairs, reply }) {
+        match self.0.try_send(Job {
+            pairs,
+            reply,
+            cancelled,
+        }) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) => Err(Failure::Busy),
             Err(TrySendError::Disconnected(_)) => Err(Failure::Unavailable),
         }
     }
 
-    /// Queue `pairs` and await their verdicts (from async code).
+    /// Queue `pairs` and await their verdicts (from async code). Dropping the future (request
+    /// deadline, client gone) drops the answer, and a job still queued is then not judged.
     pub(super) async fn judge(&self, pairs: Vec<Pair>) -> Answer {
-        self.submit(pairs)?
+        self.submit(pairs, Arc::default())?
             .await
             .unwrap_or(Err(Failure::Unavailable))
     }
 
     /// Queue `pairs` and block until their verdicts arrive (from a blocking thread).
-    fn judge_blocking(&self, pairs: Vec<Pair>) -> Answer {
-        self.submit(pairs)?
+    fn judge_blocking(&self, pairs: Vec<Pair>, cancelled: Arc<AtomicBool>) -> Answer {
+        self.submit(pairs, cancelled)?
             .blocking_recv()
             .unwrap_or(Err(Failure::Unavailable))
     }
@@ -166,11 +188,9 @@ fn work(judge: &mut dyn Judge, jobs: Receiver<Job>, (max_batch, max_wait): (usiz
 /// Judge all jobs' pairs in one call; if that fails and there were several jobs, judge each job
 /// alone so the failure reaches only the job that caused it.
 fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>) {
-    // Requests whose clients have gone need no verdicts.
-    let batch: Vec<Job> = batch
-        .into_iter()
-        .filter(|job| !job.reply.is_closed())
-        .collect();
+    // Requests whose clients have gone, or whose deadline passed, need no verdicts; dropping
+    // their jobs answers them `Unavailable` (nobody reads it).
+    let batch: Vec<Job> = batch.into_iter().filter(|job| !job.abandoned()).collect();
     let pairs: Vec<Pair> = batch
         .iter()
         .flat_map(|job| job.pairs.iter().cloned())
@@ -239,14 +259,17 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// code (ranking, rewards) is batched with everyone else's requests.
 pub(super) struct QueueJudge {
     queue: Queue,
+    /// Raised when the request gave up: later calls fail, queued jobs are skipped.
+    cancelled: Arc<AtomicBool>,
     /// The first failure, to answer with the right status.
     failure: Option<Failure>,
 }
 
 impl QueueJudge {
-    pub(super) fn new(queue: Queue) -> Self {
+    pub(super) fn new(queue: Queue, cancelled: Arc<AtomicBool>) -> Self {
         QueueJudge {
             queue,
+            cancelled,
             failure: None,
         }
     }
@@ -259,12 +282,16 @@ impl QueueJudge {
 
 impl Judge for QueueJudge {
     fn judge(&mut self, pairs: &[Pair]) -> Result<Vec<Verdict>> {
-        self.queue
-            .judge_blocking(pairs.to_vec())
-            .map_err(|failure| {
-                let error = Error::invalid(failure.to_string());
-                self.failure.get_or_insert(failure);
-                error
-            })
+        let answer = if self.cancelled.load(Ordering::SeqCst) {
+            Err(Failure::Cancelled)
+        } else {
+            self.queue
+                .judge_blocking(pairs.to_vec(), self.cancelled.clone())
+        };
+        answer.map_err(|failure| {
+            let error = Error::invalid(failure.to_string());
+            self.failure.get_or_insert(failure);
+            error
+        })
     }
 }

@@ -33,7 +33,8 @@ impl ApiError {
     }
 }
 
-/// A full queue is 503 with `Retry-After: 1`, a stopped worker 503, a judge error or panic 500.
+/// A full queue is 503 with `Retry-After: 1`, a stopped worker 503, a passed deadline 504, a
+/// judge error or panic 500.
 impl From<Failure> for ApiError {
     fn from(failure: Failure) -> Self {
         let message = failure.to_string();
@@ -43,6 +44,7 @@ impl From<Failure> for ApiError {
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
             },
             Failure::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            Failure::Cancelled => ApiError::new(StatusCode::GATEWAY_TIMEOUT, message),
             Failure::Judge(_) | Failure::Panic(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
             }

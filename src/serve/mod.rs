@@ -23,6 +23,13 @@
 //! average response; 0 for a response alone with its prompt) — a GRPO-style relative reward
 //! that needs no reference.
 //!
+//! Access: with [`ServeConfig::api_key`] set, every endpoint but `GET /health` answers 401
+//! unless the request carries `Authorization: Bearer KEY` (compared in constant time); a POST
+//! whose `Content-Type` is not `application/json` (parameters allowed) → 415, so a web page
+//! cannot post to the server without a CORS preflight (which it does not answer). A request
+//! still unanswered after [`ServeConfig::request_timeout`] → 504; its jobs still queued are then
+//! skipped (as are those of clients that disconnected), a batch already running finishes.
+//!
 //! Failures: queue full → 503 with `Retry-After`; body over `max_body_bytes` → 413; a text
 //! over `max_chars` characters → 400; a row (or OpenRLHF prompt group) over the response
 //! limits of `ranking`, or a request over its comparison limit → 400 naming the row and the
@@ -54,8 +61,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Where to listen and how to batch and bound work.
-#[derive(Debug, Clone)]
+/// Where to listen and how to batch and bound work. Its `Debug` form hides the API key.
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Interface to bind, e.g. `127.0.0.1`.
     pub host: String,
@@ -74,6 +81,11 @@ pub struct ServeConfig {
     /// Responses per row and comparisons per request of `/rank`, `/reward` and `/get_reward`
     /// (see [`crate::rank::Limits`]); beyond them 400 naming the row and the limit.
     pub ranking: crate::rank::Limits,
+    /// When set, every endpoint but `GET /health` needs `Authorization: Bearer KEY`; else 401.
+    pub api_key: Option<String>,
+    /// Longest a request may take, queueing included; beyond that 504, and its jobs still
+    /// queued are not judged (a batch already running is not interrupted).
+    pub request_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -87,7 +99,26 @@ impl Default for ServeConfig {
             max_body_bytes: 16 << 20,
             max_chars: 32_768,
             ranking: crate::rank::Limits::default(),
+            api_key: None,
+            request_timeout: Duration::from_secs(600),
         }
+    }
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("max_batch", &self.max_batch)
+            .field("max_wait", &self.max_wait)
+            .field("max_queue", &self.max_queue)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_chars", &self.max_chars)
+            .field("ranking", &self.ranking)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .field("request_timeout", &self.request_timeout)
+            .finish()
     }
 }
 
@@ -166,6 +197,12 @@ where
             "--max-batch and --max-queue must be at least 1",
         ));
     }
+    if config.api_key.as_deref() == Some("") {
+        return Err(Error::invalid("the API key must not be empty"));
+    }
+    if config.request_timeout.is_zero() {
+        return Err(Error::invalid("--request-timeout-secs must be at least 1"));
+    }
     let bind_error = |e| {
         Error::invalid(format!(
             "cannot listen on {}:{}: {e}",
@@ -176,6 +213,12 @@ where
         std::net::TcpListener::bind((config.host.as_str(), config.port)).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
+    if config.api_key.is_none() && !addr.ip().is_loopback() {
+        eprintln!(
+            "gram serve: WARNING: listening on {addr}, beyond this machine, without an API key: \
+             anyone who can reach it can use the judge (set --api-key or GRAM_API_KEY)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

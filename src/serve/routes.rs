@@ -12,9 +12,10 @@ use crate::{Error, Judge, Pair, Result};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -66,7 +67,11 @@ impl AppState {
         &self,
         work: impl FnOnce(&mut dyn Judge) -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let mut judge = QueueJudge::new(self.queue.clone());
+        // Raised if this future is dropped (deadline passed, client gone): the blocking work's
+        // queued jobs are then skipped and its next judge call fails.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(cancelled.clone());
+        let mut judge = QueueJudge::new(self.queue.clone(), cancelled);
         let outcome = tokio::task::spawn_blocking(move || {
             let result = work(&mut judge);
             (result, judge.failure())
@@ -85,7 +90,16 @@ impl AppState {
     }
 }
 
-/// Every endpoint, with request bodies capped at `max_body_bytes`.
+/// Raises its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Every endpoint, with request bodies capped at `max_body_bytes`, behind [`guard`].
 pub(super) fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
@@ -94,8 +108,66 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/rank", post(rank))
         .route("/reward", post(reward))
         .route("/get_reward", post(openrlhf::get_reward))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Before any handler: 401 without the API key (when one is set; `GET /health` is open), 415
+/// for a POST whose body is not declared `application/json`; then the handler, cut off with 504
+/// at the request deadline (dropping it, so its queued jobs are not judged).
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let open = request.method() == Method::GET && request.uri().path() == "/health";
+    if let Some(key) = state.limits.api_key.as_deref().filter(|_| !open) {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
+        if !presented.is_some_and(|token| same_secret(key.as_bytes(), token)) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API key (send `Authorization: Bearer KEY`)",
+            )
+            .into_response();
+        }
+    }
+    if request.method() == Method::POST && !is_json(request.headers()) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be sent with `Content-Type: application/json`",
+        )
+        .into_response();
+    }
+    let deadline = state.limits.request_timeout;
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the request took longer than the deadline of {} s",
+                deadline.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Whether `Content-Type` is `application/json`, parameters (`; charset=utf-8`) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `key == presented` in time that depends only on the key's length, not on where they differ.
+fn same_secret(key: &[u8], presented: &[u8]) -> bool {
+    let mut difference = (key.len() != presented.len()) as u8;
+    for (i, &byte) in key.iter().enumerate() {
+        difference |= byte ^ presented.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(difference) == 0
 }
 
 /// `GET /health`: 200 `ready` once the judge is loaded, 503 `loading` before.
