@@ -10,7 +10,6 @@ use gram::model::Llama;
 use gram::train::{self, Objective, Schedule, TrainExample, TrainOptions, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::path::PathBuf;
 
 const VOCAB: usize = 64;
 /// The verdict tokens of the synthetic stage-2 task.
@@ -18,12 +17,6 @@ const VERDICTS: [u32; 2] = [1, 2];
 
 fn cpu() -> Device {
     Device::flex().autodiff()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gram-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn tokens(rng: &mut ChaCha8Rng, n: usize) -> Vec<u32> {
@@ -250,11 +243,11 @@ fn resume_continues_exactly() {
     o.grad_accum = 2;
     o.eval_every = 2;
 
-    let whole_dir = temp_dir("whole");
+    let whole_dir = common::temp_dir("train-whole");
     let mut whole = Trainer::new(model.clone(), o.clone(), Some(whole_dir.clone())).unwrap();
     let straight = whole.run(&data, &data, 7, |_| true).unwrap();
 
-    let dir = temp_dir("resumed");
+    let dir = common::temp_dir("train-resumed");
     let mut first = Trainer::new(model.clone(), o.clone(), Some(dir.clone())).unwrap();
     let head = first.run(&data, &data, 7, |m| m.step < 3).unwrap();
     assert_eq!(head.len(), 3);
@@ -308,7 +301,7 @@ fn export_reloads_with_the_same_verdict_margins() {
     let verdict = [codec.token_id("A").unwrap(), codec.token_id("B").unwrap()];
     let o = TrainOptions::new(Objective::Gram, verdict, 0);
     let trainer = Trainer::new(model, o, None).unwrap();
-    let dir = temp_dir("export");
+    let dir = common::temp_dir("train-export");
     train::export(&trainer.model, &codec, &dir).unwrap();
 
     let mut loaded = Checkpoint::load(&dir).unwrap();

@@ -8,18 +8,12 @@ mod common;
 use burn::tensor::Device;
 use gram::model::Llama;
 use gram::train::{self, Objective, RunDir, RunInputs, TrainOptions, Trainer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const VOCAB: usize = 64;
 
 fn cpu() -> Device {
     Device::flex().autodiff()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gram-crash-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn options() -> TrainOptions {
@@ -76,7 +70,7 @@ fn an_interrupted_save_resumes_from_the_newest_complete_checkpoint() {
     let mut straight = Trainer::new(model.clone(), options(), None).unwrap();
     straight.run(&data, &[], 6, |_| true).unwrap();
 
-    let dir = temp_dir("interrupted");
+    let dir = common::temp_dir("crash-interrupted");
     let mut first = Trainer::new(model.clone(), options(), Some(dir.clone())).unwrap();
     first.run(&data, &[], 6, |m| m.step < 3).unwrap();
     drop(first);
@@ -125,7 +119,7 @@ fn an_interrupted_save_resumes_from_the_newest_complete_checkpoint() {
 fn the_old_single_checkpoint_layout_still_resumes() {
     let data = common::verdict_data(4, VOCAB, 7);
     let model = model();
-    let dir = temp_dir("legacy");
+    let dir = common::temp_dir("crash-legacy");
     let mut first = Trainer::new(model.clone(), options(), Some(dir.clone())).unwrap();
     first.run(&data, &[], 6, |m| m.step < 2).unwrap();
     drop(first);
@@ -157,7 +151,7 @@ fn the_old_single_checkpoint_layout_still_resumes() {
 /// a lock left by a process that is gone is taken over; the lock goes when the run ends.
 #[test]
 fn a_second_run_on_one_folder_is_refused() {
-    let dir = temp_dir("locked");
+    let dir = common::temp_dir("crash-locked");
     let first = Trainer::new(model(), options(), Some(dir.clone())).unwrap();
     let lock = dir.join("lock");
     assert_eq!(
@@ -192,7 +186,7 @@ fn a_second_run_on_one_folder_is_refused() {
 #[test]
 fn resume_refuses_changed_settings_naming_each() {
     let data = common::verdict_data(4, VOCAB, 7);
-    let dir = temp_dir("changed");
+    let dir = common::temp_dir("crash-changed");
     let mut first = Trainer::new_with_inputs(
         model(),
         options(),

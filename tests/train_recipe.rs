@@ -7,13 +7,6 @@ use burn::tensor::Device;
 use gram::checkpoint::Checkpoint;
 use gram::model::Llama;
 use gram::train::{self, Objective, TrainOptions, Trainer};
-use std::path::PathBuf;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gram-recipe-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 /// The training flags are `TrainOptions` itself: defaults written once, parsed by clap, and
 /// the same as `TrainOptions::new`.
@@ -88,7 +81,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     let codec = Checkpoint::load(&common::model_path()).unwrap().codec;
     let mut config = common::tiny_config(codec.vocab_size(), 2);
     config.max_position_embeddings = 512;
-    let base = temp_dir("recipe-base");
+    let base = common::temp_dir("recipe-base");
     let random = Trainer::new(
         Llama::random(&config, &Device::flex()),
         TrainOptions::new(Objective::Gram, [0, 0], 0),
@@ -96,7 +89,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     )
     .unwrap();
     train::export(&random.model, &codec, &base).unwrap();
-    let data_dir = temp_dir("recipe-data");
+    let data_dir = common::temp_dir("recipe-data");
     std::fs::create_dir_all(&data_dir).unwrap();
     let data = data_dir.join("pairs.jsonl");
     let rows = [
@@ -115,7 +108,7 @@ fn recipe_trains_plots_exports_and_resumes() {
         .collect();
     std::fs::write(&data, jsonl).unwrap();
 
-    let output = temp_dir("recipe-run");
+    let output = common::temp_dir("recipe-run");
     let mut options = TrainOptions::new(Objective::Gram, [0, 0], 0);
     options.max_steps = Some(2);
     options.batch_size = 2;
@@ -151,7 +144,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     let rows = train::read_metrics(&output.join("metrics.csv")).unwrap();
     assert_eq!(rows.iter().map(|m| m.step).collect::<Vec<_>>(), [1, 2, 3]);
 
-    let second = temp_dir("recipe-init");
+    let second = common::temp_dir("recipe-init");
     let mut options = TrainOptions::new(Objective::Generation, [0, 0], 0);
     options.max_steps = Some(1);
     let mut stage1 = Recipe::new(

@@ -308,3 +308,10 @@ pub fn data_error(
         other => panic!("expected a data error, got {other:?}"),
     }
 }
+
+/// A fresh (removed if present) directory `gram-<tag>-<pid>` under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gram-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
