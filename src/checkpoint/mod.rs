@@ -114,10 +114,8 @@ impl Checkpoint {
         let layers: std::collections::BTreeSet<usize> = self
             .tensors
             .keys()
-            .filter_map(|name| {
-                let (layer, _) = name.strip_prefix("model.layers.")?.split_once('.')?;
-                layer.parse().ok()
-            })
+            .map(String::as_str)
+            .filter_map(crate::model::layout::hf_layer)
             .collect();
         let expected = config.num_hidden_layers;
         if layers.len() != expected || layers.last().is_some_and(|&last| last + 1 != expected) {

@@ -273,10 +273,21 @@ fn find_hf(name: &str) -> Option<(&'static Row, Option<usize>)> {
     if let Some(row) = GLOBAL.iter().find(|r| r.hf == name) {
         return Some((row, None));
     }
-    let (layer, rest) = name.strip_prefix(HF_LAYERS)?.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
+    let (layer, rest) = split_hf_layer(name)?;
     let row = LAYER.iter().find(|r| r.hf == rest)?;
     Some((row, Some(layer)))
+}
+
+/// `model.layers.{i}.rest` → `(i, rest)`.
+fn split_hf_layer(name: &str) -> Option<(usize, &str)> {
+    let (layer, rest) = name.strip_prefix(HF_LAYERS)?.split_once('.')?;
+    Some((layer.parse().ok()?, rest))
+}
+
+/// The decoder layer a Hugging Face tensor name belongs to (`model.layers.{i}.…` → `i`),
+/// whether or not the table knows the rest of the name.
+pub fn hf_layer(name: &str) -> Option<usize> {
+    split_hf_layer(name).map(|(layer, _)| layer)
 }
 
 /// Rename `name` between naming schemes: its stem (the name without `.weight`/`.bias`) is
