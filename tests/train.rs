@@ -226,15 +226,6 @@ fn lora_trains_only_adapters_and_merges_into_the_weights() {
     );
 }
 
-/// Final weights of a trainer, flattened.
-fn weights(trainer: &Trainer) -> Vec<f32> {
-    train::hf_tensors(&trainer.model)
-        .unwrap()
-        .into_values()
-        .flat_map(|t| t.data)
-        .collect()
-}
-
 #[test]
 fn resume_continues_exactly() {
     let data = common::verdict_data(5, VOCAB, 4);
@@ -262,9 +253,9 @@ fn resume_continues_exactly() {
     for (a, b) in losses.iter().zip(&expected) {
         assert!((a - b).abs() < 1e-6, "losses {losses:?} vs {expected:?}");
     }
-    let worst = weights(&resumed)
+    let worst = common::trained_weights(&resumed)
         .iter()
-        .zip(weights(&whole))
+        .zip(common::trained_weights(&whole))
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
     assert!(worst < 1e-6, "weights differ by {worst}");

@@ -7,7 +7,7 @@ mod common;
 
 use burn::tensor::Device;
 use gram::model::Llama;
-use gram::train::{self, Objective, RunDir, RunInputs, TrainOptions, Trainer};
+use gram::train::{Objective, RunDir, RunInputs, TrainOptions, Trainer};
 use std::path::Path;
 
 const VOCAB: usize = 64;
@@ -27,14 +27,6 @@ fn options() -> TrainOptions {
 
 fn model() -> Llama {
     Llama::random(&common::tiny_config(VOCAB, 2), &cpu())
-}
-
-fn weights(trainer: &Trainer) -> Vec<f32> {
-    train::hf_tensors(&trainer.model)
-        .unwrap()
-        .into_values()
-        .flat_map(|t| t.data)
-        .collect()
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -101,9 +93,9 @@ fn an_interrupted_save_resumes_from_the_newest_complete_checkpoint() {
     let mut resumed = Trainer::resume(model.clone(), options(), dir.clone()).unwrap();
     assert_eq!(resumed.step(), 2);
     resumed.run(&data, &[], 6, |_| true).unwrap();
-    let worst = weights(&resumed)
+    let worst = common::trained_weights(&resumed)
         .iter()
-        .zip(weights(&straight))
+        .zip(common::trained_weights(&straight))
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
     assert!(worst < 1e-6, "weights differ by {worst}");

@@ -60,6 +60,9 @@ impl Llama {
     /// Panics if `config` does not pass [`ModelConfig::validate`] (call it first on a config
     /// that did not come from [`Checkpoint::load`]).
     pub fn random(config: &ModelConfig, device: &Device) -> Self {
+        if let Err(e) = config.validate() {
+            panic!("{e}");
+        }
         let fetch = |t: &TensorLayout| {
             if t.role == Role::Vector {
                 return Ok(vec![1.0; t.len()]);
@@ -75,8 +78,8 @@ impl Llama {
     }
 
     /// Assemble the modules, taking each parameter's tensor from `w` by its slot.
+    /// The config must already be [validated](ModelConfig::validate) (both callers do).
     fn build(config: &ModelConfig, mut w: Weights) -> Result<Self> {
-        config.validate()?;
         let (h, kv) = (config.num_attention_heads, config.num_key_value_heads);
         let variant = config.variant();
         let mut layers = Vec::with_capacity(config.num_hidden_layers);

@@ -315,3 +315,12 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+/// Every weight of a trainer's model under its Hugging Face name, flattened in name order.
+pub fn trained_weights(trainer: &gram::train::Trainer) -> Vec<f32> {
+    gram::train::hf_tensors(&trainer.model)
+        .unwrap()
+        .into_values()
+        .flat_map(|t| t.data)
+        .collect()
+}

@@ -272,32 +272,30 @@ impl GgufFile {
 
     /// Array-of-strings metadata `key`.
     pub fn get_strings(&self, key: &str) -> Result<Vec<String>> {
-        let items = self
-            .get(key)?
-            .as_array()
-            .ok_or_else(|| self.wrong_type(key, "an array"))?;
-        items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| self.wrong_type(key, "an array of strings"))
-            })
-            .collect()
+        self.get_array(key, "an array of strings", |v| {
+            v.as_str().map(str::to_owned)
+        })
     }
 
     /// Array-of-integers metadata `key`.
     pub fn get_ints(&self, key: &str) -> Result<Vec<i64>> {
+        self.get_array(key, "an array of integers", MetaValue::as_i64)
+    }
+
+    /// Array metadata `key` with every item converted by `item` (`expected` names the type).
+    fn get_array<T>(
+        &self,
+        key: &str,
+        expected: &str,
+        item: impl Fn(&MetaValue) -> Option<T>,
+    ) -> Result<Vec<T>> {
         let items = self
             .get(key)?
             .as_array()
             .ok_or_else(|| self.wrong_type(key, "an array"))?;
         items
             .iter()
-            .map(|v| {
-                v.as_i64()
-                    .ok_or_else(|| self.wrong_type(key, "an array of integers"))
-            })
+            .map(|v| item(v).ok_or_else(|| self.wrong_type(key, expected)))
             .collect()
     }
 
