@@ -345,3 +345,50 @@ fn sharded_evaluation_merges_into_the_same_report() {
     assert!(error.contains("not one run"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `gram finetune --devices cpu,cpu` trains and checkpoints; resuming on another number of
+/// replicas is refused (the replicas decide which rows each step reads), on the same one it
+/// continues.
+#[test]
+fn finetune_on_two_replicas_resumes_only_with_two() {
+    let dir = common::temp_dir("replica-train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("pairs.jsonl");
+    let rows: Vec<String> = (0..6)
+        .map(|i| {
+            serde_json::json!({
+                "prompt": format!("Question {i}: what is a cat?"),
+                "chosen": "A small domesticated feline.",
+                "rejected": "A kind of fish.",
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&data, rows.join("\n") + "\n").unwrap();
+    let output = dir.join("run");
+    let train = |devices: &[&str], steps: &str, resume: bool| {
+        let mut args = vec!["finetune", "--max-steps", steps, "--batch-size", "2"];
+        args.extend(devices);
+        if resume {
+            args.push("--resume");
+        }
+        args.extend(["--max-len", "320", "--data"]);
+        gram(&args, &[&data, Path::new("--output"), &output])
+    };
+    let (_, said) = ok(train(&["--devices", "cpu,cpu"], "2", false), "finetune");
+    assert!(said.contains(" + "), "two devices named: {said}");
+    let metrics = std::fs::read_to_string(output.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "{metrics}");
+    let error = failure(
+        train(&["--device", "cpu"], "3", true),
+        "resume on one device",
+    );
+    assert!(
+        error.contains("--devices (replicas): checkpoint 2, now 1"),
+        "{error}"
+    );
+    ok(train(&["--devices", "cpu,cpu"], "3", true), "resume on two");
+    let metrics = std::fs::read_to_string(output.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 4, "{metrics}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
