@@ -86,14 +86,7 @@ pub fn run(args: Args) -> gram::Result<()> {
         .finish("judge", &args.output, rows, all.len(), inputs)?;
 
     let stats = gram::judge::JudgeStats::sum(judge.judges().iter().map(|j| j.stats()));
-    let accuracy = if labeled > 0 {
-        format!(
-            ", accuracy {:.4} ({correct}/{labeled})",
-            correct as f64 / labeled as f64
-        )
-    } else {
-        String::new()
-    };
+    let accuracy = accuracy_note(correct, labeled);
     eprintln!(
         "judged {} pairs{accuracy}, {:.2} pairs/s, {} truncated sequences, \
          {:.0}% of tokens served from shared prefixes, {:.0}% padding -> {}",
@@ -136,4 +129,15 @@ fn pair_to_judge(record: &Record) -> Pair {
         Content::Pair(p) => p.clone(),
         Content::StyleGrid(_) => unreachable!("`read_records` rejects RM-Bench grids"),
     }
+}
+
+/// `, accuracy 0.6250 (5/8)` for a summary line; empty without labeled rows.
+pub fn accuracy_note(correct: usize, labeled: usize) -> String {
+    if labeled == 0 {
+        return String::new();
+    }
+    format!(
+        ", accuracy {:.4} ({correct}/{labeled})",
+        correct as f64 / labeled as f64
+    )
 }

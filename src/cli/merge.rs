@@ -2,6 +2,7 @@
 //! (see [`gram::merge`]).
 
 use crate::cli::eval::{print_report, read_benchmark};
+use crate::cli::judge::accuracy_note;
 use gram::data::Format;
 use gram::eval::EvalOptions;
 use gram::merge::{Parts, read_verdicts, write_verdicts};
@@ -54,14 +55,7 @@ fn merge_judge(parts: &Parts, args: &Args) -> Result<()> {
             correct += is_correct as usize;
         }
     }
-    let accuracy = if labeled > 0 {
-        format!(
-            ", accuracy {:.4} ({correct}/{labeled})",
-            correct as f64 / labeled as f64
-        )
-    } else {
-        String::new()
-    };
+    let accuracy = accuracy_note(correct, labeled);
     eprintln!(
         "merged {} slices: {rows} pairs{accuracy} -> {}",
         parts.parts.len(),
