@@ -75,6 +75,43 @@ pub fn select(name: &str) -> Result<Device> {
     Ok(device)
 }
 
+/// Parse a comma-separated device list (`--devices 0,1`, `vulkan:0,cpu`, `cpu,cpu`): each entry
+/// as [`select`] reads it, where `API:N` is the N-th adapter of that graphics API in
+/// `gram devices`' list. An entry may repeat: `cpu,cpu` is two replicas on one device.
+pub fn select_list(list: &str) -> Result<Vec<Device>> {
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    if entries.iter().any(|entry| entry.is_empty()) {
+        return Err(Error::Device(format!(
+            "`{list}`: expected a comma-separated list of devices, e.g. `0,1` or `cpu,cpu`"
+        )));
+    }
+    entries.into_iter().map(select_entry).collect()
+}
+
+/// One `--devices` entry: `API:N`, or anything [`select`] takes.
+fn select_entry(entry: &str) -> Result<Device> {
+    let Some((api, nth)) = entry.split_once(':') else {
+        return select(entry);
+    };
+    let api = api.trim().to_ascii_lowercase();
+    let nth: usize = nth
+        .trim()
+        .parse()
+        .map_err(|_| Error::Device(format!("`{entry}`: expected API:N, e.g. vulkan:0")))?;
+    let all = adapters();
+    let index = all
+        .iter()
+        .filter(|a| format!("{:?}", a.api).to_ascii_lowercase() == api)
+        .nth(nth)
+        .map(|a| a.index)
+        .ok_or_else(|| {
+            Error::Device(format!(
+                "`{entry}`: there is no {api} adapter number {nth} (`gram devices` lists them)"
+            ))
+        })?;
+    select(&index.to_string())
+}
+
 fn initialise(name: &str) -> Result<Device> {
     let options = Device::wgpu_options();
     let options = match name {

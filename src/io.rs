@@ -105,3 +105,12 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes)?;
     file.commit()
 }
+
+/// `path` made absolute where it exists (as it stays the same wherever a command runs from), as
+/// text: how resume checks and shard manifests record input files.
+pub fn absolute(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}

@@ -81,6 +81,23 @@ pub struct JudgeStats {
     pub flops: f64,
 }
 
+impl JudgeStats {
+    /// The counters of several judges (replicas) together.
+    pub fn sum(stats: impl IntoIterator<Item = JudgeStats>) -> JudgeStats {
+        stats
+            .into_iter()
+            .fold(JudgeStats::default(), |total, s| JudgeStats {
+                pairs: total.pairs + s.pairs,
+                truncated: total.truncated + s.truncated,
+                tokens: total.tokens + s.tokens,
+                computed_tokens: total.computed_tokens + s.computed_tokens,
+                padding: total.padding + s.padding,
+                batches: total.batches + s.batches,
+                flops: total.flops + s.flops,
+            })
+    }
+}
+
 /// A language model used as a pairwise judge.
 pub struct GramJudge {
     model: Llama,

@@ -23,6 +23,7 @@
 //! | [`data`] | input rows with their locations (file and line, or request row); one file per data format; unlabeled pairs from model outputs |
 //! | [`rank`], [`reward`] | best-of-n and list ranking with Bradley–Terry fitting; scalar RL rewards |
 //! | [`eval`] | the benchmark driver and reports; one scorer per benchmark |
+//! | [`parallel`], [`merge`] | beyond one device: replicas (`--devices`), shards (`--shard i/N`) and merging their outputs |
 //! | [`train`] | the training loop, one file per objective (stage 1, stage 2, Bradley–Terry), the run folder, options, the recipe |
 //! | [`serve`] | the HTTP reward server: lifecycle, batcher, HTTP, routes, OpenRLHF adapter |
 //! | [`io`], [`progress`], [`interrupt`], [`error`] | atomic output files, progress lines, Ctrl-C/SIGTERM, errors |
@@ -38,8 +39,10 @@ pub mod interrupt;
 pub mod io;
 pub mod judge;
 pub mod loss;
+pub mod merge;
 pub mod model;
 pub mod pair;
+pub mod parallel;
 pub mod progress;
 pub mod prompt;
 pub mod rank;

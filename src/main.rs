@@ -28,6 +28,8 @@ enum Command {
     Reward(cli::reward::Args),
     /// Evaluate on a benchmark file (RewardBench, RM-Bench, JudgeBench, LLMBar, HH-RLHF).
     Eval(cli::eval::Args),
+    /// Combine the slices of a sharded `judge` or `eval` run (`--shard i/N`).
+    Merge(cli::merge::Args),
     /// Serve the judge over HTTP.
     Serve(cli::serve::Args),
     /// Build unlabeled pairs from files of model outputs.
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Rank(args) => cli::rank::run(args),
         Command::Reward(args) => cli::reward::run(args),
         Command::Eval(args) => cli::eval::run(args),
+        Command::Merge(args) => cli::merge::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Pairs(args) => cli::pairs::run(args),
         Command::Pretrain(args) => cli::train::pretrain(args),

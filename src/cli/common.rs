@@ -1,6 +1,10 @@
 //! Options shared by every subcommand that loads a model to judge with or trains one.
 
-use std::path::PathBuf;
+use gram::judge::GramJudge;
+use gram::merge::Manifest;
+use gram::parallel::{Replicas, Shard};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 /// How to load the judge: model, device, prompt and batching.
 #[derive(clap::Args, Debug, Clone)]
@@ -56,7 +60,12 @@ impl PromptArgs {
 impl JudgeArgs {
     /// Load the model-backed judge these options describe.
     pub fn load(&self) -> gram::Result<gram::judge::GramJudge> {
-        let device = gram::device::select(&self.device)?;
+        self.load_on(&gram::device::select(&self.device)?)
+    }
+
+    /// Load the judge these options describe on `device` (instead of `--device`).
+    pub fn load_on(&self, device: &burn::tensor::Device) -> gram::Result<gram::judge::GramJudge> {
+        let device = device.clone();
         let options = gram::judge::JudgeOptions {
             template: self.prompt.template_text()?,
             labels: self.prompt.labels(),
@@ -71,6 +80,67 @@ impl JudgeArgs {
             chat_template: !self.prompt.no_chat_template,
         };
         gram::judge::GramJudge::load(&self.model, &device, options)
+    }
+}
+
+/// Scoring beyond one device (`gram judge`, `gram eval`): replicas in this process, or one
+/// slice of the rows for a run split across processes or machines.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScaleArgs {
+    /// Judge on several devices at once, e.g. `0,1`, `vulkan:0,cpu`, or `cpu,cpu` (two
+    /// replicas on one device): each batch of pairs is split between them.
+    #[arg(long, conflicts_with = "device", value_name = "LIST")]
+    pub devices: Option<String>,
+    /// Process only slice I of N contiguous slices of the rows (I counts from 0), writing a
+    /// manifest beside the output; `gram merge` puts the slices back together.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+}
+
+impl ScaleArgs {
+    /// One judge per device of `--devices` (or `--device`), acting as one.
+    pub fn load(&self, judge: &JudgeArgs) -> gram::Result<Replicas<GramJudge>> {
+        let devices = gram::device::select_list(self.devices.as_deref().unwrap_or(&judge.device))?;
+        let judges = (devices.iter())
+            .map(|device| judge.load_on(device))
+            .collect::<gram::Result<Vec<_>>>()?;
+        Replicas::new(judges)
+    }
+
+    /// The rows this run processes, given the [`gram::parallel::blocks`] of all rows: its
+    /// slice, or all of them.
+    pub fn rows(&self, blocks: &[Range<usize>]) -> Range<usize> {
+        let total = blocks.last().map_or(0, |b| b.end);
+        self.shard.map_or(0..total, |shard| shard.rows(blocks))
+    }
+
+    /// After a complete `--shard` run over `rows` of `total`, write its manifest beside
+    /// `output` (nothing otherwise).
+    pub fn finish(
+        &self,
+        command: &str,
+        output: &Path,
+        rows: Range<usize>,
+        total: usize,
+        inputs: serde_json::Value,
+    ) -> gram::Result<()> {
+        let Some(shard) = self.shard else {
+            return Ok(());
+        };
+        let manifest = Manifest {
+            command: command.into(),
+            shard,
+            start: rows.start,
+            end: rows.end,
+            total,
+            inputs,
+        };
+        manifest.write(output)?;
+        eprintln!(
+            "slice {shard}: rows {}..{} of {total}; combine the slices with `gram merge`",
+            rows.start, rows.end
+        );
+        Ok(())
     }
 }
 

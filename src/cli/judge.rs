@@ -3,9 +3,11 @@
 //! Output rows are the input rows plus `p_a`, `p_a_forward`, `p_a_reverse`, and `correct`
 //! (p_a > 0.5 with the chosen response as A) for labeled rows.
 
-use crate::cli::common::JudgeArgs;
+use crate::cli::common::{JudgeArgs, ScaleArgs};
+use clap::ValueEnum;
 use gram::data::{self, Content, Format, Record};
 use gram::io::AtomicFile;
+use gram::parallel;
 use gram::progress::Progress;
 use gram::{Error, Judge, Pair};
 use serde_json::json;
@@ -15,6 +17,8 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     pub judge: JudgeArgs,
+    #[command(flatten)]
+    pub scale: ScaleArgs,
     /// Pairs to judge: JSONL rows {prompt, chosen, rejected} or {prompt, response_a, response_b}
     /// (other supported formats are detected too; see `--format`).
     #[arg(long)]
@@ -30,18 +34,26 @@ pub struct Args {
     pub limit: Option<usize>,
 }
 
+/// Pairs per call to the judge (one progress update each).
+const PAIRS_PER_CALL: usize = 32;
+
 pub fn run(args: Args) -> gram::Result<()> {
-    let records = read_records(&args)?;
-    let mut judge = args.judge.load()?;
-    eprintln!(
-        "device: {}",
-        gram::device::describe(&judge.model().device())
-    );
+    let all = read_records(&args)?;
+    let rows = args.scale.rows(&parallel::blocks(
+        std::iter::repeat_n(1, all.len()),
+        PAIRS_PER_CALL,
+    ));
+    let records = &all[rows.clone()];
+    let mut judge = args.scale.load(&args.judge)?;
+    let devices: Vec<String> = (judge.judges().iter())
+        .map(|judge| gram::device::describe(&judge.model().device()))
+        .collect();
+    eprintln!("device: {}", devices.join(" + "));
 
     let mut output = AtomicFile::create(&args.output)?;
     let mut progress = Progress::new("pairs", records.len(), true);
     let (mut labeled, mut correct) = (0usize, 0usize);
-    for chunk in records.chunks(32) {
+    for chunk in records.chunks(PAIRS_PER_CALL) {
         let pairs: Vec<Pair> = chunk.iter().map(pair_to_judge).collect();
         let verdicts = judge.judge(&pairs)?;
         for (record, verdict) in chunk.iter().zip(verdicts) {
@@ -61,16 +73,20 @@ pub fn run(args: Args) -> gram::Result<()> {
         progress.advance(chunk.len(), "");
     }
     output.commit()?;
+    let format = args
+        .format
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned());
+    let inputs = json!({
+        "input": gram::io::absolute(&args.input),
+        "format": format,
+        "limit": args.limit,
+    });
+    args.scale
+        .finish("judge", &args.output, rows, all.len(), inputs)?;
 
-    let stats = judge.stats();
-    let accuracy = if labeled > 0 {
-        format!(
-            ", accuracy {:.4} ({correct}/{labeled})",
-            correct as f64 / labeled as f64
-        )
-    } else {
-        String::new()
-    };
+    let stats = gram::judge::JudgeStats::sum(judge.judges().iter().map(|j| j.stats()));
+    let accuracy = accuracy_note(correct, labeled);
     eprintln!(
         "judged {} pairs{accuracy}, {:.2} pairs/s, {} truncated sequences, \
          {:.0}% of tokens served from shared prefixes, {:.0}% padding -> {}",
@@ -113,4 +129,15 @@ fn pair_to_judge(record: &Record) -> Pair {
         Content::Pair(p) => p.clone(),
         Content::StyleGrid(_) => unreachable!("`read_records` rejects RM-Bench grids"),
     }
+}
+
+/// `, accuracy 0.6250 (5/8)` for a summary line; empty without labeled rows.
+pub fn accuracy_note(correct: usize, labeled: usize) -> String {
+    if labeled == 0 {
+        return String::new();
+    }
+    format!(
+        ", accuracy {:.4} ({correct}/{labeled})",
+        correct as f64 / labeled as f64
+    )
 }

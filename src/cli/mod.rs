@@ -5,6 +5,7 @@ pub mod common;
 pub mod devices;
 pub mod eval;
 pub mod judge;
+pub mod merge;
 pub mod pairs;
 pub mod rank;
 pub mod reward;

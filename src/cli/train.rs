@@ -41,6 +41,11 @@ pub struct Args {
     /// `auto`, `vulkan`, `metal`, `dx12`, an adapter index, or `cpu`.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Data-parallel training on several devices, e.g. `0,1` or `vulkan:0,cpu`; `cpu,cpu` runs
+    /// two replicas on one device. Each replica takes --batch-size examples of every
+    /// micro-batch; gradients are summed on the first device, which steps the optimizer.
+    #[arg(long, conflicts_with = "device", value_name = "LIST")]
+    pub devices: Option<String>,
     #[command(flatten)]
     pub train: TrainOptions,
     /// Longest sequence in tokens (longer inputs are cut).
@@ -86,7 +91,8 @@ pub fn finetune(args: FinetuneArgs) -> Result<()> {
 }
 
 fn run(args: Args, objective: Objective) -> Result<()> {
-    let device = gram::device::select(&args.device)?;
+    let mut devices = gram::device::select_list(args.devices.as_deref().unwrap_or(&args.device))?;
+    let device = devices.remove(0);
     let recipe = Recipe {
         template: args.prompt.template_text()?,
         labels: args.prompt.labels(),
@@ -98,6 +104,7 @@ fn run(args: Args, objective: Objective) -> Result<()> {
         format: args.format,
         output: args.output,
         device: device.clone(),
+        replicas: devices.clone(),
         max_len: args.max_len,
         resume: args.resume,
         options: TrainOptions {
@@ -106,13 +113,17 @@ fn run(args: Args, objective: Objective) -> Result<()> {
         },
     };
     let prepared = recipe.prepare()?;
+    let on: Vec<String> = std::iter::once(&device)
+        .chain(&devices)
+        .map(gram::device::describe)
+        .collect();
     eprintln!(
         "{}: {} training examples, {} held out, {} steps on {}",
         objective.name(),
         prepared.train.len(),
         prepared.eval.len(),
         prepared.total,
-        gram::device::describe(&device),
+        on.join(" + "),
     );
     let mut progress = Progress::new("steps", prepared.remaining(), !args.quiet);
     let interrupted =

@@ -121,7 +121,8 @@ pub fn details(benchmark: &str, scores: &impl Serialize) -> Result<serde_json::V
 pub struct EvalOptions {
     /// Also report plain accuracy grouped by this passthrough field (or `group`).
     pub by: Option<String>,
-    /// Pairs per call to [`Judge::judge`] (progress is reported after each).
+    /// Pairs per call to [`Judge::judge`], at least (whole records per call; progress is
+    /// reported after each; see [`calls`]).
     pub chunk: usize,
     /// Print a progress line (pairs done, rate, ETA) to stderr.
     pub progress: bool,
@@ -226,31 +227,93 @@ pub fn evaluate(
     scorer: &dyn Scorer,
     options: &EvalOptions,
 ) -> Result<Report> {
-    let mut pairs = Vec::new();
-    let mut counts = Vec::with_capacity(records.len());
+    let verdicts = judge_records(judge, records, scorer, options)?;
+    score(records, &verdicts, scorer, options)
+}
+
+/// The verdicts on each record's preferences ([`Record::preferences`] order), after checking
+/// every record is labeled and scorable by `scorer`: the judging half of [`evaluate`], which a
+/// sharded run (`gram eval --shard`) does for its slice of the records.
+pub fn judge_records(
+    judge: &mut impl Judge,
+    records: &[Record],
+    scorer: &dyn Scorer,
+    options: &EvalOptions,
+) -> Result<Vec<Vec<Verdict>>> {
     for record in records {
-        let preferences = record.preferences();
-        if preferences.is_empty() {
+        if record.preferences().is_empty() {
             return Err(record
                 .location
                 .error(None, "an unlabeled pair: evaluation needs a label"));
         }
         scorer.check(record)?;
-        counts.push(preferences.len());
-        pairs.extend(preferences.iter().map(|p| p.as_pair()));
     }
-    let verdicts = judge_all(judge, &pairs, options)?;
+    let pairs: usize = records.iter().map(|r| r.preferences().len()).sum();
+    let mut progress = Progress::new("pairs", pairs, options.progress);
+    let mut per_record = Vec::with_capacity(records.len());
+    for call in calls(records, options) {
+        let records = &records[call];
+        let preferences: Vec<Vec<crate::Preference>> =
+            records.iter().map(|r| r.preferences()).collect();
+        let pairs: Vec<Pair> = preferences.iter().flatten().map(|p| p.as_pair()).collect();
+        let verdicts = judge.judge(&pairs)?;
+        if verdicts.len() != pairs.len() {
+            return Err(Error::invalid(format!(
+                "the judge returned {} verdicts for {} pairs",
+                verdicts.len(),
+                pairs.len()
+            )));
+        }
+        let mut rest = verdicts.as_slice();
+        for own in &preferences {
+            let (mine, tail) = rest.split_at(own.len());
+            per_record.push(mine.to_vec());
+            rest = tail;
+        }
+        progress.advance(pairs.len(), "");
+    }
+    Ok(per_record)
+}
 
-    // Each record with its verdicts, in record order.
+/// The records of each call to the judge in [`judge_records`]: whole records, closed once they
+/// hold at least `options.chunk` pairs ([`crate::parallel::blocks`]). A sharded run slices
+/// whole calls, so it makes the same calls as the one-process run.
+pub fn calls(records: &[Record], options: &EvalOptions) -> Vec<std::ops::Range<usize>> {
+    crate::parallel::blocks(records.iter().map(|r| r.preferences().len()), options.chunk)
+}
+
+/// The report on `records` given the verdicts on each one's preferences: the scoring half of
+/// [`evaluate`] (`gram merge` runs it on the verdicts of every slice of a sharded run).
+pub fn score(
+    records: &[Record],
+    verdicts: &[Vec<Verdict>],
+    scorer: &dyn Scorer,
+    options: &EvalOptions,
+) -> Result<Report> {
+    if verdicts.len() != records.len() {
+        return Err(Error::invalid(format!(
+            "verdicts for {} records, but there are {}",
+            verdicts.len(),
+            records.len()
+        )));
+    }
     let mut judged = Vec::with_capacity(records.len());
-    let mut rest = verdicts.as_slice();
-    for (record, count) in records.iter().zip(counts) {
-        let (own, tail) = rest.split_at(count);
+    for (record, own) in records.iter().zip(verdicts) {
+        if own.len() != record.preferences().len() {
+            return Err(record.location.error(
+                None,
+                format!(
+                    "{} verdicts for {} preferences",
+                    own.len(),
+                    record.preferences().len()
+                ),
+            ));
+        }
+        scorer.check(record)?;
         judged.push(Judged {
             record,
             verdicts: own,
         });
-        rest = tail;
     }
 
     let Scored {
@@ -259,7 +322,7 @@ pub fn evaluate(
         details,
     } = scorer.score(&judged)?;
     if let Some(field) = &options.by {
-        let mut labeled = Vec::with_capacity(verdicts.len());
+        let mut labeled = Vec::new();
         for Judged { record, verdicts } in &judged {
             let value = record.field(field).ok_or_else(|| {
                 record
@@ -276,34 +339,12 @@ pub fn evaluate(
         );
     }
 
+    let all: Vec<Verdict> = verdicts.concat();
     Ok(Report {
         benchmark: scorer.name().to_owned(),
         overall,
         entries,
-        consistency: consistency(&verdicts),
+        consistency: consistency(&all),
         details,
     })
-}
-
-/// Judge `pairs` in chunks, checking the judge answers each pair once, with a progress line.
-fn judge_all(
-    judge: &mut impl Judge,
-    pairs: &[Pair],
-    options: &EvalOptions,
-) -> Result<Vec<Verdict>> {
-    let mut progress = Progress::new("pairs", pairs.len(), options.progress);
-    let mut verdicts = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(options.chunk.max(1)) {
-        let judged = judge.judge(chunk)?;
-        if judged.len() != chunk.len() {
-            return Err(Error::invalid(format!(
-                "the judge returned {} verdicts for {} pairs",
-                judged.len(),
-                chunk.len()
-            )));
-        }
-        verdicts.extend(judged);
-        progress.advance(chunk.len(), "");
-    }
-    Ok(verdicts)
 }

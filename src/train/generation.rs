@@ -81,6 +81,12 @@ impl Task for Generation {
         target_start > 0 && ids.len() > target_start
     }
 
+    /// The loss is a mean over target tokens, so an example counts for its target tokens.
+    fn loss_weight(&self, example: &TrainExample) -> f64 {
+        let (ids, target_start) = parts(example);
+        (ids.len() - target_start) as f64
+    }
+
     fn batch_loss(
         &self,
         model: &Learner,

@@ -4,7 +4,7 @@
 use super::Objective;
 use crate::model::{Llama, Lora, common_prefix};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Tensor, TensorData};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,15 +21,13 @@ pub struct Learner {
 }
 
 impl Learner {
-    /// Wrap `llama` for `objective`; the Bradley–Terry head starts at N(0, 0.02²).
-    pub fn new(llama: Llama, objective: Objective) -> Self {
+    /// Wrap `llama` for `objective`; the Bradley–Terry head starts at N(0, 0.02²), drawn from
+    /// `seed` (the same run seed gives the same head).
+    pub fn new(llama: Llama, objective: Objective, seed: u64) -> Self {
         let score = objective.task().value_head().then(|| {
             let d = llama.config.hidden_size;
-            Param::from_tensor(Tensor::random(
-                [d, 1],
-                Distribution::Normal(0.0, 0.02),
-                &llama.device(),
-            ))
+            let values = TensorData::new(normal(d, 0.02, seed), [d, 1]);
+            Param::from_tensor(Tensor::from_data(values, &llama.device()))
         });
         Learner {
             llama,
@@ -135,6 +133,20 @@ impl Learner {
     pub fn positions_run(&self) -> usize {
         self.positions.load(Ordering::Relaxed)
     }
+}
+
+/// `n` draws from N(0, σ²): the Box–Muller transform of a ChaCha8 stream seeded with `seed`,
+/// `√(−2 ln u₁)·cos(2π u₂)` with `u₁ ∈ (0, 1]`.
+fn normal(n: usize, sigma: f64, seed: u64) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let u1 = 1.0 - rng.random::<f64>();
+            let u2 = rng.random::<f64>();
+            (sigma * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect()
 }
 
 /// Shortest shared prefix worth an extra batch-1 pass.

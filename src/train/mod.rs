@@ -98,6 +98,12 @@ pub(crate) trait Task: Sync {
         1
     }
 
+    /// What one example counts for in [`Task::batch_loss`]'s mean (positive): 1 when the loss
+    /// is a mean over examples. Data parallelism weights each replica's share by it.
+    fn loss_weight(&self, _example: &TrainExample) -> f64 {
+        1.0
+    }
+
     /// Whether the learner carries a scalar value head.
     fn value_head(&self) -> bool {
         false

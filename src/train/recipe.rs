@@ -52,6 +52,9 @@ pub struct Recipe {
     /// The run's folder ([`RunDir`]).
     pub output: PathBuf,
     pub device: Device,
+    /// More devices, each running a replica on a share of every micro-batch (data
+    /// parallelism, [`Trainer::with_replicas`]); empty: `device` alone.
+    pub replicas: Vec<Device>,
     /// Longest sequence in tokens (longer inputs are cut); capped at the model's context.
     pub max_len: usize,
     /// Continue the run saved in `output`.
@@ -84,6 +87,7 @@ impl Recipe {
             format: Format::Auto,
             output: output.into(),
             device,
+            replicas: Vec::new(),
             max_len: 1024,
             resume: false,
             template: None,
@@ -138,7 +142,8 @@ impl Recipe {
             Trainer::resume_with_inputs(llama, options, self.output.clone(), inputs)?
         } else {
             Trainer::new_with_inputs(llama, options, Some(self.output.clone()), inputs)?
-        };
+        }
+        .with_replicas(&self.replicas);
         Ok(PreparedRun {
             trainer,
             train,
@@ -152,14 +157,9 @@ impl Recipe {
 impl Recipe {
     /// The settings beyond the options that a resumed run must share with the checkpoint:
     /// the model, initial weights, data and held-out paths (absolute where they exist), format,
-    /// sequence length, judge prompt template, labels and chat wrapping.
+    /// sequence length, judge prompt template, labels, chat wrapping and the replica count.
     pub fn inputs(&self) -> super::RunInputs {
-        let path = |p: &Path| {
-            std::fs::canonicalize(p)
-                .unwrap_or_else(|_| p.to_path_buf())
-                .display()
-                .to_string()
-        };
+        let path = crate::io::absolute;
         let optional = |p: &Option<PathBuf>| p.as_deref().map(path).unwrap_or("none".into());
         vec![
             ("--model".into(), path(&self.model)),
@@ -180,6 +180,11 @@ impl Recipe {
                 format!("{},{}", self.labels.0, self.labels.1),
             ),
             ("--chat-template".into(), self.chat_template.to_string()),
+            // The replicas multiply the micro-batch, so they decide which rows each step reads.
+            (
+                "--devices (replicas)".into(),
+                (1 + self.replicas.len()).to_string(),
+            ),
         ]
     }
 }

@@ -8,10 +8,10 @@ use super::{
     to_vec,
 };
 use crate::model::Llama;
-use crate::{Error, Result};
+use crate::{Error, Result, parallel};
 use burn::module::{Module, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +31,8 @@ pub struct Trainer {
     inputs: RunInputs,
     /// Held while the run may write its folder.
     _lock: Option<RunLock>,
+    /// The (autodiff) devices of the extra replicas ([`Trainer::with_replicas`]).
+    replicas: Vec<Device>,
 }
 
 impl Trainer {
@@ -79,7 +81,7 @@ impl Trainer {
                 llama.layers.len()
             )));
         }
-        let mut model = Learner::new(llama, options.objective);
+        let mut model = Learner::new(llama, options.objective, options.seed);
         if let Some(rank) = options.lora_rank {
             model = model.add_lora(rank, options.lora_alpha);
         }
@@ -97,7 +99,36 @@ impl Trainer {
             run_dir,
             inputs,
             _lock: lock,
+            replicas: Vec::new(),
         })
+    }
+
+    /// Data parallelism: every micro-batch grows to `batch_size × (1 + devices.len())`
+    /// examples, split into contiguous shares ([`parallel::shares`], a pair's two orders on one
+    /// replica); the model's own device runs the first, each of `devices` (plain devices, e.g.
+    /// another GPU, or the same device again for a second replica) a fork of the current
+    /// weights on the next, all concurrently. Each replica's loss is its share's mean weighted
+    /// by the share's part of the batch (examples, or target tokens for stage 1), so the summed
+    /// gradients — moved to the main device — equal those of the whole micro-batch on one
+    /// device. One optimizer step follows, and the next step forks the new weights again.
+    pub fn with_replicas(mut self, devices: &[Device]) -> Self {
+        let checkpointing = self.options.gradient_checkpointing;
+        self.replicas = (devices.iter())
+            .map(|device| {
+                let device = device.clone().autodiff();
+                if checkpointing {
+                    device.gradient_checkpointing()
+                } else {
+                    device
+                }
+            })
+            .collect();
+        self
+    }
+
+    /// Devices running a share of each micro-batch: 1 + the extra replicas.
+    pub fn replica_count(&self) -> usize {
+        1 + self.replicas.len()
     }
 
     /// Continue the run saved in `output`'s newest complete checkpoint
@@ -202,14 +233,15 @@ impl Trainer {
         Ok(history)
     }
 
-    /// One optimizer step: `grad_accum` micro-batches from the seeded stream, their mean loss's
-    /// gradients accumulated, clipped to `max_grad_norm` by global norm, AdamW at `lr`.
-    /// Returns the mean loss and the real tokens processed.
+    /// One optimizer step: `grad_accum` micro-batches (of `batch_size` examples per replica)
+    /// from the seeded stream, their mean loss's gradients accumulated, clipped to
+    /// `max_grad_norm` by global norm, AdamW at `lr`. Returns the mean loss and the real tokens
+    /// processed.
     pub fn train_step(&mut self, train: &[TrainExample], lr: f64) -> Result<(f64, usize)> {
         if train.is_empty() {
             return Err(Error::invalid("no training examples"));
         }
-        let micro = self.options.batch_size;
+        let micro = self.options.batch_size * self.replica_count();
         let accum = self.options.grad_accum;
         let unit = self.options.objective.task().unit();
         let mut accumulator = GradientsAccumulator::<Learner>::new();
@@ -220,9 +252,11 @@ impl Trainer {
                 .map(|i| &train[stream_index(i, train.len(), unit, self.options.seed)])
                 .collect();
             tokens += batch.iter().map(|e| e.tokens()).sum::<usize>();
-            let (loss, grads) = self.micro_batch(&batch, accum)?;
+            let (loss, shares) = self.micro_batch(&batch, accum)?;
             loss_sum += loss;
-            accumulator.accumulate(&self.model, grads);
+            for grads in shares {
+                accumulator.accumulate(&self.model, grads);
+            }
         }
         let grads = clip_global_norm(
             accumulator.grads(),
@@ -234,14 +268,58 @@ impl Trainer {
         Ok((loss_sum / accum as f64, tokens))
     }
 
-    /// The mean loss of `batch` and the gradients of `loss / accum`.
-    fn micro_batch(&self, batch: &[&TrainExample], accum: usize) -> Result<(f64, GradientsParams)> {
+    /// The mean loss of `batch` and the gradients of `loss / accum`, one set per replica that
+    /// had a share (on the main device; their sum is the batch's gradient).
+    fn micro_batch(
+        &self,
+        batch: &[&TrainExample],
+        accum: usize,
+    ) -> Result<(f64, Vec<GradientsParams>)> {
         let task = self.options.objective.task();
-        let loss = task.batch_loss(&self.model, batch, &self.options)?;
-        let value = scalar(&loss)?;
-        let grads =
-            GradientsParams::from_grads(loss.div_scalar(accum as f64).backward(), &self.model);
-        Ok((value, grads))
+        let shares = parallel::shares(batch.len(), self.replica_count(), task.unit());
+        let weights: Vec<f64> = (shares.iter())
+            .map(|range| {
+                batch[range.clone()]
+                    .iter()
+                    .map(|e| task.loss_weight(e))
+                    .sum()
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let main = self.model.llama.device();
+        // Replica r's loss is its share's mean scaled by `weights[r] / total`; r = 0 runs on the
+        // main model itself, the others on forks of it.
+        let run = |model: &Learner, r: usize| -> Result<(f64, GradientsParams)> {
+            let loss = task.batch_loss(model, &batch[shares[r].clone()], &self.options)?;
+            let part = weights[r] / total;
+            let value = scalar(&loss)? * part;
+            let loss = loss.mul_scalar(part).div_scalar(accum as f64);
+            let grads = GradientsParams::from_grads(loss.backward(), model);
+            Ok((value, grads.to_device(&main, model)))
+        };
+        let results: Vec<Result<(f64, GradientsParams)>> = std::thread::scope(|scope| {
+            let forks: Vec<_> = (self.replicas.iter().enumerate())
+                .filter(|(i, _)| !shares[i + 1].is_empty())
+                .map(|(i, device)| {
+                    let run = &run;
+                    let model = &self.model;
+                    scope.spawn(move || run(&model.clone().fork(device), i + 1))
+                })
+                .collect();
+            let mut results = vec![run(&self.model, 0)];
+            results.extend(forks.into_iter().map(|fork| {
+                fork.join()
+                    .unwrap_or_else(|_| Err(Error::invalid("a training replica panicked")))
+            }));
+            results
+        });
+        let (mut loss, mut grads) = (0.0, Vec::with_capacity(results.len()));
+        for result in results {
+            let (value, share) = result?;
+            loss += value;
+            grads.push(share);
+        }
+        Ok((loss, grads))
     }
 
     /// The mean loss of `batch` and the gradient of every trainable parameter (in the module's
@@ -249,7 +327,12 @@ impl Trainer {
     pub fn gradients(&self, batch: &[TrainExample]) -> Result<(f64, Vec<Vec<f32>>)> {
         check_examples(batch, self.options.objective, "gradient")?;
         let batch: Vec<&TrainExample> = batch.iter().collect();
-        let (loss, grads) = self.micro_batch(&batch, 1)?;
+        let (loss, shares) = self.micro_batch(&batch, 1)?;
+        let mut accumulator = GradientsAccumulator::<Learner>::new();
+        for share in shares {
+            accumulator.accumulate(&self.model, share);
+        }
+        let grads = accumulator.grads();
         let mut out = Vec::with_capacity(self.params.len());
         for &(id, rank) in &self.params {
             let values = match rank {
