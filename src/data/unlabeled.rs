@@ -131,12 +131,12 @@ pub fn read_outputs_with(paths: &[PathBuf], limits: ReadLimits) -> Result<Vec<Ou
             let output = match kind {
                 OutputFile::ArenaQuestions => continue,
                 OutputFile::AlpacaEval => Output {
-                    prompt: row.take_text("instruction")?,
+                    prompt: row.take_prompt("instruction")?,
                     response: row.take_str("output")?,
                     model: row.peek_str("generator")?.unwrap_or_else(|| stem.clone()),
                 },
                 OutputFile::Plain => Output {
-                    prompt: row.take_text("prompt")?,
+                    prompt: row.take_prompt("prompt")?,
                     response: row.take_str("response")?,
                     model: row.peek_str("model")?.unwrap_or_else(|| stem.clone()),
                 },
