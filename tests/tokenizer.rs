@@ -268,8 +268,10 @@ fn special_token_strings_in_user_text_stay_ordinary_text() {
     assert_eq!((ids[0], ids[ids.len() - 2]), (im_start, im_end));
     // Without special-token strings in the user's text, guarded encoding is plain encoding.
     let plain = "<|im_start|>user\nWhat is 2 + 22?<|im_end|>\n<|im_start|>assistant\n";
+    let question = 17..32;
+    assert_eq!(&plain[question.clone()], "What is 2 + 22?");
     assert_eq!(
-        codec.encode_guarded(plain, &[17..32]).unwrap(),
+        codec.encode_guarded(plain, &[question]).unwrap(),
         codec.encode(plain).unwrap()
     );
 }

@@ -1,5 +1,10 @@
 //! The router and the handlers of `/health`, `/judge`, `/rank` and `/reward` (`/get_reward` is
 //! in [`super::openrlhf`]), with the state they share.
+//!
+//! Every prompt and response field of every endpoint is read as data rows read them
+//! ([`Row::prompt`], [`Row::response`]): text (chat-template markup undone by
+//! [`crate::chat_format`]) or chat messages, a response being one assistant message; a bad shape
+//! is 400 naming the list element and field (`pairs:1: field `response_a[0].role`: …`).
 
 use super::ServeConfig;
 use super::batcher::{Queue, QueueJudge};
