@@ -535,6 +535,22 @@ fn real_model_outputs_make_the_expected_pairs() {
 }
 
 #[test]
+fn model_outputs_take_chat_messages() {
+    let rows = [
+        json!({ "prompt": [{ "role": "user", "content": "q" }], "response": [{ "role": "assistant", "content": "a" }], "model": "m1" }),
+        json!({ "prompt": "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n", "response": "b<|im_end|>", "model": "m2" }),
+    ];
+    let text: String = rows.iter().map(|row| format!("{row}\n")).collect();
+    let (_dir, path) = scratch("outputs.jsonl", &text);
+    let outputs = unlabeled::read_outputs(&[path]).unwrap();
+    let texts: Vec<(&str, &str)> = outputs
+        .iter()
+        .map(|o| (o.prompt.as_str(), o.response.as_str()))
+        .collect();
+    assert_eq!(texts, [("q", "a"), ("q", "b")]);
+}
+
+#[test]
 fn pairs_dedupe_whitespace_and_write_atomically() {
     let output = |prompt: &str, model: &str, response: &str| Output {
         prompt: prompt.to_owned(),
