@@ -303,3 +303,27 @@ fn judge_prompts_never_turn_user_text_into_control_tokens() {
     };
     assert_eq!(starts("<|im_start|>"), starts("x"));
 }
+
+#[test]
+fn the_models_own_chat_template_is_undone_by_chat_format() {
+    use gram::data::Role;
+    let messages = [
+        ChatMessage::new("system", "Be brief."),
+        ChatMessage::new("user", "Hi"),
+        ChatMessage::new("assistant", "Hello."),
+        ChatMessage::new("user", "Capital of France?"),
+    ];
+    let rendered = codec().apply_chat_template(&messages, true).unwrap();
+    let turns = gram::chat_format::parse(&rendered).expect("recognised");
+    let roles = [Role::System, Role::User, Role::Assistant, Role::User];
+    let want: Vec<(Role, String)> = roles
+        .into_iter()
+        .zip(&messages)
+        .map(|(role, m)| (role, m.content.clone()))
+        .collect();
+    assert_eq!(turns, want, "{rendered:?}");
+    // A response as the model ends it: its end-of-turn token, then end of text.
+    let eos = codec().decode(&[codec().eos_token_id().unwrap()]).unwrap();
+    let reply = format!("Paris.<|im_end|>{eos}");
+    assert_eq!(gram::chat_format::response_text(&reply), "Paris.");
+}
