@@ -179,8 +179,8 @@ impl GramJudge {
         let pad_id = codec.padding_id();
         let prompts = PromptBuilder::new(codec, template, options.chat_template, max_len);
         // What two judge prompts with nothing in common share: the template's fixed head.
-        let one = prompts.codec().encode(&prompts.render("x", "y", "z")?)?;
-        let two = prompts.codec().encode(&prompts.render("1", "2", "3")?)?;
+        let one = prompts.encode("x", "y", "z")?;
+        let two = prompts.encode("1", "2", "3")?;
         let template_prefix = one[..common_prefix(&one, &two)].to_vec();
         Ok(GramJudge {
             model,

@@ -30,6 +30,7 @@
 //!
 //! The `gram` binary (`src/cli/`) is a thin clap layer over these.
 
+pub mod chat_format;
 pub mod checkpoint;
 pub mod data;
 pub mod device;

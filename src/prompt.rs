@@ -12,6 +12,7 @@
 
 use crate::tokenizer::{ChatMessage, TextCodec};
 use crate::{Error, Result};
+use std::ops::Range;
 
 /// The default judge prompt: an impartial-judge instruction, the question and both responses in
 /// delimited blocks, and the verdict cue last.
@@ -51,16 +52,28 @@ impl PromptTemplate {
 
     /// The template with each slot replaced by its value, byte for byte.
     pub fn fill(&self, prompt: &str, response_a: &str, response_b: &str) -> String {
+        self.fill_spans(prompt, response_a, response_b).0
+    }
+
+    /// [`PromptTemplate::fill`], and the byte ranges the values took in the result (in order).
+    pub fn fill_spans(
+        &self,
+        prompt: &str,
+        response_a: &str,
+        response_b: &str,
+    ) -> (String, Vec<Range<usize>>) {
         let values = [prompt, response_a, response_b];
         let mut out = String::with_capacity(
             self.text.len() + prompt.len() + response_a.len() + response_b.len(),
         );
+        let mut spans = Vec::new();
         let mut rest = self.text.as_str();
         while let Some(start) = rest.find('{') {
             out.push_str(&rest[..start]);
             let tail = &rest[start..];
             match Self::SLOTS.iter().position(|slot| tail.starts_with(slot)) {
                 Some(i) => {
+                    spans.push(out.len()..out.len() + values[i].len());
                     out.push_str(values[i]);
                     rest = &tail[Self::SLOTS[i].len()..];
                 }
@@ -71,7 +84,7 @@ impl PromptTemplate {
             }
         }
         out.push_str(rest);
-        out
+        (out, spans)
     }
 }
 
@@ -128,16 +141,28 @@ impl PromptBuilder {
 
     /// The exact text the model reads for `(prompt, a, b)`.
     pub fn render(&self, prompt: &str, a: &str, b: &str) -> Result<String> {
-        let filled = self.template.fill(prompt, a, b);
+        Ok(self.render_spans(prompt, a, b)?.0)
+    }
+
+    /// [`PromptBuilder::render`], and the byte ranges of the user's text in it, which are
+    /// tokenized without special-token matching: through the chat template, the whole user
+    /// turn (instruction and values); without it, the three values (so a `--template` written
+    /// in the model's own markup keeps its special tokens).
+    fn render_spans(&self, prompt: &str, a: &str, b: &str) -> Result<(String, Vec<Range<usize>>)> {
+        let (filled, spans) = self.template.fill_spans(prompt, a, b);
         if self.chat_template && self.codec.has_chat_template() {
-            let message = ChatMessage {
-                role: "user".into(),
-                content: filled,
-            };
-            self.codec.apply_chat_template(&[message], true)
+            let message = ChatMessage::new("user", filled);
+            self.codec.apply_chat_template_spans(&[message], true)
         } else {
-            Ok(filled)
+            Ok((filled, spans))
         }
+    }
+
+    /// Token ids of the whole judge input for `(prompt, a, b)` (not shortened), special-token
+    /// strings in the user's text encoded as ordinary text.
+    pub fn encode(&self, prompt: &str, a: &str, b: &str) -> Result<Vec<u32>> {
+        let (text, user) = self.render_spans(prompt, a, b)?;
+        self.codec.encode_guarded(&text, &user)
     }
 
     /// Token ids for `(prompt, a, b)`, at most `max_len` long.
@@ -147,14 +172,14 @@ impl PromptBuilder {
     /// the responses half of the room keeps its end (the latest turns of a dialogue) in that
     /// half. If the template alone is longer than `max_len`, that is an error.
     pub fn sequence(&self, prompt: &str, a: &str, b: &str) -> Result<Sequence> {
-        let ids = self.codec.encode(&self.render(prompt, a, b)?)?;
+        let ids = self.encode(prompt, a, b)?;
         if ids.len() <= self.max_len {
             return Ok(Sequence {
                 ids,
                 truncated: false,
             });
         }
-        let fixed = self.codec.encode(&self.render("", "", "")?)?.len();
+        let fixed = self.encode("", "", "")?.len();
         if fixed >= self.max_len {
             return Err(Error::invalid(format!(
                 "the judge prompt alone is {fixed} tokens, more than --max-len {}",
@@ -162,9 +187,9 @@ impl PromptBuilder {
             )));
         }
         let room = self.max_len - fixed;
-        let p_ids = self.codec.encode(prompt)?;
-        let a_ids = self.codec.encode(a)?;
-        let b_ids = self.codec.encode(b)?;
+        let p_ids = self.codec.encode_text(prompt)?;
+        let a_ids = self.codec.encode_text(a)?;
+        let b_ids = self.codec.encode_text(b)?;
         let responses = a_ids.len() + b_ids.len();
         let mut keep_p = p_ids
             .len()
@@ -178,9 +203,7 @@ impl PromptBuilder {
             let p_text = self.codec.decode(&p_ids[p_ids.len() - keep_p..])?;
             let a_text = self.codec.decode(&a_ids[..keep_a])?;
             let b_text = self.codec.decode(&b_ids[..keep_b])?;
-            let ids = self
-                .codec
-                .encode(&self.render(&p_text, &a_text, &b_text)?)?;
+            let ids = self.encode(&p_text, &a_text, &b_text)?;
             if ids.len() <= self.max_len {
                 return Ok(Sequence {
                     ids,
@@ -228,16 +251,16 @@ pub fn reward_sequence(
     response: &str,
     max_len: usize,
 ) -> Result<Vec<u32>> {
-    let text = if codec.has_chat_template() {
+    let mut ids = if codec.has_chat_template() {
         let turns = [
             ChatMessage::new("user", prompt),
             ChatMessage::new("assistant", response),
         ];
-        codec.apply_chat_template(&turns, false)?
+        let (text, user) = codec.apply_chat_template_spans(&turns, false)?;
+        codec.encode_guarded(&text, &user)?
     } else {
-        format!("{prompt}\n\n{response}")
+        codec.encode_text(&format!("{prompt}\n\n{response}"))?
     };
-    let mut ids = codec.encode(&text)?;
     ids.truncate(max_len);
     Ok(ids)
 }

@@ -615,14 +615,14 @@ pub fn rank_rows_with(
 ) -> Result<Vec<Map<String, Value>>> {
     let mut parsed = Vec::with_capacity(rows.len());
     for row in rows {
-        let responses = row.texts("responses")?;
+        let responses = row.responses("responses")?;
         if responses.is_empty() {
             return Err(row.location.error(Some("responses"), "is empty"));
         }
         limits
             .check_row(responses.len(), strategy)
             .map_err(|message| row.location.error(Some("responses"), message))?;
-        parsed.push((row.text("prompt")?, responses));
+        parsed.push((row.prompt("prompt")?, responses));
     }
     let views: Vec<(&str, &[String])> = parsed
         .iter()

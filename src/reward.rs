@@ -250,21 +250,21 @@ pub(crate) fn check_group(group: &Group, limits: &Limits) -> std::result::Result
 
 /// The group a row describes: a single response with its reference, or a group of responses.
 fn row_group(row: &Row, reference: ReferenceChoice) -> Result<Group> {
-    let prompt = row.text("prompt")?;
+    let prompt = row.prompt("prompt")?;
     if !row.fields.contains_key("responses") {
         return Ok(Group {
             prompt,
-            responses: vec![row.text("response")?],
-            baseline: Baseline::Reference(row.text("reference")?),
+            responses: vec![row.response("response")?],
+            baseline: Baseline::Reference(row.response("reference")?),
         });
     }
-    let responses = row.texts("responses")?;
+    let responses = row.responses("responses")?;
     if responses.is_empty() {
         return Err(row.location.error(Some("responses"), "is empty"));
     }
     let baseline = match reference {
         ReferenceChoice::First => Baseline::Reference(responses[0].clone()),
-        ReferenceChoice::GreedyField => Baseline::Reference(row.text("greedy")?),
+        ReferenceChoice::GreedyField => Baseline::Reference(row.response("greedy")?),
         ReferenceChoice::Longest => {
             let longest = responses
                 .iter()

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 
 use minijinja::{Environment, ErrorKind, Value};
@@ -46,6 +47,10 @@ impl ChatMessage {
 #[derive(Clone)]
 pub struct TextCodec {
     tokenizer: Tokenizer,
+    /// The same tokenizer with special-token matching off (`encode_special_tokens`, as
+    /// transformers' `split_special_tokens=True`): for text a user wrote, in which
+    /// `<|im_end|>` is seven characters, not a control token.
+    text_tokenizer: Tokenizer,
     chat: Option<ChatTemplate>,
     bos_token: Option<String>,
     eos_token: Option<String>,
@@ -152,6 +157,7 @@ impl TextCodec {
             .map(|t| ChatTemplate::compile(&config_path, t))
             .transpose()?;
         let codec = TextCodec {
+            text_tokenizer: text_tokenizer(&tokenizer),
             tokenizer,
             chat,
             bos_token,
@@ -227,6 +233,7 @@ impl TextCodec {
             .map(|t| ChatTemplate::compile(source, t.to_owned()))
             .transpose()?;
         Ok(TextCodec {
+            text_tokenizer: text_tokenizer(&tokenizer),
             tokenizer,
             chat,
             bos_token: token_text(bpe.bos_id, "tokenizer.ggml.bos_token_id")?,
@@ -265,11 +272,74 @@ impl TextCodec {
     /// Token ids of `text`, without any special tokens added (special tokens written in the
     /// text, such as `<|im_start|>`, are still recognised).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        encode_with(&self.tokenizer, text)
+    }
+
+    /// Token ids of user-supplied `text`, special-token strings in it (`<|im_end|>`,
+    /// `<|eot_id|>`, ...) encoded as ordinary text, never as control tokens.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        encode_with(&self.text_tokenizer, text)
+    }
+
+    /// Token ids of `text` whose byte ranges `user` (sorted, disjoint) hold user-supplied text:
+    /// special tokens are recognised only outside them (the template's own markup), and user
+    /// text is encoded as by [`TextCodec::encode_text`].
+    ///
+    /// Text between two special tokens is encoded as one piece whether it is the template's or
+    /// the user's, exactly as `tokenizers` splits a string at its special tokens, so a text
+    /// without special-token strings in its user ranges encodes as [`TextCodec::encode`] does.
+    pub fn encode_guarded(&self, text: &str, user: &[Range<usize>]) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        // Text awaiting encoding: everything since the last special token.
+        let mut run = String::new();
+        let mut at = 0;
+        for span in user.iter().chain([&(text.len()..text.len())]) {
+            let own = text.get(at..span.start).ok_or_else(|| {
+                Error::invalid(format!(
+                    "user text range {span:?} is out of order or not on a character boundary"
+                ))
+            })?;
+            for (piece, special) in self.split_special(own)? {
+                match special {
+                    Some(id) => {
+                        ids.extend(self.encode_text(&run)?);
+                        run.clear();
+                        ids.push(id);
+                    }
+                    None => run.push_str(piece),
+                }
+            }
+            run.push_str(&text[span.clone()]);
+            at = span.end;
+        }
+        ids.extend(self.encode_text(&run)?);
+        Ok(ids)
+    }
+
+    /// `text` cut at the special tokens the full tokenizer finds in it: each piece with the
+    /// special token's id, or `None` for ordinary text.
+    fn split_special<'t>(&self, text: &'t str) -> Result<Vec<(&'t str, Option<u32>)>> {
         let encoding = self
             .tokenizer
             .encode(text, false)
             .map_err(|e| Error::invalid(format!("tokenizing {:?}: {e}", preview(text))))?;
-        Ok(encoding.get_ids().to_vec())
+        let added = self.tokenizer.get_added_vocabulary();
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for ((&id, token), &(start, end)) in encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_tokens())
+            .zip(encoding.get_offsets())
+        {
+            if added.is_special_token(token) && start >= at {
+                pieces.push((&text[at..start], None));
+                pieces.push((&text[start..end], Some(id)));
+                at = end;
+            }
+        }
+        pieces.push((&text[at..], None));
+        Ok(pieces)
     }
 
     /// The text of `ids` (special tokens included verbatim).
@@ -341,6 +411,56 @@ impl TextCodec {
             };
             Error::invalid(format!("rendering the chat template{why}: {e:#}"))
         })
+    }
+
+    /// [`TextCodec::apply_chat_template`], and the byte ranges of the messages' contents in
+    /// the result, in order (for [`TextCodec::encode_guarded`]).
+    ///
+    /// The ranges come from a second rendering with a unique placeholder for each content, so
+    /// a content that repeats the template's markup (`<|im_start|>`) is never mistaken for
+    /// it. Each content must then stand in the output as it is or trimmed (Llama 3's template
+    /// trims); a template that rewrites a message otherwise is refused, since its markup could
+    /// then not be told from the message's text.
+    pub fn apply_chat_template_spans(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<(String, Vec<Range<usize>>)> {
+        let rendered = self.apply_chat_template(messages, add_generation_prompt)?;
+        let placeholders: Vec<ChatMessage> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ChatMessage::new(m.role.clone(), format!("\u{E000}{i}\u{E001}")))
+            .collect();
+        let frame = self.apply_chat_template(&placeholders, add_generation_prompt)?;
+        let changed = || {
+            Error::invalid(
+                "the chat template changes a message's text (beyond trimming it), so its markup \
+                 cannot be told from the message; use --no-chat-template",
+            )
+        };
+        for trim in [false, true] {
+            let mut text = String::with_capacity(rendered.len());
+            let mut spans = Vec::with_capacity(messages.len());
+            let mut rest = frame.as_str();
+            for (message, placeholder) in messages.iter().zip(&placeholders) {
+                let at = rest.find(&placeholder.content).ok_or_else(changed)?;
+                text.push_str(&rest[..at]);
+                let content = if trim {
+                    message.content.trim()
+                } else {
+                    &message.content
+                };
+                spans.push(text.len()..text.len() + content.len());
+                text.push_str(content);
+                rest = &rest[at + placeholder.content.len()..];
+            }
+            text.push_str(rest);
+            if text == rendered {
+                return Ok((rendered, spans));
+            }
+        }
+        Err(changed())
     }
 
     /// Whether the model ships a chat template.
@@ -523,6 +643,21 @@ fn byte_level_pre_tokenizer(
             ));
         }
     })
+}
+
+/// `tokenizer` with special-token matching off: special-token strings are ordinary text.
+fn text_tokenizer(tokenizer: &Tokenizer) -> Tokenizer {
+    let mut plain = tokenizer.clone();
+    plain.set_encode_special_tokens(true);
+    plain
+}
+
+/// Token ids of `text` by `tokenizer`, no special tokens added around it.
+fn encode_with(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    let encoding = tokenizer
+        .encode(text, false)
+        .map_err(|e| Error::invalid(format!("tokenizing {:?}: {e}", preview(text))))?;
+    Ok(encoding.get_ids().to_vec())
 }
 
 /// The start of `text`, for error messages.

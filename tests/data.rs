@@ -5,8 +5,10 @@
 mod common;
 
 use gram::Error;
+use gram::Preference;
 use gram::data::unlabeled::{self, Output, PairOptions};
 use gram::data::{self, Content, Format, Record};
+use serde_json::json;
 use std::path::PathBuf;
 
 fn shared_data() -> PathBuf {
@@ -207,6 +209,59 @@ fn chat_message_lists_share_their_leading_messages() {
 }
 
 #[test]
+fn message_lists_anywhere_text_goes() {
+    let user = |text: &str| json!([{ "role": "user", "content": text }]);
+    let assistant = |text: &str| json!([{ "role": "assistant", "content": text }]);
+    let dialogue = json!([
+        { "role": "user", "content": "Hi" },
+        { "role": "assistant", "content": "Hello." },
+        { "role": "user", "content": "Capital of France?" },
+    ]);
+    let transcript = "Human: Hi\n\nAssistant: Hello.\n\nHuman: Capital of France?";
+    let rows = [
+        // TRL's explicit-prompt conversational preference row
+        json!({ "prompt": dialogue, "chosen": assistant("Paris."), "rejected": assistant("Rome.") }),
+        // a lone message object, and a plain string, for the responses
+        json!({ "prompt": dialogue, "chosen": { "role": "assistant", "content": "Paris." }, "rejected": "Rome." }),
+        // chat-template-rendered text with the end-of-turn token
+        json!({
+            "prompt": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n\
+                       <|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n",
+            "chosen": "Paris.<|im_end|>",
+            "rejected": "Rome.<|im_end|>",
+        }),
+    ];
+    let text: String = rows.iter().map(|row| format!("{row}\n")).collect();
+    let (_dir, path) = scratch("messages.jsonl", &text);
+    let records = data::read_preferences(&path, Format::Auto).unwrap();
+    assert_eq!(records.len(), 3);
+    for record in &records {
+        let want = Preference {
+            prompt: transcript.into(),
+            chosen: "Paris.".into(),
+            rejected: "Rome.".into(),
+        };
+        assert_eq!(preference(record), &want, "line {}", record.location.row);
+    }
+    // Every format's prompt and response fields take messages; a lone user turn is bare text.
+    let rows = [
+        json!({ "prompt": user("q"), "response_a": assistant("a"), "response_b": "b", "label": "A" }),
+        json!({ "input": user("q"), "output_1": assistant("a"), "output_2": "b", "label": 1 }),
+        json!({ "question": user("q"), "response_A": assistant("a"), "response_B": "b", "label": "A>B" }),
+    ];
+    for row in rows {
+        let (_dir, path) = scratch("one.jsonl", &row.to_string());
+        let records = data::read_preferences(&path, Format::Auto).unwrap();
+        let want = Preference {
+            prompt: "q".into(),
+            chosen: "a".into(),
+            rejected: "b".into(),
+        };
+        assert_eq!(preference(&records[0]), &want, "{row}");
+    }
+}
+
+#[test]
 fn pairs_judgebench_and_rewardbench_rows() {
     let text = "{\"prompt\": \"p\", \"response_a\": \"x\", \"response_b\": \"y\", \"model_a\": \"m1\"}\n\n\
                 {\"prompt\": \"p\", \"response_a\": \"x\", \"response_b\": \"y\", \"label\": \"B\"}\n";
@@ -255,7 +310,7 @@ fn bad_rows_name_their_line_and_field() {
             Format::Preference,
             1,
             Some("prompt"),
-            "expected a string, found a number",
+            "expected a string or a list of chat messages [{\"role\", \"content\"}], found a number",
         ),
         (
             r#"{"prompt": "p", "chosen": "  ", "rejected": "r"}"#,
@@ -321,6 +376,41 @@ fn bad_rows_name_their_line_and_field() {
             "missing",
         ),
         ("[1, 2]", Format::Preference, 0, None, "not a JSON object"),
+        (
+            r#"{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "user", "content": "a"}], "rejected": "b"}"#,
+            Format::Preference,
+            1,
+            Some("chosen[0].role"),
+            "a response must be the assistant's message, found user",
+        ),
+        (
+            r#"{"prompt": [], "chosen": "a", "rejected": "b"}"#,
+            Format::Preference,
+            1,
+            Some("prompt"),
+            "empty conversation",
+        ),
+        (
+            r#"{"prompt": "p", "response_a": [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], "response_b": "b"}"#,
+            Format::Pairs,
+            1,
+            Some("response_a"),
+            "one assistant message, found 2 messages",
+        ),
+        (
+            r#"{"prompt": [{"role": "user", "text": "q"}], "chosen": "a", "rejected": "b"}"#,
+            Format::Preference,
+            1,
+            Some("prompt[0].content"),
+            "missing",
+        ),
+        (
+            r#"{"input": [7], "output_1": "a", "output_2": "b", "label": 1}"#,
+            Format::Llmbar,
+            1,
+            Some("input[0]"),
+            "expected a message object, found a number",
+        ),
     ];
     for &(text, format, line, field, message) in cases {
         let (_dir, path) = scratch("bad.jsonl", text);
@@ -442,6 +532,22 @@ fn real_model_outputs_make_the_expected_pairs() {
         (all.prompts, all.empty, all.duplicates, all.pairs.len()),
         (500, 0, 1, 1498)
     );
+}
+
+#[test]
+fn model_outputs_take_chat_messages() {
+    let rows = [
+        json!({ "prompt": [{ "role": "user", "content": "q" }], "response": [{ "role": "assistant", "content": "a" }], "model": "m1" }),
+        json!({ "prompt": "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n", "response": "b<|im_end|>", "model": "m2" }),
+    ];
+    let text: String = rows.iter().map(|row| format!("{row}\n")).collect();
+    let (_dir, path) = scratch("outputs.jsonl", &text);
+    let outputs = unlabeled::read_outputs(&[path]).unwrap();
+    let texts: Vec<(&str, &str)> = outputs
+        .iter()
+        .map(|o| (o.prompt.as_str(), o.response.as_str()))
+        .collect();
+    assert_eq!(texts, [("q", "a"), ("q", "b")]);
 }
 
 #[test]

@@ -1,26 +1,36 @@
 //! Dialogues: chat message lists (OpenAI `[{role, content}]`, ShareGPT `[{from, value}]`) and
-//! the transcript text a judge reads.
+//! the transcript text a judge reads; prompt and response fields given as text or as messages.
 
 use super::row::Row;
-use crate::Result;
+use crate::{Result, chat_format};
 use serde_json::Value;
 
 /// A speaker in a dialogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
     System,
     User,
     Assistant,
 }
 
 impl Role {
-    /// Accepts the OpenAI (`user`, `assistant`) and ShareGPT (`human`, `gpt`) names.
-    fn parse(name: &str) -> Option<Role> {
+    /// Accepts the OpenAI (`user`, `assistant`), ShareGPT (`human`, `gpt`) and Gemma (`model`)
+    /// names.
+    pub(crate) fn parse(name: &str) -> Option<Role> {
         match name {
             "system" => Some(Role::System),
             "user" | "human" => Some(Role::User),
-            "assistant" | "gpt" => Some(Role::Assistant),
+            "assistant" | "gpt" | "model" => Some(Role::Assistant),
             _ => None,
+        }
+    }
+
+    /// The OpenAI role name.
+    fn name(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
         }
     }
 
@@ -110,4 +120,66 @@ pub(crate) fn final_assistant_turn(
             .error(Some(field), "the last message is not the assistant's")),
         None => Err(row.location.error(Some(field), "empty conversation")),
     }
+}
+
+/// What a prompt or response field may hold, for error messages.
+const TEXT_OR_MESSAGES: &str = "a string or a list of chat messages [{\"role\", \"content\"}]";
+
+/// A prompt field as the judge's question block reads it: a string (a rendered chat prompt,
+/// `<|im_start|>user\n…`, is undone by [`chat_format`]), a list of chat messages, or one message
+/// object; a dialogue of more than a lone user turn becomes a [`render_transcript`] transcript.
+pub(crate) fn prompt_text(row: &Row, field: &str, value: &Value) -> Result<String> {
+    Ok(match value {
+        Value::String(text) => match chat_format::parse(text) {
+            Some(turns) => render_transcript(&turns),
+            None => {
+                chat_format::warn_if_markup(text);
+                text.clone()
+            }
+        },
+        Value::Array(messages) => {
+            let turns = parse_messages(row, field, messages)?;
+            if turns.is_empty() {
+                return Err(row.location.error(Some(field), "empty conversation"));
+            }
+            render_transcript(&turns)
+        }
+        Value::Object(_) => {
+            render_transcript(&parse_messages(row, field, std::slice::from_ref(value))?)
+        }
+        other => return Err(row.wrong_type(field, TEXT_OR_MESSAGES, other)),
+    })
+}
+
+/// A response field: a string (trailing end-of-turn strings such as `<|im_end|>` dropped, see
+/// [`chat_format::response_text`]), or one assistant message, alone or as a one-message list
+/// (TRL's conversational completions, `[{"role": "assistant", "content": …}]`), unwrapped to its
+/// content. Anything else is an error naming the field.
+pub(crate) fn response_text(row: &Row, field: &str, value: &Value) -> Result<String> {
+    Ok(match value {
+        Value::String(text) => chat_format::response_text(text),
+        Value::Array(messages) => match parse_messages(row, field, messages)?.as_slice() {
+            [(Role::Assistant, text)] => text.clone(),
+            [(role, _)] => {
+                return Err(row.location.error(
+                    Some(&format!("{field}[0].role")),
+                    format!(
+                        "a response must be the assistant's message, found {}",
+                        role.name()
+                    ),
+                ));
+            }
+            turns => {
+                return Err(row.location.error(
+                    Some(field),
+                    format!(
+                        "a response must be one assistant message, found {} messages",
+                        turns.len()
+                    ),
+                ));
+            }
+        },
+        Value::Object(_) => response_text(row, field, &Value::Array(vec![value.clone()]))?,
+        other => return Err(row.wrong_type(field, TEXT_OR_MESSAGES, other)),
+    })
 }

@@ -121,8 +121,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rows[1].location.row, 3);
-        let err = rows[1].text("prompt").unwrap_err().to_string();
-        assert_eq!(err, "in.jsonl:3: field `prompt`: must be a string");
+        let err = rows[1].prompt("prompt").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "in.jsonl:3: field `prompt`: expected a string or a list of chat messages [{\"role\", \"content\"}], found a number"
+        );
         let err = read_rows(Path::new("in.jsonl"), "[1]")
             .unwrap_err()
             .to_string();
@@ -131,8 +134,8 @@ mod tests {
 
     #[test]
     fn request_rows_are_numbered_from_one() {
-        let row = Row::new(Location::request(0), Map::new());
-        let err = row.texts("responses").unwrap_err().to_string();
+        let row = Row::new(Location::request("rows", 0), Map::new());
+        let err = row.responses("responses").unwrap_err().to_string();
         assert_eq!(err, "rows:1: field `responses`: is missing");
     }
 }

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 /// LLMBar: `input`, `output_1`, `output_2`, `label` 1 or 2 (number or string).
 pub(super) fn parse(row: &mut Row) -> Result<Content> {
-    let prompt = row.take_text("input")?;
-    let output_1 = row.take_text("output_1")?;
-    let output_2 = row.take_text("output_2")?;
+    let prompt = row.take_prompt("input")?;
+    let output_1 = row.take_response("output_1")?;
+    let output_2 = row.take_response("output_2")?;
     let label = row.take("label")?;
     let label = match &label {
         Value::String(text) => text.trim().to_owned(),

@@ -11,7 +11,7 @@
 //!
 //! | [`Format`] | row | parsed in |
 //! |---|---|---|
-//! | `preference` | `prompt`, `chosen`, `rejected`: strings, or chat lists `[{role, content}]` | `preference.rs` |
+//! | `preference` | `prompt`, `chosen`, `rejected`; or whole conversations in `chosen`, `rejected` | `preference.rs` |
 //! | `pairs` | `prompt`, `response_a`, `response_b`, optional `label` `"A"`/`"B"` | `pairs.rs` |
 //! | `hh` | HH-RLHF: `chosen`, `rejected` whole `\n\nHuman: … \n\nAssistant: …` dialogues | `hh.rs` |
 //! | `rm-bench` | `prompt`, `chosen[3]`, `rejected[3]` (concise, detailed, detailed markdown) | `rm_bench.rs` |
@@ -19,6 +19,13 @@
 //! | `llama-factory` | `conversations[{from, value}]`, `chosen{from, value}`, `rejected{from, value}` | `llama_factory.rs` |
 //! | `judgebench` | `question`, `response_A`, `response_B`, `label` `"A>B"`/`"B>A"`, `source` | `judgebench.rs` |
 //! | `rewardbench` | `prompt`, `chosen`, `rejected`, `subset` | `preference.rs` |
+//!
+//! Every prompt field (`prompt`, `input`, `question`) may be a string or a list of chat
+//! messages `[{role, content}]` (ShareGPT's `[{from, value}]` too); a multi-turn prompt keeps
+//! its turns, rendered as a `Human: … Assistant: …` transcript in the judge's question block.
+//! Every response field may be a string or one assistant message (`[{"role": "assistant",
+//! "content": …}]` or the object alone), which is unwrapped. A string rendered by a chat
+//! template (`<|im_start|>user\n…`) is undone ([`crate::chat_format`]).
 //!
 //! Errors name the file, the row and the field: rows of a JSONL file by their 1-based line,
 //! elements of a JSON array by their 0-based index (the message says which).
@@ -41,6 +48,7 @@ mod rm_bench;
 mod row;
 pub mod unlabeled;
 
+pub use dialogue::Role;
 pub(crate) use read::RowReader;
 pub use read::{ReadLimits, file_stem};
 pub use rm_bench::{RM_BENCH_STYLES, StyleGrid};

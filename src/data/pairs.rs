@@ -8,9 +8,9 @@ use serde_json::Value;
 /// `prompt`, `response_a`, `response_b`, optional `label` "A"/"B".
 pub(super) fn parse(row: &mut Row) -> Result<Content> {
     let pair = Pair {
-        prompt: row.take_text("prompt")?,
-        response_a: row.take_text("response_a")?,
-        response_b: row.take_text("response_b")?,
+        prompt: row.take_prompt("prompt")?,
+        response_a: row.take_response("response_a")?,
+        response_b: row.take_response("response_b")?,
     };
     let label = match row.fields.remove("label") {
         None | Some(Value::Null) => return Ok(Content::Pair(pair)),

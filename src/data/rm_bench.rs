@@ -1,5 +1,6 @@
 //! RM-Bench: `prompt`, `chosen[3]`, `rejected[3]` (concise, detailed, detailed markdown).
 
+use super::dialogue::response_text;
 use super::{Content, Row};
 use crate::{Preference, Result};
 
@@ -36,7 +37,7 @@ impl StyleGrid {
 
 /// RM-Bench: `prompt`, and [`RM_BENCH_STYLES`] variants each of `chosen` and `rejected`.
 pub(super) fn parse(row: &mut Row) -> Result<Content> {
-    let prompt = row.take_text("prompt")?;
+    let prompt = row.take_prompt("prompt")?;
     let mut variants = |field: &str| -> Result<[String; RM_BENCH_STYLES]> {
         let value = row.take(field)?;
         let items = value
@@ -54,10 +55,7 @@ pub(super) fn parse(row: &mut Row) -> Result<Content> {
         let mut texts: [String; RM_BENCH_STYLES] = Default::default();
         for (i, item) in items.iter().enumerate() {
             let name = format!("{field}[{i}]");
-            let text = item
-                .as_str()
-                .ok_or_else(|| row.wrong_type(&name, "a string", item))?;
-            texts[i] = row.non_blank(&name, text.to_owned())?;
+            texts[i] = row.non_blank(&name, response_text(row, &name, item)?)?;
         }
         Ok(texts)
     };

@@ -4,6 +4,7 @@
 //! model-output files of [`super::unlabeled`], the JSON-lines input of `gram rank` and
 //! `gram reward` ([`super::jsonl`]), and the rows of an HTTP request body (`crate::serve`).
 
+use super::dialogue::{prompt_text, response_text};
 use crate::{Error, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 pub struct Location {
     pub origin: Origin,
     /// The row's number: a JSONL file's 1-based line, a JSON array's 0-based element index, or
-    /// a request body's 0-based `rows` index (see [`Origin`]).
+    /// a 0-based index in a request body's list (see [`Origin`]).
     pub row: usize,
 }
 
@@ -26,9 +27,9 @@ pub enum Origin {
     /// An element of a file holding one JSON array; errors name it `file:index` and say it is
     /// an element index counting from 0.
     Element(Arc<Path>),
-    /// An element of an HTTP request body's `rows` list, which has no file; errors name it
-    /// `rows:N` with N counting from 1.
-    Request,
+    /// An element of a list in an HTTP request body (`rows`, `pairs`, ...; the name given),
+    /// which has no file; errors name it `rows:N` with N counting from 1.
+    Request(&'static str),
 }
 
 impl Location {
@@ -48,10 +49,10 @@ impl Location {
         }
     }
 
-    /// Element `index` (0-based) of a request body's `rows`.
-    pub fn request(index: usize) -> Location {
+    /// Element `index` (0-based) of the request body's list `list` (`rows`, `pairs`).
+    pub fn request(list: &'static str, index: usize) -> Location {
         Location {
-            origin: Origin::Request,
+            origin: Origin::Request(list),
             row: index,
         }
     }
@@ -60,7 +61,7 @@ impl Location {
     pub fn path(&self) -> Option<&Path> {
         match &self.origin {
             Origin::Line(path) | Origin::Element(path) => Some(path),
-            Origin::Request => None,
+            Origin::Request(_) => None,
         }
     }
 
@@ -76,7 +77,7 @@ impl Location {
                 ));
                 Error::data(path, Some(self.row), field, message)
             }
-            Origin::Request => Error::data("rows", Some(self.row + 1), field, message),
+            Origin::Request(list) => Error::data(list, Some(self.row + 1), field, message),
         }
     }
 }
@@ -85,8 +86,9 @@ impl Location {
 ///
 /// Two ways to read it: the format parsers *take* fields (`take*`, errors such as "missing",
 /// "expected a string, found a number"), leaving what they did not consume to pass through;
-/// `gram rank` and `gram reward` *read* fields in place ([`Row::text`], [`Row::texts`], errors
-/// such as "is missing", "must be a string") and pass the whole row through.
+/// `gram rank` and `gram reward` *read* fields in place ([`Row::prompt`], [`Row::response`],
+/// [`Row::responses`], errors such as "is missing") and pass the whole row through. Prompt and
+/// response fields are text or chat messages either way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub location: Location,
@@ -98,29 +100,36 @@ impl Row {
         Row { location, fields }
     }
 
-    /// A required string field, left in place.
-    pub fn text(&self, field: &str) -> Result<String> {
-        match self.fields.get(field) {
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(_) => Err(self.location.error(Some(field), "must be a string")),
-            None => Err(self.location.error(Some(field), "is missing")),
+    /// A required prompt field, left in place: text or chat messages, as the judge reads it
+    /// (see [`prompt_text`]).
+    pub fn prompt(&self, field: &str) -> Result<String> {
+        prompt_text(self, field, self.get(field)?)
+    }
+
+    /// A required response field, left in place: text or one assistant message (see
+    /// [`response_text`]).
+    pub fn response(&self, field: &str) -> Result<String> {
+        response_text(self, field, self.get(field)?)
+    }
+
+    /// A required list of responses, left in place, each as [`Row::response`] reads one
+    /// (errors name the element, `field[i]`).
+    pub fn responses(&self, field: &str) -> Result<Vec<String>> {
+        match self.get(field)? {
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| response_text(self, &format!("{field}[{i}]"), item))
+                .collect(),
+            other => Err(self.wrong_type(field, "a list of responses", other)),
         }
     }
 
-    /// A required list of strings, left in place.
-    pub fn texts(&self, field: &str) -> Result<Vec<String>> {
-        let wrong = || {
-            self.location
-                .error(Some(field), "must be a list of strings")
-        };
-        match self.fields.get(field) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned).ok_or_else(wrong))
-                .collect(),
-            Some(_) => Err(wrong()),
-            None => Err(self.location.error(Some(field), "is missing")),
-        }
+    /// A field that must be present, left in place.
+    fn get(&self, field: &str) -> Result<&Value> {
+        self.fields
+            .get(field)
+            .ok_or_else(|| self.location.error(Some(field), "is missing"))
     }
 
     /// Remove and return a field that must be present.
@@ -138,9 +147,18 @@ impl Row {
         }
     }
 
-    /// Remove a field that must be a non-blank string (a prompt or a response).
-    pub(crate) fn take_text(&mut self, field: &str) -> Result<String> {
-        let text = self.take_str(field)?;
+    /// Remove a prompt field: non-blank text or chat messages (see [`prompt_text`]).
+    pub(crate) fn take_prompt(&mut self, field: &str) -> Result<String> {
+        let value = self.take(field)?;
+        let text = prompt_text(self, field, &value)?;
+        self.non_blank(field, text)
+    }
+
+    /// Remove a response field: non-blank text or one assistant message (see
+    /// [`response_text`]).
+    pub(crate) fn take_response(&mut self, field: &str) -> Result<String> {
+        let value = self.take(field)?;
+        let text = response_text(self, field, &value)?;
         self.non_blank(field, text)
     }
 

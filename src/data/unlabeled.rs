@@ -7,12 +7,16 @@
 //!   files with rows `question_id`, `model_id`, `choices[0].turns[0].content`;
 //! - plain JSONL `prompt`, `response` (and optionally `model`; else the file stem names it).
 //!
+//! Prompts and responses may be chat messages or chat-template-rendered text, read as every
+//! data format reads them (see [`super`]).
+//!
 //! Outputs are grouped by prompt text; empty responses are dropped (a model that said nothing
 //! is not a response worth judging); responses whose whitespace-normalised text is the same
 //! are kept once (the first seen); every two different responses to a prompt form a pair, or
 //! `per_prompt` pairs of them drawn at random; each pair's A/B order is random. Randomness
 //! comes from one ChaCha8 generator seeded with `seed`, so a run is reproducible.
 
+use super::dialogue::response_text;
 use super::{ReadLimits, Row, RowReader, file_stem};
 use crate::io::AtomicFile;
 use crate::{Error, Result};
@@ -131,13 +135,13 @@ pub fn read_outputs_with(paths: &[PathBuf], limits: ReadLimits) -> Result<Vec<Ou
             let output = match kind {
                 OutputFile::ArenaQuestions => continue,
                 OutputFile::AlpacaEval => Output {
-                    prompt: row.take_text("instruction")?,
-                    response: row.take_str("output")?,
+                    prompt: row.take_prompt("instruction")?,
+                    response: take_output(&mut row, "output")?,
                     model: row.peek_str("generator")?.unwrap_or_else(|| stem.clone()),
                 },
                 OutputFile::Plain => Output {
-                    prompt: row.take_text("prompt")?,
-                    response: row.take_str("response")?,
+                    prompt: row.take_prompt("prompt")?,
+                    response: take_output(&mut row, "response")?,
                     model: row.peek_str("model")?.unwrap_or_else(|| stem.clone()),
                 },
                 OutputFile::ArenaAnswers => {
@@ -269,4 +273,11 @@ pub fn write_pairs(path: &Path, pairs: &[ModelPair]) -> Result<()> {
         file.write_json_line(pair)?;
     }
     file.commit()
+}
+
+/// Remove a model output: text or one assistant message (see [`response_text`]); an empty one
+/// is kept here and counted as dropped later.
+fn take_output(row: &mut Row, field: &str) -> Result<String> {
+    let value = row.take(field)?;
+    response_text(row, field, &value)
 }

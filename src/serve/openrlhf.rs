@@ -4,23 +4,27 @@
 
 use super::http::{ApiError, ok};
 use super::routes::AppState;
+use crate::data::{Location, Row};
 use crate::reward::{Baseline, Group, Scale, check_group, group_rewards_with};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-/// OpenRLHF's remote reward-model request.
+/// OpenRLHF's remote reward-model request: `query[i]` is `prompts[i]` followed by the response,
+/// both as the policy's tokenizer decoded them (chat markup and end-of-turn token included,
+/// undone here by [`crate::chat_format`]); `labels[i]`, if given and not empty, is a reference
+/// response (text or one assistant message).
 #[derive(Deserialize)]
 struct GetRewardRequest {
     query: Vec<String>,
     prompts: Vec<String>,
     #[serde(default)]
-    labels: Option<Vec<Option<String>>>,
+    labels: Option<Vec<Value>>,
 }
 
 /// A group to reward and the indices (in `query`) of its responses.
@@ -63,7 +67,7 @@ fn groups(state: &AppState, request: GetRewardRequest) -> Result<Vec<IndexedGrou
             request.prompts.len()
         )));
     }
-    let labels = request.labels.unwrap_or_else(|| vec![None; n]);
+    let labels = request.labels.unwrap_or_else(|| vec![Value::Null; n]);
     if labels.len() != n {
         return Err(ApiError::bad_request(format!(
             "`labels` has {} entries but `query` has {n}",
@@ -72,47 +76,86 @@ fn groups(state: &AppState, request: GetRewardRequest) -> Result<Vec<IndexedGrou
     }
     let mut groups: Vec<IndexedGroup> = Vec::new();
     // The round-robin group of each prompt seen without a label, by its index in `groups`.
-    let mut round_robin: HashMap<&str, usize> = HashMap::new();
+    let mut round_robin: HashMap<String, usize> = HashMap::new();
     for (i, ((query, prompt), label)) in request
         .query
-        .iter()
-        .zip(&request.prompts)
+        .into_iter()
+        .zip(request.prompts)
         .zip(labels)
         .enumerate()
     {
-        state.check_length(|| format!("query[{i}]"), query)?;
-        let Some(response) = query.strip_prefix(prompt.as_str()) else {
-            return Err(ApiError::bad_request(format!(
-                "query[{i}] does not start with prompts[{i}]"
-            )));
-        };
-        let alone = |baseline| {
+        state.check_length(|| format!("query[{i}]"), &query)?;
+        let Sample {
+            prompt,
+            response,
+            label,
+        } = Sample::parse(i, &query, prompt, label)?;
+        let alone = |prompt, baseline| {
             let group = Group {
-                prompt: prompt.clone(),
-                responses: vec![response.to_owned()],
+                prompt,
+                responses: vec![response.clone()],
                 baseline,
             };
             (group, vec![i])
         };
-        match label.filter(|label| !label.is_empty()) {
+        match label {
             Some(label) => {
                 state.check_length(|| format!("labels[{i}]"), &label)?;
-                groups.push(alone(Baseline::Reference(label)));
+                groups.push(alone(prompt, Baseline::Reference(label)));
             }
-            None => match round_robin.entry(prompt.as_str()) {
+            None => match round_robin.entry(prompt) {
                 Entry::Occupied(g) => {
                     let (group, indices) = &mut groups[*g.get()];
-                    group.responses.push(response.to_owned());
+                    group.responses.push(response);
                     indices.push(i);
                 }
                 Entry::Vacant(g) => {
+                    let group = alone(g.key().clone(), Baseline::RoundRobin);
                     g.insert(groups.len());
-                    groups.push(alone(Baseline::RoundRobin));
+                    groups.push(group);
                 }
             },
         }
     }
     Ok(groups)
+}
+
+/// One OpenRLHF sample as the judge reads it.
+struct Sample {
+    /// The prompt's dialogue (its chat markup undone).
+    prompt: String,
+    /// The query after the prompt, without its trailing end-of-turn strings.
+    response: String,
+    /// The reference response, when a non-empty label was given.
+    label: Option<String>,
+}
+
+impl Sample {
+    /// Sample `i`: the response is `query` minus `prompt`; all three texts read as data rows
+    /// read them ([`Row::prompt`], [`Row::response`]), so errors name `query:N` and the field.
+    fn parse(i: usize, query: &str, prompt: String, label: Value) -> Result<Sample, ApiError> {
+        let Some(response) = query.strip_prefix(prompt.as_str()) else {
+            return Err(ApiError::bad_request(format!(
+                "query[{i}] does not start with prompts[{i}]"
+            )));
+        };
+        let mut fields = Map::new();
+        fields.insert("prompts".into(), Value::String(prompt.clone()));
+        fields.insert("response".into(), Value::String(response.to_owned()));
+        fields.insert("labels".into(), label);
+        let row = Row::new(Location::request("query", i), fields);
+        let bad = |e: crate::Error| ApiError::bad_request(e.to_string());
+        let label = match &row.fields["labels"] {
+            Value::Null => None,
+            Value::String(text) if text.is_empty() => None,
+            _ => Some(row.response("labels").map_err(bad)?),
+        };
+        Ok(Sample {
+            prompt: row.prompt("prompts").map_err(bad)?,
+            response: row.response("response").map_err(bad)?,
+            label,
+        })
+    }
 }
 
 /// Scatter each group's rewards back to its queries' positions.

@@ -1,5 +1,10 @@
 //! The router and the handlers of `/health`, `/judge`, `/rank` and `/reward` (`/get_reward` is
 //! in [`super::openrlhf`]), with the state they share.
+//!
+//! Every prompt and response field of every endpoint is read as data rows read them
+//! ([`Row::prompt`], [`Row::response`]): text (chat-template markup undone by
+//! [`crate::chat_format`]) or chat messages, a response being one assistant message; a bad shape
+//! is 400 naming the list element and field (`pairs:1: field `response_a[0].role`: …`).
 
 use super::ServeConfig;
 use super::batcher::{Queue, QueueJudge};
@@ -184,21 +189,31 @@ async fn health(State(state): State<AppState>) -> Response {
 
 #[derive(Deserialize)]
 struct JudgeRequest {
-    pairs: Vec<Pair>,
+    pairs: Vec<Map<String, Value>>,
 }
 
-/// `POST /judge`: one verdict per pair.
+/// `POST /judge`: one verdict per pair (`prompt`, `response_a`, `response_b`, each text or chat
+/// messages, see [`Row::prompt`] and [`Row::response`]).
 async fn judge_pairs(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: JudgeRequest = state.parse(body)?;
-    for (i, pair) in request.pairs.iter().enumerate() {
-        state.check_length(|| format!("pairs[{i}].prompt"), &pair.prompt)?;
-        state.check_length(|| format!("pairs[{i}].response_a"), &pair.response_a)?;
-        state.check_length(|| format!("pairs[{i}].response_b"), &pair.response_b)?;
+    let mut pairs = Vec::with_capacity(request.pairs.len());
+    for (i, fields) in request.pairs.into_iter().enumerate() {
+        let row = Row::new(Location::request("pairs", i), fields);
+        let text = |field: &str, read: fn(&Row, &str) -> Result<String>| {
+            let text = read(&row, field).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            state.check_length(|| format!("pairs[{i}].{field}"), &text)?;
+            Ok::<_, ApiError>(text)
+        };
+        pairs.push(Pair::new(
+            text("prompt", Row::prompt)?,
+            text("response_a", Row::response)?,
+            text("response_b", Row::response)?,
+        ));
     }
-    let verdicts = state.queue.judge(request.pairs).await?;
+    let verdicts = state.queue.judge(pairs).await?;
     Ok(ok(json!({ "results": verdicts })))
 }
 
@@ -213,30 +228,34 @@ struct RowsRequest {
 
 impl RowsRequest {
     /// The rows, located by their index in `rows`, after checking every text the judge would
-    /// read.
+    /// read (as [`Row::prompt`], [`Row::response`] and [`Row::responses`] read it).
     fn rows(self, state: &AppState) -> Result<Vec<Row>, ApiError> {
-        for (i, row) in self.rows.iter().enumerate() {
+        let rows: Vec<Row> = self
+            .rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, fields)| Row::new(Location::request("rows", i), fields))
+            .collect();
+        let bad = |e: Error| ApiError::bad_request(e.to_string());
+        for (i, row) in rows.iter().enumerate() {
             for field in ["prompt", "response", "reference", "greedy"] {
-                if let Some(Value::String(text)) = row.get(field) {
-                    state.check_length(|| format!("rows[{i}].{field}"), text)?;
+                if row.fields.contains_key(field) {
+                    let text = if field == "prompt" {
+                        row.prompt(field)
+                    } else {
+                        row.response(field)
+                    };
+                    state.check_length(|| format!("rows[{i}].{field}"), &text.map_err(bad)?)?;
                 }
             }
-            if let Some(Value::Array(responses)) = row.get("responses") {
-                for (k, text) in responses
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(k, v)| Some((k, v.as_str()?)))
-                {
+            if row.fields.contains_key("responses") {
+                let responses = row.responses("responses").map_err(bad)?;
+                for (k, text) in responses.iter().enumerate() {
                     state.check_length(|| format!("rows[{i}].responses[{k}]"), text)?;
                 }
             }
         }
-        Ok(self
-            .rows
-            .into_iter()
-            .enumerate()
-            .map(|(i, fields)| Row::new(Location::request(i), fields))
-            .collect())
+        Ok(rows)
     }
 }
 

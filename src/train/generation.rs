@@ -25,9 +25,9 @@ pub fn generation_example(
     max_len: usize,
 ) -> Result<Option<TrainExample>> {
     let mut ids: Vec<u32> = codec.bos_token_id().into_iter().collect();
-    ids.extend(codec.encode(&generation_input(prompt))?);
+    ids.extend(codec.encode_text(&generation_input(prompt))?);
     let target_start = ids.len();
-    ids.extend(codec.encode(&generation_target(a, b))?);
+    ids.extend(codec.encode_text(&generation_target(a, b))?);
     ids.extend(codec.eos_token_id());
     ids.truncate(max_len);
     Ok((ids.len() > target_start).then_some(TrainExample::Generation { ids, target_start }))

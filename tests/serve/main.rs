@@ -2,8 +2,13 @@
 //!
 //! The client is hand-written HTTP/1.1 over `std::net::TcpStream` (one request per connection).
 //! `protocol.rs` covers the endpoints, batching and failures; `guards.rs` what protects the
-//! server from its clients (API key, content type, deadlines, clients that go away).
+//! server from its clients (API key, content type, deadlines, clients that go away);
+//! `clients.rs` the payloads of TRL and OpenRLHF (chat messages, chat-template-rendered text),
+//! `scripts/gram_client.py`, and a rendered request on the real model.
 
+mod clients;
+#[path = "../common/mod.rs"]
+mod common;
 mod guards;
 mod protocol;
 
@@ -65,9 +70,18 @@ fn config() -> ServeConfig {
 }
 
 /// Start a server with `judge` and wait until `/health` says it is ready.
-fn start(judge: FakeJudge, config: ServeConfig) -> Server {
-    let server = Server::start(move || Ok(judge), config).expect("server starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
+fn start(judge: impl Judge + Send + 'static, config: ServeConfig) -> Server {
+    start_with(move || Ok(judge), config, Duration::from_secs(10))
+}
+
+/// Start a server whose judge `factory` builds, and wait up to `load` until it is ready.
+fn start_with<J: Judge + 'static>(
+    factory: impl FnOnce() -> Result<J> + Send + 'static,
+    config: ServeConfig,
+    load: Duration,
+) -> Server {
+    let server = Server::start(factory, config).expect("server starts");
+    let deadline = Instant::now() + load;
     while http(server.addr(), "GET", "/health", b"").status != 200 {
         assert!(Instant::now() < deadline, "never became healthy");
         thread::sleep(Duration::from_millis(5));

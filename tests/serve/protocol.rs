@@ -143,7 +143,7 @@ fn malformed_json_is_400_naming_the_problem() {
         reply.json()["error"]
             .as_str()
             .unwrap()
-            .contains("missing field `response_b`"),
+            .contains("pairs:1: field `response_b`: is missing"),
         "{}",
         reply.body
     );
