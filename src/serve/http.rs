@@ -1,11 +1,15 @@
-//! HTTP plumbing shared by the handlers: error answers and their status codes, JSON bodies in
-//! and out.
+//! HTTP plumbing shared by the handlers: error answers and their status codes, request bodies
+//! read within their size and time limits, JSON bodies in and out.
 
 use super::batcher::Failure;
-use axum::body::Bytes;
+use super::routes::AppState;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -62,6 +66,62 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Read the whole request body before the handler runs, so that what a client does not send
+/// cannot hold a handler: 413 over `max_body_bytes` (a declared `Content-Length` is refused
+/// before reading), 408 if it has not all arrived within `body_timeout` of the head (a client
+/// that sends its headers and stalls, or trickles its body); then the handler, with the body
+/// in memory.
+pub(super) async fn read_body(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (limit, timeout) = (state.limits.max_body_bytes, state.limits.body_timeout);
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+        .into_response()
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return too_large();
+    }
+    let (head, body) = request.into_parts();
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(head, Body::from(bytes))).await,
+        Ok(Err(error)) if over_limit(&error) => too_large(),
+        Ok(Err(error)) => {
+            ApiError::bad_request(format!("reading the request body failed: {error}"))
+                .into_response()
+        }
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Whether reading a body failed because it exceeded its length limit.
+fn over_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if error.is::<LengthLimitError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Decode a JSON body: 413 over `max_body_bytes`, 400 naming what is malformed.

@@ -48,6 +48,7 @@
 //! | `openrlhf.rs` | the `/get_reward` adapter |
 
 mod batcher;
+mod connections;
 mod http;
 mod openrlhf;
 mod routes;
@@ -58,7 +59,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Where to listen and how to batch and bound work. Its `Debug` form hides the API key.
@@ -86,6 +87,16 @@ pub struct ServeConfig {
     /// Longest a request may take, queueing included; beyond that 504, and its jobs still
     /// queued are not judged (a batch already running is not interrupted).
     pub request_timeout: Duration,
+    /// Most connections open at once; beyond that new ones wait in the listen queue.
+    pub max_connections: usize,
+    /// Longest wait for a request's complete head, from the connection opening or its previous
+    /// response: slow and idle (keep-alive) connections are closed after it.
+    pub header_timeout: Duration,
+    /// Longest wait for a request's complete body once its head has arrived; beyond that 408.
+    pub body_timeout: Duration,
+    /// After the stop signal, how long requests in flight may still take before the server
+    /// stops without them.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -101,6 +112,10 @@ impl Default for ServeConfig {
             ranking: crate::rank::Limits::default(),
             api_key: None,
             request_timeout: Duration::from_secs(600),
+            max_connections: 512,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -118,6 +133,10 @@ impl std::fmt::Debug for ServeConfig {
             .field("ranking", &self.ranking)
             .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
             .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
     }
 }
@@ -200,8 +219,17 @@ where
     if config.api_key.as_deref() == Some("") {
         return Err(Error::invalid("the API key must not be empty"));
     }
-    if config.request_timeout.is_zero() {
-        return Err(Error::invalid("--request-timeout-secs must be at least 1"));
+    if config.max_connections == 0 {
+        return Err(Error::invalid("--max-connections must be at least 1"));
+    }
+    for (flag, timeout) in [
+        ("--request-timeout-secs", config.request_timeout),
+        ("--header-timeout-secs", config.header_timeout),
+        ("--body-timeout-secs", config.body_timeout),
+    ] {
+        if timeout.is_zero() {
+            return Err(Error::invalid(format!("{flag} must be at least 1")));
+        }
     }
     let bind_error = |e| {
         Error::invalid(format!(
@@ -230,28 +258,46 @@ where
             load_failure,
             thread: worker,
         } = batcher::spawn(factory, &config);
-        let state = AppState {
+        let config = Arc::new(config);
+        let app = routes::router(AppState {
             queue,
             ready,
-            limits: Arc::new(config),
-        };
-        let served = runtime.block_on(async move {
+            limits: config.clone(),
+        });
+        let served = runtime.block_on(async {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            let shutdown = async move {
+            let stop = async move {
                 tokio::select! {
                     _ = stop => {}
                     Ok(()) = load_failure => {}
                 }
             };
-            axum::serve(listener, routes::router(state))
-                .with_graceful_shutdown(shutdown)
-                .await
+            Ok::<_, std::io::Error>(connections::serve(listener, app, &config, stop).await)
         });
-        // The router (and with it the queue's sender) is gone: the worker drains and exits.
-        let loaded = join(worker);
-        drop(runtime);
-        served.map_err(|e| Error::invalid(format!("the HTTP server failed: {e}")))?;
-        loaded
+        // Dropping the connections still open at the deadline drops their handlers, which
+        // cancels their work; with the router gone too the worker drains and exits.
+        runtime.shutdown_background();
+        let shutdown =
+            served.map_err(|e| Error::invalid(format!("the HTTP server failed: {e}")))?;
+        if shutdown.dropped > 0 {
+            eprintln!(
+                "gram serve: {} connections were still busy at the shutdown deadline ({} s); \
+                 closed them",
+                shutdown.dropped,
+                config.shutdown_timeout.as_secs_f64()
+            );
+        }
+        while !worker.is_finished() && Instant::now() < shutdown.deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if worker.is_finished() {
+            join(worker)
+        } else {
+            eprintln!(
+                "gram serve: the judge was still busy at the shutdown deadline; stopping without it"
+            );
+            Ok(())
+        }
     });
     Ok((addr, thread))
 }

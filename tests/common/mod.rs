@@ -3,6 +3,8 @@
 //! ([`check_logits`]).
 #![allow(dead_code)] // each test crate uses its own subset of these helpers
 
+pub mod gguf;
+
 use std::path::PathBuf;
 
 /// The shared read-only data directory: `$GRAM_SHARED`, else `<repo root>/../shared`.

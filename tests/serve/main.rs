@@ -2,8 +2,11 @@
 //!
 //! The client is hand-written HTTP/1.1 over `std::net::TcpStream` (one request per connection).
 //! `protocol.rs` covers the endpoints, batching and failures; `guards.rs` what protects the
-//! server from its clients (API key, content type, deadlines, clients that go away).
+//! server from its clients (API key, content type, deadlines, clients that go away);
+//! `connections.rs` the bounds on connections (header and body timeouts, the connection cap,
+//! the shutdown deadline, judging stopped when its client leaves).
 
+mod connections;
 mod guards;
 mod protocol;
 
