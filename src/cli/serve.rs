@@ -27,6 +27,10 @@ pub struct Args {
     /// Largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = 16 << 20)]
     pub max_body_bytes: usize,
+    /// Most bytes of request bodies in memory at once, all requests together (each reserves
+    /// its Content-Length until answered; 503 with Retry-After beyond).
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_body_memory: usize,
     /// Longest prompt or response in characters (400 beyond).
     #[arg(long, default_value_t = 32_768)]
     pub max_chars: usize,
@@ -63,6 +67,7 @@ pub fn run(args: Args) -> Result<()> {
         max_wait: Duration::from_millis(args.max_wait_ms),
         max_queue: args.max_queue,
         max_body_bytes: args.max_body_bytes,
+        max_body_memory: args.max_body_memory,
         max_chars: args.max_chars,
         ranking: args.limits.limits(),
         api_key: args

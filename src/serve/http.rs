@@ -1,9 +1,9 @@
 //! HTTP plumbing shared by the handlers: error answers and their status codes, request bodies
 //! read within their size and time limits, JSON bodies in and out.
 
+use super::ServeConfig;
 use super::batcher::Failure;
-use super::routes::AppState;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// An error answer, sent as `{"error": message}`: status, message, and for 503 a `Retry-After`
 /// (seconds).
@@ -68,17 +70,36 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The request bodies held in memory by all requests together, in KiB: each request reserves
+/// the most its body can be (its `Content-Length`, or `max_body_bytes` for a chunked body)
+/// before reading it, and keeps the reservation until it is answered, as its parsed form lives
+/// that long.
+#[derive(Clone)]
+pub(super) struct BodyBudget {
+    limits: Arc<ServeConfig>,
+    kib: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    pub(super) fn new(limits: Arc<ServeConfig>) -> Self {
+        let kib = Arc::new(Semaphore::new(limits.max_body_memory.div_ceil(1024)));
+        BodyBudget { limits, kib }
+    }
+}
+
 /// Read the whole request body before the handler runs, so that what a client does not send
 /// cannot hold a handler: 413 over `max_body_bytes` (a declared `Content-Length` is refused
-/// before reading), 408 if it has not all arrived within `body_timeout` of the head (a client
-/// that sends its headers and stalls, or trickles its body); then the handler, with the body
-/// in memory.
+/// before reading), 503 with `Retry-After` while the bodies in memory would exceed
+/// `max_body_memory`, 408 if it has not all arrived within `body_timeout` of the head (a
+/// client that sends its headers and stalls, or trickles its body); then the handler, with the
+/// body in memory.
 pub(super) async fn read_body(
-    State(state): State<AppState>,
+    State(budget): State<BodyBudget>,
     request: Request,
     next: Next,
 ) -> Response {
-    let (limit, timeout) = (state.limits.max_body_bytes, state.limits.body_timeout);
+    let limits = &budget.limits;
+    let (limit, timeout) = (limits.max_body_bytes, limits.body_timeout);
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -86,13 +107,30 @@ pub(super) async fn read_body(
         )
         .into_response()
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    let size = request.body().size_hint();
+    if size.lower() > limit as u64 {
         return too_large();
     }
+    let most = size
+        .upper()
+        .map_or(limit, |upper| upper.min(limit as u64) as usize);
+    let Ok(_reserved) = budget
+        .kib
+        .clone()
+        .try_acquire_many_owned(most.div_ceil(1024) as u32)
+    else {
+        return ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the request bodies in memory have reached the limit of {} bytes; retry later",
+                    limits.max_body_memory
+                ),
+            )
+        }
+        .into_response();
+    };
     let (head, body) = request.into_parts();
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(head, Body::from(bytes))).await,

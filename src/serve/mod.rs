@@ -77,6 +77,10 @@ pub struct ServeConfig {
     pub max_queue: usize,
     /// Largest request body in bytes; beyond that 413.
     pub max_body_bytes: usize,
+    /// Most bytes of request bodies held at once, all requests together (each reserves its
+    /// declared length, or `max_body_bytes`, until answered); beyond that 503 with
+    /// `Retry-After`. At least `max_body_bytes`.
+    pub max_body_memory: usize,
     /// Longest prompt or response in characters; beyond that 400.
     pub max_chars: usize,
     /// Responses per row and comparisons per request of `/rank`, `/reward` and `/get_reward`
@@ -108,6 +112,7 @@ impl Default for ServeConfig {
             max_wait: Duration::from_millis(10),
             max_queue: 256,
             max_body_bytes: 16 << 20,
+            max_body_memory: 256 << 20,
             max_chars: 32_768,
             ranking: crate::rank::Limits::default(),
             api_key: None,
@@ -129,6 +134,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("max_wait", &self.max_wait)
             .field("max_queue", &self.max_queue)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_body_memory", &self.max_body_memory)
             .field("max_chars", &self.max_chars)
             .field("ranking", &self.ranking)
             .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
@@ -218,6 +224,11 @@ where
     }
     if config.api_key.as_deref() == Some("") {
         return Err(Error::invalid("the API key must not be empty"));
+    }
+    if config.max_body_memory < config.max_body_bytes {
+        return Err(Error::invalid(
+            "--max-body-memory must be at least --max-body-bytes",
+        ));
     }
     if config.max_connections == 0 {
         return Err(Error::invalid("--max-connections must be at least 1"));

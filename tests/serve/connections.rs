@@ -19,7 +19,7 @@ fn tight() -> ServeConfig {
 
 /// Read until the server closes the connection (or `limit` passes); what arrived and when the
 /// connection ended, counted from `since`.
-fn read_until_closed(
+pub(super) fn read_until_closed(
     stream: &mut TcpStream,
     since: Instant,
     limit: Duration,
@@ -209,4 +209,37 @@ fn a_long_request_stops_consuming_the_judge_when_its_client_leaves() {
         judged < 20,
         "{judged} of the 40 pairs were judged after the client left: {batches:?}"
     );
+}
+
+/// Bodies in memory are budgeted across requests: while a stalled client holds 2,000 of the
+/// 2,048 bytes, another body is 503 with `Retry-After` (a request without a body is served);
+/// once the stalled one times out, bodies are accepted again.
+#[test]
+fn request_bodies_share_a_memory_budget() {
+    let server = start(
+        FakeJudge::default(),
+        ServeConfig {
+            max_body_bytes: 2048,
+            max_body_memory: 2048,
+            ..tight()
+        },
+    );
+    let addr = server.addr();
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    write!(
+        stalled,
+        "POST /judge HTTP/1.1\r\nHost: {addr}\r\n{JSON}Content-Length: 2000\r\n\r\n{{"
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let body = json!({ "pairs": [pair("q", "2", "0")] }).to_string();
+    let reply = http_with(addr, "POST", "/judge", JSON, body.as_bytes());
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert!(reply.body.contains("limit of 2048 bytes"), "{}", reply.body);
+    assert_eq!(http(addr, "GET", "/health", b"").status, 200);
+    let (reply, _) = read_until_closed(&mut stalled, Instant::now(), Duration::from_secs(10));
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    still_serves(addr, JSON);
+    server.shutdown().unwrap();
 }
