@@ -252,6 +252,10 @@ fn judge_alone(judge: &mut dyn Judge, job: Job, max_batch: usize) {
 }
 
 /// One judge call with panics caught and the verdict count checked.
+///
+/// After a panic the same judge serves the next batch. That is sound for a judge whose state
+/// cannot be left half-updated: [`crate::judge::GramJudge`]'s only state besides its
+/// statistics is its cached instruction prefix, stored only once computed in full.
 fn judge_guarded(judge: &mut dyn Judge, pairs: &[Pair]) -> Answer {
     match catch_unwind(AssertUnwindSafe(|| judge.judge(pairs))) {
         Ok(Ok(verdicts)) if verdicts.len() == pairs.len() => Ok(verdicts),

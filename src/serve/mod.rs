@@ -28,7 +28,24 @@
 //! whose `Content-Type` is not `application/json` (parameters allowed) → 415, so a web page
 //! cannot post to the server without a CORS preflight (which it does not answer). A request
 //! still unanswered after [`ServeConfig::request_timeout`] → 504; its jobs still queued are then
-//! skipped (as are those of clients that disconnected), a batch already running finishes.
+//! skipped (as are those of clients that disconnected), a batch already running finishes, and
+//! a request judged in several calls (one over `max_batch` pairs, or a ranking) stops between
+//! them.
+//!
+//! Connections (`connections.rs`): at most
+//! [`ServeConfig::max_connections`] open; a request's head must arrive within
+//! [`ServeConfig::header_timeout`] of connecting or of the previous response (which also closes
+//! idle keep-alive connections); its body within [`ServeConfig::body_timeout`] of the head
+//! (408); the bodies held by all requests together within [`ServeConfig::max_body_memory`]
+//! (503 with `Retry-After`).
+//!
+//! Memory a request can make the server allocate, each bounded before the allocation: its body
+//! (`max_body_bytes`; all bodies together `max_body_memory`), the JSON parsed from it (about
+//! 2× the body for `/judge`'s typed pairs, up to 32× for free-form row fields of `/rank` and
+//! `/reward` made of tiny values, 32-byte `serde_json::Value`s from 2-byte `0,`), the verdicts
+//! (one per pair), and on the device one judge call of at
+//! most `max_batch` pairs — 2·`max_batch` sequences of at most the judge's maximum length
+//! (≤ 4,096 tokens), run `batch_size` sequences per forward pass.
 //!
 //! Failures: queue full → 503 with `Retry-After`; body over `max_body_bytes` → 413; a text
 //! over `max_chars` characters → 400; a row (or OpenRLHF prompt group) over the response
@@ -36,14 +53,16 @@
 //! limit ([`crate::rank::Limits`]); malformed JSON → 400 naming the problem; a judge error
 //! or panic → 500 for the requests of that batch only (a failed multi-request batch is re-judged
 //! request by request so one bad request cannot fail the others) while the server keeps running.
-//! SIGINT/SIGTERM ([`serve`]) or [`Server::shutdown`] stop accepting connections, finish the
-//! requests in flight, then stop the worker.
+//! SIGINT/SIGTERM ([`serve`]) or [`Server::shutdown`] stop accepting connections and give the
+//! requests in flight until [`ServeConfig::shutdown_timeout`]; then the server stops without
+//! them (and without waiting for a judge call still running).
 //!
 //! | file | part |
 //! |---|---|
 //! | `mod.rs` | configuration, starting and stopping the server |
+//! | `connections.rs` | accepting connections within the cap and timeouts; the shutdown deadline |
 //! | `batcher.rs` | the worker thread, its job queue, dynamic batching |
-//! | `http.rs` | error answers and status codes, JSON bodies |
+//! | `http.rs` | error answers and status codes, request bodies within their limits, JSON bodies |
 //! | `routes.rs` | the router and the handlers of `/health`, `/judge`, `/rank`, `/reward` |
 //! | `openrlhf.rs` | the `/get_reward` adapter |
 

@@ -161,10 +161,11 @@ pub fn fuzz(target: Target, smoke: u64) {
             );
         }
     }
-    let findings = worker.join().expect("the campaign itself does not panic");
+    let Campaign { accepted, findings } = worker.join().expect("the campaign does not panic");
     let seconds = start.elapsed().as_secs_f64();
     eprintln!(
-        "fuzz {name}: {execs} executions in {seconds:.1} s ({:.0}/s), seed {seed}, {} findings",
+        "fuzz {name}: {execs} executions in {seconds:.1} s ({:.0}/s), seed {seed}, {accepted} \
+         accepted, {} findings",
         execs as f64 / seconds,
         findings.len()
     );
@@ -176,14 +177,20 @@ pub fn fuzz(target: Target, smoke: u64) {
     );
 }
 
+/// What a campaign found: how many inputs the target accepted, and each panic.
+struct Campaign {
+    accepted: u64,
+    findings: Vec<String>,
+}
+
 /// The mutation loop: each execution's random stream is seeded by (seed, target, execution).
-fn campaign(target: Target, execs: u64, seed: u64, current: &Mutex<Current>) -> Vec<String> {
+fn campaign(target: Target, execs: u64, seed: u64, current: &Mutex<Current>) -> Campaign {
     let tag = target
         .name
         .bytes()
         .fold(0u64, |h, b| h.rotate_left(5) ^ b as u64);
     let mut pool = target.seeds.clone();
-    let mut findings = Vec::new();
+    let (mut accepted, mut findings) = (0, Vec::new());
     for exec in 0..execs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ tag.rotate_left(32) ^ exec);
         let parent = &pool[rng.random_range(0..pool.len())];
@@ -197,6 +204,7 @@ fn campaign(target: Target, execs: u64, seed: u64, current: &Mutex<Current>) -> 
         RUNNING.with(|r| r.set((target.name, exec)));
         let outcome = catch_unwind(AssertUnwindSafe(|| (target.run)(&input)));
         current.lock().unwrap().started = None;
+        accepted += matches!(outcome, Ok(true)) as u64;
         match outcome {
             Ok(true) if pool.len() < POOL => pool.push(input),
             Ok(true) => {
@@ -215,7 +223,7 @@ fn campaign(target: Target, execs: u64, seed: u64, current: &Mutex<Current>) -> 
             }
         }
     }
-    findings
+    Campaign { accepted, findings }
 }
 
 #[test]
@@ -236,6 +244,11 @@ fn safetensors_index() {
 #[test]
 fn config() {
     fuzz(targets::config(), 2000);
+}
+
+#[test]
+fn tokenizer_config() {
+    fuzz(targets::tokenizer_config(), 200);
 }
 
 #[test]

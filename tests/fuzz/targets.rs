@@ -6,6 +6,7 @@
 //! | `safetensors` | that model saved as a Hugging Face folder | [`Checkpoint::load`] of the folder, `model.safetensors` mutated |
 //! | `safetensors_index` | the same weights as one shard named in `model.safetensors.index.json` | [`Checkpoint::load`], the index mutated |
 //! | `config` | that `config.json` and the four architectures' fixture configs | `ModelConfig` from JSON, then [`ModelConfig::validate`] and the sizes derived from it |
+//! | `tokenizer_config` | that folder's `tokenizer_config.json`, with and without a list of templates | [`Checkpoint::load`], then rendering its chat template |
 //! | `chat_template` | the fixture architectures' chat templates | compiling a tokenizer with the template, rendering a conversation |
 //! | `judge_template` | [`DEFAULT_TEMPLATE`] | [`PromptTemplate::new`] and `fill` |
 //! | `data-FORMAT` | two rows of each preference format, as JSON lines and as a JSON array | [`gram::data::read_preferences`] with the format and with detection |
@@ -171,6 +172,34 @@ pub fn config() -> Target {
     }
 }
 
+/// The Hugging Face folder's `tokenizer_config.json` (special tokens, chat template as a string
+/// or a list of named templates), loaded with the folder and its template rendered.
+pub fn tokenizer_config() -> Target {
+    let (scratch, dir, _) = hf_folder("tokenizer-config");
+    let path = dir.join("tokenizer_config.json");
+    let mut with_template: Value = serde_json::from_slice(&read(&path)).expect("JSON");
+    let template = read(&arch_fixtures()[2].join("chat_template.jinja"));
+    with_template["chat_template"] = json!([
+        { "name": "default", "template": String::from_utf8_lossy(&template) },
+        { "name": "tool_use", "template": "{{ messages }}" },
+    ]);
+    Target {
+        name: "tokenizer_config",
+        scratch: Some(scratch),
+        seeds: vec![read(&path), with_template.to_string().into_bytes()],
+        shape: Shape::Json,
+        run: Box::new(move |input| {
+            std::fs::write(&path, input).expect("write the input");
+            let Ok(checkpoint) = Checkpoint::load(&dir) else {
+                return false;
+            };
+            let messages = [ChatMessage::new("user", "which is better?")];
+            let _ = checkpoint.codec.apply_chat_template(&messages, true);
+            true
+        }),
+    }
+}
+
 /// Jinja fragments to splice into chat templates: loops, recursion, filters, whitespace
 /// control, unbalanced delimiters.
 const JINJA: &[&str] = &[
@@ -268,12 +297,15 @@ pub fn judge_template() -> Target {
 
 /// Two rows of `format`.
 fn format_rows(format: Format) -> [Value; 2] {
-    let chat = |role: &str, text: &str| json!([{ "role": role, "content": text }]);
+    let chat = |role: &str, text: &str| json!({ "role": role, "content": text });
     let (labels, verdicts) = (["A", "B"], ["A>B", "B>A"]);
     let row = |k: usize| match format {
+        Format::Auto | Format::Preference if k == 0 => {
+            json!({ "prompt": "q", "chosen": "a", "rejected": "b" })
+        }
         Format::Auto | Format::Preference => json!({
-            "prompt": chat("user", "q"), "chosen": chat("assistant", "a"),
-            "rejected": chat("assistant", &"b".repeat(k + 1)),
+            "chosen": [chat("user", "q"), chat("assistant", "a")],
+            "rejected": [chat("user", "q"), chat("assistant", "b")],
         }),
         Format::Pairs => json!({
             "prompt": "q", "response_a": "a", "response_b": "b", "label": labels[k],
