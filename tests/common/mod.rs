@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test crate uses its own subset of these helpers
 
 pub mod gguf;
+pub mod serve_process;
 
 use std::path::PathBuf;
 

@@ -3,58 +3,9 @@
 //! answers and another client's pair is judged; SIGTERM while a slow client is connected and a
 //! long request is being judged ends the process within its shutdown deadline.
 
+use super::common::serve_process::ServeProcess;
 use super::connections::read_until_closed;
 use super::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-/// The server process, killed if the test fails before it exits.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start `gram serve --port 0 --device cpu` on the default model with `flags`; its address
-/// once it listens. Its stderr is drained in the background.
-fn spawn(flags: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_gram"))
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--device",
-                "cpu",
-            ])
-            .args(flags)
-            .arg("--model")
-            .arg(super::common::model_path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gram serve"),
-    );
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "gram serve exited before listening"
-        );
-        if let Some(rest) = line.trim().split("listening on http://").nth(1) {
-            break rest.parse().unwrap();
-        }
-    };
-    thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, addr)
-}
 
 /// `/health` answers 200 and a pair is judged: `p_a` a probability, the mean of both orders.
 fn judges(addr: SocketAddr) {
@@ -70,7 +21,7 @@ fn judges(addr: SocketAddr) {
 
 #[test]
 fn a_real_server_outlasts_abusive_clients_and_stops_at_its_shutdown_deadline() {
-    let (mut child, addr) = spawn(&[
+    let (mut child, addr) = ServeProcess::start(&[
         "--max-batch",
         "4",
         "--max-connections",
@@ -144,30 +95,11 @@ fn a_real_server_outlasts_abusive_clients_and_stops_at_its_shutdown_deadline() {
     let busy = thread::spawn(move || post(addr, "/judge", &json!({ "pairs": pairs })));
     let _slow = slow_head(addr);
     thread::sleep(Duration::from_millis(500));
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(6),
-            "gram serve did not exit within its 2 s shutdown deadline"
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    let (status, took) = child.terminate(Duration::from_secs(6));
     assert!(status.success(), "exit after SIGTERM: {status}");
     assert!(
-        start.elapsed() >= Duration::from_millis(1500),
-        "exited after {:?}: the long request was not given its deadline",
-        start.elapsed()
+        took >= Duration::from_millis(1500),
+        "exited after {took:?}: the long request was not given its deadline"
     );
     drop(busy);
 }
