@@ -44,6 +44,8 @@ const POOL: usize = 256;
 thread_local! {
     /// The target and execution running on this thread, for the allocation report.
     static RUNNING: Cell<(&'static str, u64)> = const { Cell::new(("", 0)) };
+    /// The largest allocation this thread has asked for, in bytes.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The system allocator, refusing allocations over [`MAX_ALLOCATION`] after naming the target
@@ -52,6 +54,7 @@ struct CappedAllocator;
 
 impl CappedAllocator {
     fn allowed(size: usize) -> bool {
+        LARGEST.with(|largest| largest.set(largest.get().max(size)));
         if size <= MAX_ALLOCATION {
             return true;
         }
@@ -114,6 +117,9 @@ fn save_finding(target: &str, exec: u64, input: &[u8]) -> PathBuf {
     path
 }
 
+/// Code under test: takes an input, says whether it was accepted.
+pub type Run = Box<dyn Fn(&[u8]) -> bool + Send>;
+
 /// A fuzz target: a name, valid inputs to start from, how to mutate them, and the code under
 /// test. `run` returns whether the input was accepted (it then becomes a parent).
 pub struct Target {
@@ -122,7 +128,7 @@ pub struct Target {
     pub scratch: Option<tempfile::TempDir>,
     pub seeds: Vec<Vec<u8>>,
     pub shape: Shape,
-    pub run: Box<dyn Fn(&[u8]) -> bool + Send>,
+    pub run: Run,
 }
 
 /// What the running execution is: its number, its input and when it started.
@@ -161,12 +167,17 @@ pub fn fuzz(target: Target, smoke: u64) {
             );
         }
     }
-    let Campaign { accepted, findings } = worker.join().expect("the campaign does not panic");
+    let Campaign {
+        accepted,
+        largest,
+        findings,
+    } = worker.join().expect("the campaign does not panic");
     let seconds = start.elapsed().as_secs_f64();
     eprintln!(
         "fuzz {name}: {execs} executions in {seconds:.1} s ({:.0}/s), seed {seed}, {accepted} \
-         accepted, {} findings",
+         accepted, largest allocation {:.1} MiB, {} findings",
         execs as f64 / seconds,
+        largest as f64 / (1 << 20) as f64,
         findings.len()
     );
     assert!(
@@ -177,9 +188,11 @@ pub fn fuzz(target: Target, smoke: u64) {
     );
 }
 
-/// What a campaign found: how many inputs the target accepted, and each panic.
+/// What a campaign found: how many inputs the target accepted, the largest single allocation
+/// (bytes) of the campaign's thread, and each panic.
 struct Campaign {
     accepted: u64,
+    largest: usize,
     findings: Vec<String>,
 }
 
@@ -223,7 +236,11 @@ fn campaign(target: Target, execs: u64, seed: u64, current: &Mutex<Current>) -> 
             }
         }
     }
-    Campaign { accepted, findings }
+    Campaign {
+        accepted,
+        largest: LARGEST.with(Cell::get),
+        findings,
+    }
 }
 
 #[test]
