@@ -79,6 +79,24 @@ fn an_idle_keep_alive_connection_is_closed_at_the_header_timeout() {
     server.shutdown().unwrap();
 }
 
+/// The header timeout bounds waiting for a request, not answering one: a request judged for
+/// longer than it (1.5 s against 1 s) is answered.
+#[test]
+fn a_request_judged_longer_than_the_header_timeout_is_answered() {
+    let judge = FakeJudge {
+        call_cost: Duration::from_millis(1500),
+        ..FakeJudge::default()
+    };
+    let server = start(judge, tight());
+    let reply = post(
+        server.addr(),
+        "/judge",
+        &json!({ "pairs": [pair("q", "1", "0")] }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    server.shutdown().unwrap();
+}
+
 /// A client that sends its head and then stalls its body gets 408 at the 1 s body timeout.
 #[test]
 fn a_stalled_body_is_408_at_the_body_timeout() {
