@@ -273,6 +273,18 @@ fn chat_template() {
     fuzz(targets::chat_template(), 300);
 }
 
+/// Each hostile fragment alone, as a whole chat template, renders or fails cleanly: endless
+/// loops run out of fuel, huge strings and ranges are refused, before any large allocation.
+#[test]
+fn hostile_chat_template_fragments_fail_cleanly() {
+    let target = targets::chat_template();
+    for fragment in targets::JINJA {
+        let started = Instant::now();
+        (target.run)(fragment.as_bytes());
+        assert!(started.elapsed() < Duration::from_secs(10), "{fragment}");
+    }
+}
+
 #[test]
 fn judge_template() {
     fuzz(targets::judge_template(), 2000);

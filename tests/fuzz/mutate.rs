@@ -65,13 +65,23 @@ const BOUNDARY: [u64; 20] = [
     u64::MAX,
 ];
 
+/// Bytes at the start of an input where most byte operations land.
+const HEAD: usize = 2048;
+
 /// One byte-level operation on `data`.
 fn bytes(rng: &mut ChaCha8Rng, data: &mut Vec<u8>) {
     if data.is_empty() {
         data.push(rng.random());
         return;
     }
-    let at = rng.random_range(0..data.len());
+    // Containers keep their structure (counts, lengths, types, offsets) in the first
+    // kilobytes and their bulk data after it: most operations land in the head.
+    let head = data.len().min(HEAD);
+    let at = if rng.random_bool(0.7) {
+        rng.random_range(0..head)
+    } else {
+        rng.random_range(0..data.len())
+    };
     match rng.random_range(0..8) {
         0 => data[at] ^= 1 << rng.random_range(0..8),
         1 => data[at] = rng.random(),

@@ -202,7 +202,7 @@ pub fn tokenizer_config() -> Target {
 
 /// Jinja fragments to splice into chat templates: loops, recursion, filters, whitespace
 /// control, unbalanced delimiters.
-const JINJA: &[&str] = &[
+pub const JINJA: &[&str] = &[
     "{{ messages }}",
     "{% for m in messages %}{{ m.content }}{% endfor %}",
     "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
