@@ -53,6 +53,10 @@ pub struct Args {
     /// Seconds a client has to send a request's body once its headers are in (408 beyond).
     #[arg(long, default_value_t = 60)]
     pub body_timeout_secs: u64,
+    /// Seconds a response may wait for the client to read any of it; then the connection is
+    /// dropped.
+    #[arg(long, default_value_t = 60)]
+    pub send_timeout_secs: u64,
     /// After SIGTERM or Ctrl-C, seconds requests in flight may still take; then the server
     /// exits without them.
     #[arg(long, default_value_t = 30)]
@@ -78,6 +82,7 @@ pub fn run(args: Args) -> Result<()> {
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs(args.header_timeout_secs),
         body_timeout: Duration::from_secs(args.body_timeout_secs),
+        send_timeout: Duration::from_secs(args.send_timeout_secs),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     };
     let judge = args.judge;

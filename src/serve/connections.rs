@@ -8,6 +8,8 @@
 //! accepting, and new connections wait in the kernel's listen queue until one closes. After the
 //! stop signal no connection is accepted; connections finish the request in flight (idle ones
 //! close at once) until [`ServeConfig::shutdown_timeout`], after which the rest are dropped.
+//! A response the client stops reading fails the connection once no byte could be sent for
+//! [`ServeConfig::send_timeout`] ([`SendDeadline`]; hyper has no write timeout of its own).
 
 use super::ServeConfig;
 use axum::Router;
@@ -16,10 +18,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 /// How long to pause accepting after an error other than a failed handshake (e.g. out of file
 /// descriptors), so the loop does not spin.
@@ -58,6 +65,7 @@ pub(super) async fn serve(
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
+        let stream = SendDeadline::new(stream, config.send_timeout);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // Errors are the client's (a timeout, a malformed request, a reset); the connection
@@ -80,7 +88,7 @@ pub(super) async fn serve(
 async fn accept(
     listener: &TcpListener,
     open: &Arc<Semaphore>,
-) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+) -> Option<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
     let permit = open.clone().acquire_owned().await.expect("never closed");
     match listener.accept().await {
         Ok((stream, _)) => Some((stream, permit)),
@@ -95,5 +103,89 @@ async fn accept(
             }
             None
         }
+    }
+}
+
+/// A connection whose writes fail with `TimedOut` once one has waited `timeout` without the
+/// client taking a byte (its receive window closed: it stopped reading). Reads are untouched.
+struct SendDeadline {
+    stream: TcpStream,
+    timeout: Duration,
+    /// Running while a write, flush or shutdown is pending; cleared by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendDeadline {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        SendDeadline {
+            stream,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// `poll` of a write-side operation, failed once it has been pending for `timeout`.
+    fn within_deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Poll::Ready(result) = poll(Pin::new(&mut self.stream), cx) {
+            self.stalled = None;
+            return Poll::Ready(result);
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client read nothing for {} s", timeout.as_secs_f64()),
+        )))
+    }
+}
+
+impl AsyncRead for SendDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendDeadline {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .within_deadline(cx, |stream, cx| stream.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .within_deadline(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .within_deadline(cx, |stream, cx| stream.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .within_deadline(cx, |stream, cx| stream.poll_shutdown(cx))
     }
 }

@@ -37,7 +37,8 @@
 //! [`ServeConfig::header_timeout`] of connecting or of the previous response (which also closes
 //! idle keep-alive connections); its body within [`ServeConfig::body_timeout`] of the head
 //! (408); the bodies held by all requests together within [`ServeConfig::max_body_memory`]
-//! (503 with `Retry-After`).
+//! (503 with `Retry-After`); a response the client stops reading is dropped after
+//! [`ServeConfig::send_timeout`] without progress.
 //!
 //! Memory a request can make the server allocate, each bounded before the allocation: its body
 //! (`max_body_bytes`; all bodies together `max_body_memory`), the JSON parsed from it (about
@@ -117,6 +118,9 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     /// Longest wait for a request's complete body once its head has arrived; beyond that 408.
     pub body_timeout: Duration,
+    /// Longest a response may wait for the client to take any of it (a client that stopped
+    /// reading); then the connection is dropped.
+    pub send_timeout: Duration,
     /// After the stop signal, how long requests in flight may still take before the server
     /// stops without them.
     pub shutdown_timeout: Duration,
@@ -139,6 +143,7 @@ impl Default for ServeConfig {
             max_connections: 512,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -161,6 +166,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("max_connections", &self.max_connections)
             .field("header_timeout", &self.header_timeout)
             .field("body_timeout", &self.body_timeout)
+            .field("send_timeout", &self.send_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
     }
@@ -256,6 +262,7 @@ where
         ("--request-timeout-secs", config.request_timeout),
         ("--header-timeout-secs", config.header_timeout),
         ("--body-timeout-secs", config.body_timeout),
+        ("--send-timeout-secs", config.send_timeout),
     ] {
         if timeout.is_zero() {
             return Err(Error::invalid(format!("{flag} must be at least 1")));

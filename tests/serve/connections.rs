@@ -12,6 +12,7 @@ fn tight() -> ServeConfig {
     ServeConfig {
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(1),
+        send_timeout: Duration::from_secs(1),
         shutdown_timeout: Duration::from_secs(1),
         ..config()
     }
@@ -134,6 +135,41 @@ fn a_stalled_body_is_408_at_the_body_timeout() {
         1,
         "only the good request was judged"
     );
+}
+
+/// A client that asks for a 25 MB answer and never reads it is dropped at the 1 s send
+/// timeout, which frees the only connection slot for the next client.
+#[test]
+fn a_client_that_stops_reading_its_answer_is_dropped_at_the_send_timeout() {
+    let server = start(
+        FakeJudge::default(),
+        ServeConfig {
+            max_connections: 1,
+            max_batch: 1 << 20,
+            ..tight()
+        },
+    );
+    let addr = server.addr();
+    let pairs: Vec<Value> = (0..300_000).map(|_| pair("q", "1", "0")).collect();
+    let body = json!({ "pairs": pairs }).to_string();
+    let mut deaf = TcpStream::connect(addr).unwrap();
+    write!(
+        deaf,
+        "POST /judge HTTP/1.1\r\nHost: {addr}\r\n{JSON}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    deaf.write_all(body.as_bytes()).unwrap();
+    let start = Instant::now();
+    assert_eq!(http(addr, "GET", "/health", b"").status, 200);
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(20),
+        "the next client waited {waited:?} for the slot"
+    );
+    still_serves(addr, JSON);
+    drop(deaf);
+    server.shutdown().unwrap();
 }
 
 /// With a cap of 4 connections, 40 idle sockets do not lock other clients out for good: new
