@@ -12,6 +12,7 @@
 //! itself.
 
 use super::ServeConfig;
+use crate::error::panic_message;
 use crate::{Error, Judge, Pair, Result, Verdict};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -143,7 +144,7 @@ where
                 let _ = load_failed.send(());
                 return Err(Error::invalid(format!(
                     "loading the judge panicked: {}",
-                    panic_text(&*panic)
+                    panic_message(&*panic)
                 )));
             }
         };
@@ -266,7 +267,7 @@ fn judge_guarded(judge: &mut dyn Judge, pairs: &[Pair]) -> Answer {
         ))),
         Ok(Err(error)) => Err(Failure::Judge(error.to_string())),
         Err(panic) => {
-            let message = panic_text(&*panic);
+            let message = panic_message(&*panic);
             eprintln!(
                 "gram serve: the judge panicked on a batch of {} pairs: {message}",
                 pairs.len()
@@ -274,14 +275,6 @@ fn judge_guarded(judge: &mut dyn Judge, pairs: &[Pair]) -> Answer {
             Err(Failure::Panic(message))
         }
     }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// A [`Judge`] for blocking threads that hands its pairs to the worker and waits, so library

@@ -6,6 +6,7 @@
 //! | `safetensors` | that model saved as a Hugging Face folder | [`Checkpoint::load`] of the folder, `model.safetensors` mutated |
 //! | `safetensors_index` | the same weights as one shard named in `model.safetensors.index.json` | [`Checkpoint::load`], the index mutated |
 //! | `config` | that `config.json` and the four architectures' fixture configs | `ModelConfig` from JSON, then [`ModelConfig::validate`] and the sizes derived from it |
+//! | `tokenizer_json` | that folder's `tokenizer.json` | [`Checkpoint::load`], then encoding a text |
 //! | `tokenizer_config` | that folder's `tokenizer_config.json`, with and without a list of templates | [`Checkpoint::load`], then rendering its chat template |
 //! | `chat_template` | the fixture architectures' chat templates | compiling a tokenizer with the template, rendering a conversation |
 //! | `judge_template` | [`DEFAULT_TEMPLATE`] | [`PromptTemplate::new`] and `fill` |
@@ -74,7 +75,7 @@ pub fn gguf() -> Target {
 /// A scratch folder holding `model/`, a Hugging Face folder of the one-layer Llama model
 /// (`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`), and the
 /// model itself.
-fn hf_folder(target: &str) -> (TempDir, PathBuf, Checkpoint) {
+pub fn hf_folder(target: &str) -> (TempDir, PathBuf, Checkpoint) {
     let scratch = scratch(target);
     let gguf = scratch.path().join("seed.gguf");
     std::fs::write(&gguf, tiny_gguf_with("llama", &[], |_| {})).expect("write the seed");
@@ -167,6 +168,27 @@ pub fn config() -> Target {
             // What loading derives from a valid config must not overflow.
             let _ = (config.head_dim(), config.variant(), config.num_parameters());
             let _ = config.forward_flops(config.max_position_embeddings, 64);
+            true
+        }),
+    }
+}
+
+/// The Hugging Face folder's `tokenizer.json` (read by the `tokenizers` crate), loaded with the
+/// folder and used to encode a text.
+pub fn tokenizer_json() -> Target {
+    let (scratch, dir, _) = hf_folder("tokenizer-json");
+    let path = dir.join("tokenizer.json");
+    Target {
+        name: "tokenizer_json",
+        scratch: Some(scratch),
+        seeds: vec![read(&path)],
+        shape: Shape::Json,
+        run: Box::new(move |input| {
+            std::fs::write(&path, input).expect("write the input");
+            let Ok(checkpoint) = Checkpoint::load(&dir) else {
+                return false;
+            };
+            let _ = checkpoint.codec.encode("ab a b <|end|> é");
             true
         }),
     }
