@@ -32,21 +32,20 @@
 //! a request judged in several calls (one over `max_batch` pairs, or a ranking) stops between
 //! them.
 //!
-//! Connections (`connections.rs`): at most
-//! [`ServeConfig::max_connections`] open; a request's head must arrive within
-//! [`ServeConfig::header_timeout`] of connecting or of the previous response (which also closes
-//! idle keep-alive connections); its body within [`ServeConfig::body_timeout`] of the head
-//! (408); the bodies held by all requests together within [`ServeConfig::max_body_memory`]
-//! (503 with `Retry-After`); a response the client stops reading is dropped after
-//! [`ServeConfig::send_timeout`] without progress.
+//! Connections (`connections.rs`): at most [`ServeConfig::max_connections`] open; a request's
+//! head must arrive within [`ServeConfig::header_timeout`] of connecting or of the previous
+//! response (which also closes idle keep-alive connections); its body within
+//! [`ServeConfig::body_timeout`] of the head (408); the bodies held by all requests together
+//! within [`ServeConfig::max_body_memory`] (503 with `Retry-After`); a response the client
+//! stops reading is dropped after [`ServeConfig::send_timeout`] without progress.
 //!
 //! Memory a request can make the server allocate, each bounded before the allocation: its body
 //! (`max_body_bytes`; all bodies together `max_body_memory`), the JSON parsed from it (about
 //! 2× the body for `/judge`'s typed pairs, up to 32× for free-form row fields of `/rank` and
 //! `/reward` made of tiny values, 32-byte `serde_json::Value`s from 2-byte `0,`), the verdicts
-//! (one per pair), and on the device one judge call of at
-//! most `max_batch` pairs — 2·`max_batch` sequences of at most the judge's maximum length
-//! (≤ 4,096 tokens), run `batch_size` sequences per forward pass.
+//! (one per pair), and on the device one judge call of at most `max_batch` pairs:
+//! 2·`max_batch` sequences of at most the judge's maximum length (≤ 4,096 tokens), run
+//! `batch_size` sequences per forward pass.
 //!
 //! Failures: queue full → 503 with `Retry-After`; body over `max_body_bytes` → 413; a text
 //! over `max_chars` characters → 400; a row (or OpenRLHF prompt group) over the response
