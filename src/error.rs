@@ -121,3 +121,12 @@ impl std::error::Error for Error {
         }
     }
 }
+
+/// The message a caught panic carried (its `&str` or `String` payload), for error messages.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}

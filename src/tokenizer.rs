@@ -110,8 +110,7 @@ impl TextCodec {
                 "missing: a Hugging Face model directory needs tokenizer.json",
             ));
         }
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| Error::checkpoint(&tokenizer_path, e.to_string()))?;
+        let tokenizer = read_tokenizer_json(&tokenizer_path)?;
 
         let config_path = dir.join("tokenizer_config.json");
         let config: serde_json::Value = if config_path.is_file() {
@@ -575,6 +574,26 @@ impl ChatTemplate {
                 Error::checkpoint(path, format!("chat template does not compile: {e:#}"))
             })?;
         Ok(ChatTemplate { source, env })
+    }
+}
+
+/// Read `tokenizer.json`: invalid JSON is an error naming its line and column (checked first,
+/// as the `tokenizers` library panics on JSON broken inside `decoder`), and so is a structure
+/// the library rejects; a panic of the library on anything else becomes an error too.
+fn read_tokenizer_json(path: &Path) -> Result<Tokenizer> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        .map_err(|e| Error::checkpoint(path, format!("invalid JSON: {e}")))?;
+    match std::panic::catch_unwind(|| text.parse::<Tokenizer>()) {
+        Ok(Ok(tokenizer)) => Ok(tokenizer),
+        Ok(Err(e)) => Err(Error::checkpoint(path, e.to_string())),
+        Err(panic) => Err(Error::checkpoint(
+            path,
+            format!(
+                "not a tokenizer the tokenizers library can read: {}",
+                crate::error::panic_message(&*panic)
+            ),
+        )),
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Args {
     /// Largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = 16 << 20)]
     pub max_body_bytes: usize,
+    /// Most bytes of request bodies in memory at once, all requests together (each reserves
+    /// its Content-Length until answered; 503 with Retry-After beyond).
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_body_memory: usize,
     /// Longest prompt or response in characters (400 beyond).
     #[arg(long, default_value_t = 32_768)]
     pub max_chars: usize,
@@ -39,6 +43,24 @@ pub struct Args {
     /// Seconds a request may take, queueing included (504 beyond; its queued work is dropped).
     #[arg(long, default_value_t = 600)]
     pub request_timeout_secs: u64,
+    /// Most connections open at once; further clients wait until one closes.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, counted from connecting or from its
+    /// previous response (so idle keep-alive connections close after it too).
+    #[arg(long, default_value_t = 30)]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once its headers are in (408 beyond).
+    #[arg(long, default_value_t = 60)]
+    pub body_timeout_secs: u64,
+    /// Seconds a response may wait for the client to read any of it; then the connection is
+    /// dropped.
+    #[arg(long, default_value_t = 60)]
+    pub send_timeout_secs: u64,
+    /// After SIGTERM or Ctrl-C, seconds requests in flight may still take; then the server
+    /// exits without them.
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -49,6 +71,7 @@ pub fn run(args: Args) -> Result<()> {
         max_wait: Duration::from_millis(args.max_wait_ms),
         max_queue: args.max_queue,
         max_body_bytes: args.max_body_bytes,
+        max_body_memory: args.max_body_memory,
         max_chars: args.max_chars,
         ranking: args.limits.limits(),
         api_key: args
@@ -56,6 +79,11 @@ pub fn run(args: Args) -> Result<()> {
             .or_else(|| std::env::var("GRAM_API_KEY").ok())
             .filter(|key| !key.is_empty()),
         request_timeout: Duration::from_secs(args.request_timeout_secs),
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
+        send_timeout: Duration::from_secs(args.send_timeout_secs),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     };
     let judge = args.judge;
     serve(move || judge.load(), config)

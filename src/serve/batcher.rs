@@ -4,11 +4,15 @@
 //! dedicated worker thread, built there by a factory closure. Handlers put *jobs* — a list of
 //! pairs and a reply channel — on a bounded [`Queue`]. The worker takes the first job, then keeps
 //! collecting jobs for up to `max_wait` or until `max_batch` pairs, and judges them all in one
-//! [`Judge::judge`] call. A job is never split: one larger than `max_batch` is judged on its own.
+//! [`Judge::judge`] call. A job is never mixed with others when it is larger than `max_batch`:
+//! it is judged on its own, `max_batch` pairs per call, and abandoned between calls once its
+//! request gives up (client gone, deadline passed) — so no judge call holds more than
+//! `max_batch` pairs, and a long request stops consuming the judge soon after its client leaves.
 //! If a batch of several jobs fails, each job is judged again alone, so a bad request fails only
 //! itself.
 
 use super::ServeConfig;
+use crate::error::panic_message;
 use crate::{Error, Judge, Pair, Result, Verdict};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -140,7 +144,7 @@ where
                 let _ = load_failed.send(());
                 return Err(Error::invalid(format!(
                     "loading the judge panicked: {}",
-                    panic_text(&*panic)
+                    panic_message(&*panic)
                 )));
             }
         };
@@ -181,16 +185,20 @@ fn work(judge: &mut dyn Judge, jobs: Receiver<Job>, (max_batch, max_wait): (usiz
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        judge_batch(judge, batch);
+        judge_batch(judge, batch, max_batch);
     }
 }
 
-/// Judge all jobs' pairs in one call; if that fails and there were several jobs, judge each job
-/// alone so the failure reaches only the job that caused it.
-fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>) {
+/// Judge all jobs' pairs in one call (a lone job over `max_batch` pairs in several, see
+/// [`judge_alone`]); if that fails and there were several jobs, judge each job alone so the
+/// failure reaches only the job that caused it.
+fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>, max_batch: usize) {
     // Requests whose clients have gone, or whose deadline passed, need no verdicts; dropping
     // their jobs answers them `Unavailable` (nobody reads it).
-    let batch: Vec<Job> = batch.into_iter().filter(|job| !job.abandoned()).collect();
+    let mut batch: Vec<Job> = batch.into_iter().filter(|job| !job.abandoned()).collect();
+    if batch.len() == 1 && batch[0].pairs.len() > max_batch {
+        return judge_alone(judge, batch.pop().expect("one job"), max_batch);
+    }
     let pairs: Vec<Pair> = batch
         .iter()
         .flat_map(|job| job.pairs.iter().cloned())
@@ -226,7 +234,29 @@ fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>) {
     }
 }
 
+/// Judge one job `max_batch` pairs per call, and stop without answering once it is abandoned.
+fn judge_alone(judge: &mut dyn Judge, job: Job, max_batch: usize) {
+    let mut verdicts = Vec::with_capacity(job.pairs.len());
+    for chunk in job.pairs.chunks(max_batch) {
+        if job.abandoned() {
+            return;
+        }
+        match judge_guarded(judge, chunk) {
+            Ok(chunk_verdicts) => verdicts.extend(chunk_verdicts),
+            Err(failure) => {
+                let _ = job.reply.send(Err(failure));
+                return;
+            }
+        }
+    }
+    let _ = job.reply.send(Ok(verdicts));
+}
+
 /// One judge call with panics caught and the verdict count checked.
+///
+/// After a panic the same judge serves the next batch. That is sound for a judge whose state
+/// cannot be left half-updated: [`crate::judge::GramJudge`]'s only state besides its
+/// statistics is its cached instruction prefix, stored only once computed in full.
 fn judge_guarded(judge: &mut dyn Judge, pairs: &[Pair]) -> Answer {
     match catch_unwind(AssertUnwindSafe(|| judge.judge(pairs))) {
         Ok(Ok(verdicts)) if verdicts.len() == pairs.len() => Ok(verdicts),
@@ -237,7 +267,7 @@ fn judge_guarded(judge: &mut dyn Judge, pairs: &[Pair]) -> Answer {
         ))),
         Ok(Err(error)) => Err(Failure::Judge(error.to_string())),
         Err(panic) => {
-            let message = panic_text(&*panic);
+            let message = panic_message(&*panic);
             eprintln!(
                 "gram serve: the judge panicked on a batch of {} pairs: {message}",
                 pairs.len()
@@ -245,14 +275,6 @@ fn judge_guarded(judge: &mut dyn Judge, pairs: &[Pair]) -> Answer {
             Err(Failure::Panic(message))
         }
     }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// A [`Judge`] for blocking threads that hands its pairs to the worker and waits, so library

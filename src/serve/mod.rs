@@ -28,7 +28,24 @@
 //! whose `Content-Type` is not `application/json` (parameters allowed) → 415, so a web page
 //! cannot post to the server without a CORS preflight (which it does not answer). A request
 //! still unanswered after [`ServeConfig::request_timeout`] → 504; its jobs still queued are then
-//! skipped (as are those of clients that disconnected), a batch already running finishes.
+//! skipped (as are those of clients that disconnected), a batch already running finishes, and
+//! a request judged in several calls (one over `max_batch` pairs, or a ranking) stops between
+//! them.
+//!
+//! Connections (`connections.rs`): at most [`ServeConfig::max_connections`] open; a request's
+//! head must arrive within [`ServeConfig::header_timeout`] of connecting or of the previous
+//! response (which also closes idle keep-alive connections); its body within
+//! [`ServeConfig::body_timeout`] of the head (408); the bodies held by all requests together
+//! within [`ServeConfig::max_body_memory`] (503 with `Retry-After`); a response the client
+//! stops reading is dropped after [`ServeConfig::send_timeout`] without progress.
+//!
+//! Memory a request can make the server allocate, each bounded before the allocation: its body
+//! (`max_body_bytes`; all bodies together `max_body_memory`), the JSON parsed from it (about
+//! 2× the body for `/judge`'s typed pairs, up to 32× for free-form row fields of `/rank` and
+//! `/reward` made of tiny values, 32-byte `serde_json::Value`s from 2-byte `0,`), the verdicts
+//! (one per pair), and on the device one judge call of at most `max_batch` pairs:
+//! 2·`max_batch` sequences of at most the judge's maximum length (≤ 4,096 tokens), run
+//! `batch_size` sequences per forward pass.
 //!
 //! Failures: queue full → 503 with `Retry-After`; body over `max_body_bytes` → 413; a text
 //! over `max_chars` characters → 400; a row (or OpenRLHF prompt group) over the response
@@ -36,18 +53,21 @@
 //! limit ([`crate::rank::Limits`]); malformed JSON → 400 naming the problem; a judge error
 //! or panic → 500 for the requests of that batch only (a failed multi-request batch is re-judged
 //! request by request so one bad request cannot fail the others) while the server keeps running.
-//! SIGINT/SIGTERM ([`serve`]) or [`Server::shutdown`] stop accepting connections, finish the
-//! requests in flight, then stop the worker.
+//! SIGINT/SIGTERM ([`serve`]) or [`Server::shutdown`] stop accepting connections and give the
+//! requests in flight until [`ServeConfig::shutdown_timeout`]; then the server stops without
+//! them (and without waiting for a judge call still running).
 //!
 //! | file | part |
 //! |---|---|
 //! | `mod.rs` | configuration, starting and stopping the server |
+//! | `connections.rs` | accepting connections within the cap and timeouts; the shutdown deadline |
 //! | `batcher.rs` | the worker thread, its job queue, dynamic batching |
-//! | `http.rs` | error answers and status codes, JSON bodies |
+//! | `http.rs` | error answers and status codes, request bodies within their limits, JSON bodies |
 //! | `routes.rs` | the router and the handlers of `/health`, `/judge`, `/rank`, `/reward` |
 //! | `openrlhf.rs` | the `/get_reward` adapter |
 
 mod batcher;
+mod connections;
 mod http;
 mod openrlhf;
 mod routes;
@@ -58,7 +78,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Where to listen and how to batch and bound work. Its `Debug` form hides the API key.
@@ -76,6 +96,10 @@ pub struct ServeConfig {
     pub max_queue: usize,
     /// Largest request body in bytes; beyond that 413.
     pub max_body_bytes: usize,
+    /// Most bytes of request bodies held at once, all requests together (each reserves its
+    /// declared length, or `max_body_bytes`, until answered); beyond that 503 with
+    /// `Retry-After`. At least `max_body_bytes`.
+    pub max_body_memory: usize,
     /// Longest prompt or response in characters; beyond that 400.
     pub max_chars: usize,
     /// Responses per row and comparisons per request of `/rank`, `/reward` and `/get_reward`
@@ -86,6 +110,19 @@ pub struct ServeConfig {
     /// Longest a request may take, queueing included; beyond that 504, and its jobs still
     /// queued are not judged (a batch already running is not interrupted).
     pub request_timeout: Duration,
+    /// Most connections open at once; beyond that new ones wait in the listen queue.
+    pub max_connections: usize,
+    /// Longest wait for a request's complete head, from the connection opening or its previous
+    /// response: slow and idle (keep-alive) connections are closed after it.
+    pub header_timeout: Duration,
+    /// Longest wait for a request's complete body once its head has arrived; beyond that 408.
+    pub body_timeout: Duration,
+    /// Longest a response may wait for the client to take any of it (a client that stopped
+    /// reading); then the connection is dropped.
+    pub send_timeout: Duration,
+    /// After the stop signal, how long requests in flight may still take before the server
+    /// stops without them.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -97,10 +134,16 @@ impl Default for ServeConfig {
             max_wait: Duration::from_millis(10),
             max_queue: 256,
             max_body_bytes: 16 << 20,
+            max_body_memory: 256 << 20,
             max_chars: 32_768,
             ranking: crate::rank::Limits::default(),
             api_key: None,
             request_timeout: Duration::from_secs(600),
+            max_connections: 512,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -114,10 +157,16 @@ impl std::fmt::Debug for ServeConfig {
             .field("max_wait", &self.max_wait)
             .field("max_queue", &self.max_queue)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_body_memory", &self.max_body_memory)
             .field("max_chars", &self.max_chars)
             .field("ranking", &self.ranking)
             .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
             .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
     }
 }
@@ -200,8 +249,23 @@ where
     if config.api_key.as_deref() == Some("") {
         return Err(Error::invalid("the API key must not be empty"));
     }
-    if config.request_timeout.is_zero() {
-        return Err(Error::invalid("--request-timeout-secs must be at least 1"));
+    if config.max_body_memory < config.max_body_bytes {
+        return Err(Error::invalid(
+            "--max-body-memory must be at least --max-body-bytes",
+        ));
+    }
+    if config.max_connections == 0 {
+        return Err(Error::invalid("--max-connections must be at least 1"));
+    }
+    for (flag, timeout) in [
+        ("--request-timeout-secs", config.request_timeout),
+        ("--header-timeout-secs", config.header_timeout),
+        ("--body-timeout-secs", config.body_timeout),
+        ("--send-timeout-secs", config.send_timeout),
+    ] {
+        if timeout.is_zero() {
+            return Err(Error::invalid(format!("{flag} must be at least 1")));
+        }
     }
     let bind_error = |e| {
         Error::invalid(format!(
@@ -230,28 +294,46 @@ where
             load_failure,
             thread: worker,
         } = batcher::spawn(factory, &config);
-        let state = AppState {
+        let config = Arc::new(config);
+        let app = routes::router(AppState {
             queue,
             ready,
-            limits: Arc::new(config),
-        };
-        let served = runtime.block_on(async move {
+            limits: config.clone(),
+        });
+        let served = runtime.block_on(async {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            let shutdown = async move {
+            let stop = async move {
                 tokio::select! {
                     _ = stop => {}
                     Ok(()) = load_failure => {}
                 }
             };
-            axum::serve(listener, routes::router(state))
-                .with_graceful_shutdown(shutdown)
-                .await
+            Ok::<_, std::io::Error>(connections::serve(listener, app, &config, stop).await)
         });
-        // The router (and with it the queue's sender) is gone: the worker drains and exits.
-        let loaded = join(worker);
-        drop(runtime);
-        served.map_err(|e| Error::invalid(format!("the HTTP server failed: {e}")))?;
-        loaded
+        // Dropping the connections still open at the deadline drops their handlers, which
+        // cancels their work; with the router gone too the worker drains and exits.
+        runtime.shutdown_background();
+        let shutdown =
+            served.map_err(|e| Error::invalid(format!("the HTTP server failed: {e}")))?;
+        if shutdown.dropped > 0 {
+            eprintln!(
+                "gram serve: {} connections were still busy at the shutdown deadline ({} s); \
+                 closed them",
+                shutdown.dropped,
+                config.shutdown_timeout.as_secs_f64()
+            );
+        }
+        while !worker.is_finished() && Instant::now() < shutdown.deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if worker.is_finished() {
+            join(worker)
+        } else {
+            eprintln!(
+                "gram serve: the judge was still busy at the shutdown deadline; stopping without it"
+            );
+            Ok(())
+        }
     });
     Ok((addr, thread))
 }

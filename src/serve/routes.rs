@@ -8,7 +8,7 @@
 
 use super::ServeConfig;
 use super::batcher::{Queue, QueueJudge};
-use super::http::{ApiError, ok, parse, reply};
+use super::http::{ApiError, BodyBudget, ok, parse, read_body, reply};
 use super::openrlhf;
 use crate::data::{Location, Row};
 use crate::rank::{Strategy, rank_rows_with};
@@ -104,7 +104,7 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Every endpoint, with request bodies capped at `max_body_bytes`, behind [`guard`].
+/// Every endpoint behind [`guard`], with request bodies read whole first ([`read_body`]).
 pub(super) fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
@@ -113,6 +113,10 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/rank", post(rank))
         .route("/reward", post(reward))
         .route("/get_reward", post(openrlhf::get_reward))
+        .layer(middleware::from_fn_with_state(
+            BodyBudget::new(state.limits.clone()),
+            read_body,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -1,6 +1,7 @@
 //! `devices`, `judge`, `rank`, `reward`, `eval` and `serve` against the library judge.
 
 use super::*;
+use common::serve_process::ServeProcess;
 
 /// One line per wgpu adapter the library sees (index, name), then the CPU line.
 #[test]
@@ -207,52 +208,11 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String)
     (status, body)
 }
 
-/// The server is killed if the test fails before it exits.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `gram serve --port 0`: announces its address, answers /health 200 once loaded, /judge
 /// with the library's probabilities, and exits successfully on SIGTERM.
 #[test]
 fn serve_judges_over_http_and_stops_on_sigterm() {
-    let mut child = Child(
-        gram()
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--device",
-                "cpu",
-            ])
-            .arg("--model")
-            .arg(common::model_path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr: SocketAddr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "gram serve exited before listening"
-        );
-        if let Some(rest) = line.trim().split("listening on http://").nth(1) {
-            break rest.parse().unwrap();
-        }
-    };
-    // Drain the rest of stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let (mut child, addr) = ServeProcess::start(&[]);
 
     let start = Instant::now();
     loop {
@@ -292,25 +252,7 @@ fn serve_judges_over_http_and_stops_on_sigterm() {
         verdict.p_a_reverse,
     );
 
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "gram serve did not exit within 30 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (status, _) = child.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit after SIGTERM: {status}");
     assert!(TcpStream::connect(addr).is_err(), "still listening");
 }

@@ -21,10 +21,10 @@ use gram::checkpoint::Checkpoint;
 use gram::judge::{GramJudge, JudgeOptions};
 use gram::{Judge, Pair, Verdict};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 

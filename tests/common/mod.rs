@@ -3,6 +3,9 @@
 //! ([`check_logits`]).
 #![allow(dead_code)] // each test crate uses its own subset of these helpers
 
+pub mod gguf;
+pub mod serve_process;
+
 use std::path::PathBuf;
 
 /// The shared read-only data directory: `$GRAM_SHARED`, else `<repo root>/../shared`.

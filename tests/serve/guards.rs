@@ -4,7 +4,7 @@
 use super::*;
 
 /// After an abusive request the server is still healthy and judges a normal request.
-fn still_serves(addr: SocketAddr, headers: &str) {
+pub(super) fn still_serves(addr: SocketAddr, headers: &str) {
     assert_eq!(http(addr, "GET", "/health", b"").status, 200);
     let body = json!({ "pairs": [pair("q", "2", "0")] }).to_string();
     let reply = http_with(addr, "POST", "/judge", headers, body.as_bytes());

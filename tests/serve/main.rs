@@ -1,15 +1,21 @@
-//! The HTTP reward server over real loopback sockets, with fake judges.
+//! The HTTP reward server over real loopback sockets, with fake judges (and the real model in
+//! `process.rs`).
 //!
 //! The client is hand-written HTTP/1.1 over `std::net::TcpStream` (one request per connection).
 //! `protocol.rs` covers the endpoints, batching and failures; `guards.rs` what protects the
 //! server from its clients (API key, content type, deadlines, clients that go away);
 //! `clients.rs` the payloads of TRL and OpenRLHF (chat messages, chat-template-rendered text),
-//! `scripts/gram_client.py`, and a rendered request on the real model.
+//! `scripts/gram_client.py`, and a rendered request on the real model; `connections.rs` the
+//! bounds on connections (header and body timeouts, the connection cap, the shutdown deadline,
+//! judging stopped when its client leaves); `process.rs` the same abuse against a real
+//! `gram serve` process on the default model.
 
 mod clients;
 #[path = "../common/mod.rs"]
 mod common;
+mod connections;
 mod guards;
+mod process;
 mod protocol;
 
 use gram::pair::sigmoid;
