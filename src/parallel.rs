@@ -174,7 +174,8 @@ mod tests {
                         assert_eq!(pair[0].end, pair[1].start);
                         assert!(pair[0].len() >= pair[1].len() || pair[1].end == n);
                     }
-                    for range in &ranges[..parts - 1] {
+                    // Only the share holding the last item may end inside a unit.
+                    for range in ranges.iter().filter(|r| r.end < n) {
                         assert_eq!(range.start % unit, 0);
                         assert_eq!(range.len() % unit, 0);
                     }
