@@ -155,6 +155,10 @@ fn judgebench_combines_both_orders_like_the_official_scorer() {
     );
     assert_eq!(scores.categories["mmlu-pro"].count, 2);
     assert!((scores.categories["livebench-math"].accuracy() - 0.5).abs() < EPS);
+    // Macro: the four categories' own accuracies (1/2, 0, 1/2, 0) averaged, beside the
+    // micro 2/6.
+    assert!((scores.macro_accuracy - 0.25).abs() < EPS);
+    assert_eq!(scores.macro_count, 6);
 }
 
 #[test]

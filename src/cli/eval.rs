@@ -13,8 +13,9 @@ pub struct Args {
     /// together (e.g. all four RM-Bench domains).
     #[arg(long, required = true, num_args = 1..)]
     pub benchmark: Vec<PathBuf>,
-    /// The data format, which also picks the scoring: `rewardbench`, `rm-bench` and
-    /// `judgebench` are scored their own way, every other format by plain accuracy.
+    /// The data format, which also picks the scoring: `rewardbench`, `rewardbench2`,
+    /// `rm-bench` and `judgebench` are scored their own way, every other format by plain
+    /// accuracy.
     #[arg(long, value_enum, default_value = "auto")]
     pub format: Format,
     /// Use only the first N rows of each file.

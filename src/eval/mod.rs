@@ -11,7 +11,8 @@
 //! |---|---|---|
 //! | [`RewardBench`] (`rewardbench.rs`) | `rewardbench` | mean of the weighted section scores |
 //! | [`RmBench`] (`rm_bench.rs`) | `rm-bench` | mean over domains of hard/normal/easy |
-//! | [`JudgeBench`] (`judgebench.rs`) | `judgebench` | two-order decisions against the label |
+//! | [`JudgeBench`] (`judgebench.rs`) | `judgebench` | two-order decisions against the label (micro; macro over categories beside it) |
+//! | [`RewardBench2`] (`rewardbench2.rs`) | `rewardbench2` | mean of the six subset scores (best-of-n; Ties weighted) |
 //! | [`Accuracy`] (`accuracy.rs`) | every other format (LLMBar, HH-RLHF, pairs, ...) | plain accuracy |
 //!
 //! Adding a benchmark is a file with a type implementing [`Scorer`] and its entry in
@@ -22,6 +23,7 @@
 mod accuracy;
 mod judgebench;
 mod rewardbench;
+mod rewardbench2;
 mod rm_bench;
 mod score;
 
@@ -32,6 +34,10 @@ pub use judgebench::{
 };
 pub use rewardbench::{
     REWARDBENCH_EXAMPLE_COUNTS, REWARDBENCH_SECTIONS, RewardBench, RewardBenchScores, rewardbench,
+};
+pub use rewardbench2::{
+    REWARDBENCH2_SUBSETS, RewardBench2, RewardBench2Scores, ScoredCompletions, TiesKind, TiesScore,
+    best_of_n_result, rewardbench2, ties_score,
 };
 pub use rm_bench::{
     RM_BENCH_DOMAINS, RmBench, RmBenchDomain, RmBenchScores, StyleVerdicts, rm_bench,
@@ -59,13 +65,31 @@ pub trait Scorer: Sync {
         Ok(())
     }
 
+    /// The pairs to judge for `record`; [`Judged::verdicts`] holds their verdicts in this
+    /// order. By default its labeled preferences, correct response as A.
+    fn comparisons(&self, record: &Record) -> Vec<Pair> {
+        record.preferences().iter().map(|p| p.as_pair()).collect()
+    }
+
+    /// The verdicts of `judged` on labeled pairs, correct response as A (what `--by` counts).
+    /// By default all of them, as [`Scorer::comparisons`] judges only labeled pairs.
+    fn labeled(&self, judged: &Judged<'_>) -> Vec<Verdict> {
+        judged.verdicts.to_vec()
+    }
+
     /// The headline score, the report's entries and the full results of the judged records.
     fn score(&self, judged: &[Judged<'_>]) -> Result<Scored>;
 }
 
 /// Every benchmark's scorer, in the order [`scorer_for`] asks them; [`Accuracy`], which takes
 /// any format, comes last.
-pub const SCORERS: [&dyn Scorer; 4] = [&RewardBench, &RmBench, &JudgeBench, &Accuracy];
+pub const SCORERS: [&dyn Scorer; 5] = [
+    &RewardBench,
+    &RewardBench2,
+    &RmBench,
+    &JudgeBench,
+    &Accuracy,
+];
 
 /// The scorer for rows of `format`.
 pub fn scorer_for(format: Format) -> &'static dyn Scorer {
@@ -75,7 +99,7 @@ pub fn scorer_for(format: Format) -> &'static dyn Scorer {
         .unwrap_or(&Accuracy)
 }
 
-/// One record and the verdicts on its preferences, in [`Record::preferences`] order.
+/// One record and the verdicts on its comparisons, in [`Scorer::comparisons`] order.
 #[derive(Debug, Clone, Copy)]
 pub struct Judged<'a> {
     pub record: &'a Record,
@@ -236,8 +260,9 @@ pub fn evaluate(
                 .error(None, "an unlabeled pair: evaluation needs a label"));
         }
         scorer.check(record)?;
-        counts.push(preferences.len());
-        pairs.extend(preferences.iter().map(|p| p.as_pair()));
+        let comparisons = scorer.comparisons(record);
+        counts.push(comparisons.len());
+        pairs.extend(comparisons);
     }
     let verdicts = judge_all(judge, &pairs, options)?;
 
@@ -260,13 +285,13 @@ pub fn evaluate(
     } = scorer.score(&judged)?;
     if let Some(field) = &options.by {
         let mut labeled = Vec::with_capacity(verdicts.len());
-        for Judged { record, verdicts } in &judged {
-            let value = record.field(field).ok_or_else(|| {
-                record
+        for one in &judged {
+            let value = one.record.field(field).ok_or_else(|| {
+                one.record
                     .location
                     .error(Some(field), "missing (needed by --by)")
             })?;
-            labeled.extend(verdicts.iter().map(|v| (value.clone(), *v)));
+            labeled.extend(scorer.labeled(one).into_iter().map(|v| (value.clone(), v)));
         }
         let kind = format!("by {field}");
         entries.extend(
