@@ -10,7 +10,7 @@
 //! | stage 1 ([`generation_input`], [`generation_target`]) | `[User Question]` block, then both answer blocks |
 //! | reward model ([`reward_sequence`]) | a user and an assistant turn through the chat template |
 
-use crate::tokenizer::{ChatMessage, TextCodec};
+use crate::tokenizer::{ChatMessage, ChatTemplateKwargs, TextCodec};
 use crate::{Error, Result};
 
 /// The default judge prompt: an impartial-judge instruction, the question and both responses in
@@ -98,6 +98,7 @@ pub struct PromptBuilder {
     codec: TextCodec,
     template: PromptTemplate,
     chat_template: bool,
+    chat_template_kwargs: ChatTemplateKwargs,
     max_len: usize,
 }
 
@@ -112,8 +113,15 @@ impl PromptBuilder {
             codec,
             template,
             chat_template,
+            chat_template_kwargs: ChatTemplateKwargs::new(),
             max_len,
         }
+    }
+
+    /// Render the chat template with these extra variables (e.g. `enable_thinking: false`).
+    pub fn with_chat_template_kwargs(mut self, kwargs: ChatTemplateKwargs) -> Self {
+        self.chat_template_kwargs = kwargs;
+        self
     }
 
     /// The tokenizer and chat template.
@@ -134,7 +142,8 @@ impl PromptBuilder {
                 role: "user".into(),
                 content: filled,
             };
-            self.codec.apply_chat_template(&[message], true)
+            self.codec
+                .apply_chat_template_with(&[message], true, &self.chat_template_kwargs)
         } else {
             Ok(filled)
         }

@@ -59,6 +59,9 @@ struct ChatTemplate {
     env: Environment<'static>,
 }
 
+/// Extra chat-template variables by name (transformers' `apply_chat_template` kwargs).
+pub type ChatTemplateKwargs = BTreeMap<String, serde_json::Value>;
+
 /// Name under which the chat template is registered in its minijinja environment.
 const CHAT_TEMPLATE: &str = "chat_template";
 
@@ -298,6 +301,18 @@ impl TextCodec {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.apply_chat_template_with(messages, add_generation_prompt, &ChatTemplateKwargs::new())
+    }
+
+    /// [`Self::apply_chat_template`] with extra template variables, as transformers'
+    /// `apply_chat_template(..., **kwargs)` passes them (e.g. Qwen3's `enable_thinking`).
+    /// `messages`, `add_generation_prompt` and the special tokens are set after them.
+    pub fn apply_chat_template_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        kwargs: &ChatTemplateKwargs,
+    ) -> Result<String> {
         let chat = self
             .chat
             .as_ref()
@@ -314,7 +329,10 @@ impl TextCodec {
                 )
             })
             .collect();
-        let mut context: BTreeMap<String, Value> = BTreeMap::new();
+        let mut context: BTreeMap<String, Value> = kwargs
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::from_serialize(value)))
+            .collect();
         context.insert("messages".into(), Value::from(messages));
         context.insert(
             "add_generation_prompt".into(),
