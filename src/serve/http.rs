@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 /// An error answer, sent as `{"error": message}`: status, message, and for 503 a `Retry-After`
 /// (seconds).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct ApiError {
     status: StatusCode,
     message: String,

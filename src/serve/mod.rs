@@ -8,7 +8,8 @@
 //!
 //! | endpoint | request | response |
 //! |---|---|---|
-//! | `GET /health` | — | 200 `{"status":"ready"}` once the judge is loaded, 503 `{"status":"loading"}` before |
+//! | `GET /health` | — | 200 `{"status":"ready", "model", "server"}` once the judge is loaded (the model and prompt settings of [`ServeConfig::model`], the batching and grouping settings), 503 `{"status":"loading", ...}` before |
+//! | `GET /metrics` | — | Prometheus text format (`metrics.rs`) |
 //! | `POST /judge` | `{"pairs":[{"prompt","response_a","response_b"}]}` | `{"results":[{"p_a","p_a_forward","p_a_reverse"}]}` |
 //! | `POST /rank` | `{"rows":[{"prompt","responses":[...]}], "strategy"?}` | `{"results":[row + ranking]}` (see [`crate::rank::rank_rows`]) |
 //! | `POST /reward` | `{"rows":[...], "reference"?, "scale"?}` | `{"results":[row + reward(s)]}` (see [`crate::reward::reward_rows`]) |
@@ -46,9 +47,13 @@
 //! | `http.rs` | error answers and status codes, JSON bodies |
 //! | `routes.rs` | the router and the handlers of `/health`, `/judge`, `/rank`, `/reward` |
 //! | `openrlhf.rs` | the `/get_reward` adapter |
+//! | `groups.rs` | rollout groups gathered across `/get_reward` requests |
+//! | `metrics.rs` | `GET /metrics` (Prometheus text format) |
 
 mod batcher;
+mod groups;
 mod http;
+mod metrics;
 mod openrlhf;
 mod routes;
 
@@ -86,6 +91,14 @@ pub struct ServeConfig {
     /// Longest a request may take, queueing included; beyond that 504, and its jobs still
     /// queued are not judged (a batch already running is not interrupted).
     pub request_timeout: Duration,
+    /// Unlabeled `/get_reward` samples of one prompt ranked together across requests; 1 = each
+    /// request on its own (see `groups.rs`). At most `ranking.max_round_robin_responses`.
+    pub group_size: usize,
+    /// Longest a rollout group waits for its `group_size` samples after its first.
+    pub group_wait: Duration,
+    /// The judge's description for `GET /health`: model name and prompt settings (the CLI
+    /// fills it from its flags; `null` if unknown).
+    pub model: serde_json::Value,
 }
 
 impl Default for ServeConfig {
@@ -101,6 +114,9 @@ impl Default for ServeConfig {
             ranking: crate::rank::Limits::default(),
             api_key: None,
             request_timeout: Duration::from_secs(600),
+            group_size: 1,
+            group_wait: Duration::from_millis(2000),
+            model: serde_json::Value::Null,
         }
     }
 }
@@ -118,6 +134,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("ranking", &self.ranking)
             .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
             .field("request_timeout", &self.request_timeout)
+            .field("group_size", &self.group_size)
+            .field("group_wait", &self.group_wait)
+            .field("model", &self.model)
             .finish()
     }
 }
@@ -203,6 +222,12 @@ where
     if config.request_timeout.is_zero() {
         return Err(Error::invalid("--request-timeout-secs must be at least 1"));
     }
+    let most = config.ranking.max_round_robin_responses;
+    if config.group_size == 0 || config.group_size > most {
+        return Err(Error::invalid(format!(
+            "--group-size must be between 1 and {most} (--max-responses for round-robin)"
+        )));
+    }
     let bind_error = |e| {
         Error::invalid(format!(
             "cannot listen on {}:{}: {e}",
@@ -224,16 +249,21 @@ where
         .build()
         .map_err(|e| Error::invalid(format!("cannot start the async runtime: {e}")))?;
     let thread = std::thread::spawn(move || {
+        let metrics = Arc::new(metrics::Metrics::default());
         let batcher::Worker {
             queue,
             ready,
             load_failure,
             thread: worker,
-        } = batcher::spawn(factory, &config);
+        } = batcher::spawn(factory, &config, metrics.clone());
+        let groups = (config.group_size > 1)
+            .then(|| Arc::new(groups::Groups::new(config.group_size, config.group_wait)));
         let state = AppState {
             queue,
             ready,
             limits: Arc::new(config),
+            groups,
+            metrics,
         };
         let served = runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener)?;

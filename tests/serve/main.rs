@@ -2,8 +2,10 @@
 //!
 //! The client is hand-written HTTP/1.1 over `std::net::TcpStream` (one request per connection).
 //! `protocol.rs` covers the endpoints, batching and failures; `guards.rs` what protects the
-//! server from its clients (API key, content type, deadlines, clients that go away).
+//! server from its clients (API key, content type, deadlines, clients that go away);
+//! `groups.rs` rollout groups across requests and the OpenRLHF reply fields.
 
+mod groups;
 mod guards;
 mod protocol;
 
