@@ -24,7 +24,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::model::{KvCache, Llama, common_prefix};
 use crate::prompt::{PromptBuilder, PromptTemplate, verdict_tokens};
-use crate::tokenizer::TextCodec;
+use crate::tokenizer::{ChatTemplateKwargs, TextCodec};
 use crate::{Error, Judge, Pair, Result, Verdict};
 use burn::tensor::Device;
 use std::path::Path;
@@ -47,6 +47,8 @@ pub struct JudgeOptions {
     pub max_len: Option<usize>,
     /// Wrap the filled prompt in the model's chat template.
     pub chat_template: bool,
+    /// Extra chat-template variables (e.g. Qwen3's `enable_thinking: false`).
+    pub chat_template_kwargs: ChatTemplateKwargs,
 }
 
 impl Default for JudgeOptions {
@@ -57,6 +59,7 @@ impl Default for JudgeOptions {
             batch_size: 8,
             max_len: None,
             chat_template: true,
+            chat_template_kwargs: ChatTemplateKwargs::new(),
         }
     }
 }
@@ -177,7 +180,8 @@ impl GramJudge {
             Some(max_len) => max_len,
         };
         let pad_id = codec.padding_id();
-        let prompts = PromptBuilder::new(codec, template, options.chat_template, max_len);
+        let prompts = PromptBuilder::new(codec, template, options.chat_template, max_len)
+            .with_chat_template_kwargs(options.chat_template_kwargs);
         // What two judge prompts with nothing in common share: the template's fixed head.
         let one = prompts.encode("x", "y", "z")?;
         let two = prompts.encode("1", "2", "3")?;
@@ -322,6 +326,10 @@ impl GramJudge {
 }
 
 impl Judge for GramJudge {
+    fn tokens_judged(&self) -> Option<u64> {
+        Some(self.stats.tokens as u64)
+    }
+
     fn judge(&mut self, pairs: &[Pair]) -> Result<Vec<Verdict>> {
         let mut sequences = Vec::with_capacity(2 * pairs.len());
         for pair in pairs {

@@ -19,6 +19,7 @@
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes (plain tensor ops on the CPU) |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
 //! | [`prompt`] | the texts a model reads: judge prompt template and builder, verdict tokens, the stage-1 and reward-model layouts |
+//! | [`preset`] | named prompt + labels + chat-template options (`--preset gram`: the released GRAM checkpoints') |
 //! | [`judge`] | the model-backed judge: both orders, batching, shared-prefix reuse |
 //! | [`data`] | input rows with their locations (file and line, or request row); one file per data format; unlabeled pairs from model outputs |
 //! | [`rank`], [`reward`] | best-of-n and list ranking with Bradley–Terry fitting; scalar RL rewards |
@@ -44,6 +45,7 @@ pub mod merge;
 pub mod model;
 pub mod pair;
 pub mod parallel;
+pub mod preset;
 pub mod progress;
 pub mod prompt;
 pub mod rank;

@@ -92,6 +92,12 @@ impl Verdict {
 pub trait Judge {
     /// The verdict on every pair, in input order.
     fn judge(&mut self, pairs: &[Pair]) -> crate::Result<Vec<Verdict>>;
+
+    /// Judge-input tokens judged so far (both orders), for throughput metrics; `None` if the
+    /// judge does not count them.
+    fn tokens_judged(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The logistic function σ(x) = 1 / (1 + e^(−x)), stable for large |x|.

@@ -10,7 +10,7 @@
 //! | stage 1 ([`generation_input`], [`generation_target`]) | `[User Question]` block, then both answer blocks |
 //! | reward model ([`reward_sequence`]) | a user and an assistant turn through the chat template |
 
-use crate::tokenizer::{ChatMessage, TextCodec};
+use crate::tokenizer::{ChatMessage, ChatTemplateKwargs, TextCodec};
 use crate::{Error, Result};
 use std::ops::Range;
 
@@ -111,6 +111,7 @@ pub struct PromptBuilder {
     codec: TextCodec,
     template: PromptTemplate,
     chat_template: bool,
+    chat_template_kwargs: ChatTemplateKwargs,
     max_len: usize,
 }
 
@@ -125,8 +126,15 @@ impl PromptBuilder {
             codec,
             template,
             chat_template,
+            chat_template_kwargs: ChatTemplateKwargs::new(),
             max_len,
         }
+    }
+
+    /// Render the chat template with these extra variables (e.g. `enable_thinking: false`).
+    pub fn with_chat_template_kwargs(mut self, kwargs: ChatTemplateKwargs) -> Self {
+        self.chat_template_kwargs = kwargs;
+        self
     }
 
     /// The tokenizer and chat template.
@@ -152,7 +160,8 @@ impl PromptBuilder {
         let (filled, spans) = self.template.fill_spans(prompt, a, b);
         if self.chat_template && self.codec.has_chat_template() {
             let message = ChatMessage::new("user", filled);
-            self.codec.apply_chat_template_spans(&[message], true)
+            self.codec
+                .apply_chat_template_spans(&[message], true, &self.chat_template_kwargs)
         } else {
             Ok((filled, spans))
         }
@@ -256,7 +265,8 @@ pub fn reward_sequence(
             ChatMessage::new("user", prompt),
             ChatMessage::new("assistant", response),
         ];
-        let (text, user) = codec.apply_chat_template_spans(&turns, false)?;
+        let (text, user) =
+            codec.apply_chat_template_spans(&turns, false, &ChatTemplateKwargs::new())?;
         codec.encode_guarded(&text, &user)?
     } else {
         codec.encode_text(&format!("{prompt}\n\n{response}"))?

@@ -64,6 +64,9 @@ struct ChatTemplate {
     env: Environment<'static>,
 }
 
+/// Extra chat-template variables by name (transformers' `apply_chat_template` kwargs).
+pub type ChatTemplateKwargs = BTreeMap<String, serde_json::Value>;
+
 /// Name under which the chat template is registered in its minijinja environment.
 const CHAT_TEMPLATE: &str = "chat_template";
 
@@ -367,6 +370,18 @@ impl TextCodec {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.apply_chat_template_with(messages, add_generation_prompt, &ChatTemplateKwargs::new())
+    }
+
+    /// [`Self::apply_chat_template`] with extra template variables, as transformers'
+    /// `apply_chat_template(..., **kwargs)` passes them (e.g. Qwen3's `enable_thinking`).
+    /// `messages`, `add_generation_prompt` and the special tokens are set after them.
+    pub fn apply_chat_template_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        kwargs: &ChatTemplateKwargs,
+    ) -> Result<String> {
         let chat = self
             .chat
             .as_ref()
@@ -383,7 +398,10 @@ impl TextCodec {
                 )
             })
             .collect();
-        let mut context: BTreeMap<String, Value> = BTreeMap::new();
+        let mut context: BTreeMap<String, Value> = kwargs
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::from(minijinja::value::Serde(value))))
+            .collect();
         context.insert("messages".into(), Value::from(messages));
         context.insert(
             "add_generation_prompt".into(),
@@ -412,8 +430,8 @@ impl TextCodec {
         })
     }
 
-    /// [`TextCodec::apply_chat_template`], and the byte ranges of the messages' contents in
-    /// the result, in order (for [`TextCodec::encode_guarded`]).
+    /// [`TextCodec::apply_chat_template_with`], and the byte ranges of the messages' contents
+    /// in the result, in order (for [`TextCodec::encode_guarded`]).
     ///
     /// The ranges come from a second rendering with a unique placeholder for each content, so
     /// a content that repeats the template's markup (`<|im_start|>`) is never mistaken for
@@ -424,14 +442,15 @@ impl TextCodec {
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
+        kwargs: &ChatTemplateKwargs,
     ) -> Result<(String, Vec<Range<usize>>)> {
-        let rendered = self.apply_chat_template(messages, add_generation_prompt)?;
+        let rendered = self.apply_chat_template_with(messages, add_generation_prompt, kwargs)?;
         let placeholders: Vec<ChatMessage> = messages
             .iter()
             .enumerate()
             .map(|(i, m)| ChatMessage::new(m.role.clone(), format!("\u{E000}{i}\u{E001}")))
             .collect();
-        let frame = self.apply_chat_template(&placeholders, add_generation_prompt)?;
+        let frame = self.apply_chat_template_with(&placeholders, add_generation_prompt, kwargs)?;
         let changed = || {
             Error::invalid(
                 "the chat template changes a message's text (beyond trimming it), so its markup \

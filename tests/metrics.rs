@@ -155,6 +155,10 @@ fn judgebench_combines_both_orders_like_the_official_scorer() {
     );
     assert_eq!(scores.categories["mmlu-pro"].count, 2);
     assert!((scores.categories["livebench-math"].accuracy() - 0.5).abs() < EPS);
+    // Macro: the four categories' own accuracies (1/2, 0, 1/2, 0) averaged, beside the
+    // micro 2/6.
+    assert!((scores.macro_accuracy - 0.25).abs() < EPS);
+    assert_eq!(scores.macro_count, 6);
 }
 
 #[test]
@@ -237,7 +241,8 @@ fn evaluate_rm_bench_with_a_length_judge() {
         ..EvalOptions::default()
     };
     let report = eval::evaluate(&mut judge, &records, &eval::RmBench, &options).unwrap();
-    assert_eq!(judge.calls, ((129 + 284) * 9usize).div_ceil(100));
+    // Whole records per judge call, closed at 100 pairs or more: 12 records of 9 pairs each.
+    assert_eq!(judge.calls, (129 + 284usize).div_ceil(100usize.div_ceil(9)));
     assert_eq!(report.overall.count, 129 + 284);
     let entry = |name: &str| {
         report

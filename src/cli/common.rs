@@ -31,6 +31,10 @@ pub struct JudgeArgs {
 /// How the judge prompt is written: the same at training and at inference.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PromptArgs {
+    /// A named prompt, labels and chat-template options: `gram` = the released GRAM
+    /// checkpoints' evaluation prompt byte for byte, labels A,B, `enable_thinking=false`.
+    #[arg(long, conflicts_with_all = ["template", "labels"])]
+    pub preset: Option<String>,
     /// A judge prompt template with `{prompt}`, `{response_a}`, `{response_b}`.
     #[arg(long)]
     pub template: Option<PathBuf>,
@@ -40,24 +44,88 @@ pub struct PromptArgs {
     /// Feed the filled judge prompt as plain text, without the model's chat template.
     #[arg(long)]
     pub no_chat_template: bool,
+    /// Extra chat-template variables as a JSON object, as transformers'
+    /// `apply_chat_template(**kwargs)` takes them, e.g. '{"enable_thinking": false}'
+    /// (added to, and overriding, a preset's).
+    #[arg(long, value_name = "JSON")]
+    pub chat_template_kwargs: Option<String>,
 }
 
 impl PromptArgs {
-    /// The template file's text, `None` for the default prompt.
+    /// The preset named by `--preset`, if any.
+    fn preset(&self) -> gram::Result<Option<&'static gram::preset::Preset>> {
+        self.preset.as_deref().map(gram::preset::preset).transpose()
+    }
+
+    /// The preset's or the template file's text, `None` for the default prompt.
     pub fn template_text(&self) -> gram::Result<Option<String>> {
+        if let Some(preset) = self.preset()? {
+            return Ok(Some(preset.template.to_owned()));
+        }
         self.template
             .as_ref()
             .map(|path| std::fs::read_to_string(path).map_err(|e| gram::Error::io(path, e)))
             .transpose()
     }
 
-    /// The verdict labels `(A, B)`.
-    pub fn labels(&self) -> (String, String) {
-        (self.labels[0].clone(), self.labels[1].clone())
+    /// The verdict labels `(A, B)`: the preset's, or `--labels`.
+    pub fn labels(&self) -> gram::Result<(String, String)> {
+        Ok(match self.preset()? {
+            Some(preset) => preset.labels(),
+            None => (self.labels[0].clone(), self.labels[1].clone()),
+        })
+    }
+
+    /// The preset's chat-template variables with `--chat-template-kwargs` over them.
+    pub fn chat_template_kwargs(&self) -> gram::Result<gram::tokenizer::ChatTemplateKwargs> {
+        let mut kwargs = self
+            .preset()?
+            .map(|p| p.chat_template_kwargs())
+            .unwrap_or_default();
+        if let Some(text) = &self.chat_template_kwargs {
+            let wrong = |why: String| {
+                gram::Error::invalid(format!(
+                    "--chat-template-kwargs must be a JSON object ({why}): {text}"
+                ))
+            };
+            match serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| wrong(e.to_string()))?
+            {
+                serde_json::Value::Object(given) => kwargs.extend(given),
+                _ => return Err(wrong("not an object".into())),
+            }
+        }
+        Ok(kwargs)
     }
 }
 
 impl JudgeArgs {
+    /// The model and prompt settings as `GET /health` shows them: the model's file or folder
+    /// name (not its path), device, preset or template, labels, chat-template options.
+    pub fn describe(&self) -> gram::Result<serde_json::Value> {
+        let name = self
+            .model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.model.display().to_string());
+        let template = match (&self.prompt.preset, &self.prompt.template) {
+            (Some(preset), _) => format!("preset {preset}"),
+            (None, Some(path)) => format!("file {}", path.display()),
+            (None, None) => "default".to_owned(),
+        };
+        let (a, b) = self.prompt.labels()?;
+        Ok(serde_json::json!({
+            "name": name,
+            "device": self.device,
+            "template": template,
+            "labels": [a, b],
+            "chat_template": !self.prompt.no_chat_template,
+            "chat_template_kwargs": self.prompt.chat_template_kwargs()?,
+            "max_len": self.max_len,
+            "batch_size": self.batch_size,
+        }))
+    }
+
     /// Load the model-backed judge these options describe.
     pub fn load(&self) -> gram::Result<gram::judge::GramJudge> {
         self.load_on(&gram::device::select(&self.device)?)
@@ -68,7 +136,7 @@ impl JudgeArgs {
         let device = device.clone();
         let options = gram::judge::JudgeOptions {
             template: self.prompt.template_text()?,
-            labels: self.prompt.labels(),
+            labels: self.prompt.labels()?,
             batch_size: self
                 .batch_size
                 .unwrap_or(if device == burn::tensor::Device::flex() {
@@ -78,6 +146,7 @@ impl JudgeArgs {
                 }),
             max_len: self.max_len,
             chat_template: !self.prompt.no_chat_template,
+            chat_template_kwargs: self.prompt.chat_template_kwargs()?,
         };
         gram::judge::GramJudge::load(&self.model, &device, options)
     }

@@ -17,8 +17,9 @@ pub struct Args {
     /// together (e.g. all four RM-Bench domains).
     #[arg(long, required = true, num_args = 1..)]
     pub benchmark: Vec<PathBuf>,
-    /// The data format, which also picks the scoring: `rewardbench`, `rm-bench` and
-    /// `judgebench` are scored their own way, every other format by plain accuracy.
+    /// The data format, which also picks the scoring: `rewardbench`, `rewardbench2`,
+    /// `rm-bench` and `judgebench` are scored their own way, every other format by plain
+    /// accuracy.
     #[arg(long, value_enum, default_value = "auto")]
     pub format: Format,
     /// Use only the first N rows of each file.
@@ -61,7 +62,9 @@ pub fn run(args: Args) -> gram::Result<()> {
         chunk: 4 * args.judge.batch_size.unwrap_or(8).max(1) * judge.judges().len(),
         progress: true,
     };
-    let rows = args.scale.rows(&gram::eval::calls(&records, &options));
+    let comparisons: Vec<Vec<gram::Pair>> =
+        records.iter().map(|r| benchmark.comparisons(r)).collect();
+    let rows = args.scale.rows(&gram::eval::calls(&comparisons, &options));
     let verdicts =
         gram::eval::judge_records(&mut judge, &records[rows.clone()], benchmark, &options)?;
     if let Some(path) = &args.verdicts {

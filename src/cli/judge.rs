@@ -108,11 +108,17 @@ fn read_records(args: &Args) -> gram::Result<Vec<Record>> {
             break;
         }
         let record = record?;
-        if let Content::StyleGrid(_) = record.content {
-            return Err(record.location.error(
-                None,
+        let several = match record.content {
+            Content::StyleGrid(_) => Some(
                 "an RM-Bench row holds 9 comparisons; score it with `gram eval --format rm-bench`",
-            ));
+            ),
+            Content::BestOfN(_) => Some(
+                "a RewardBench 2 row holds a best-of-n set; score it with `gram eval --format rewardbench2`",
+            ),
+            _ => None,
+        };
+        if let Some(message) = several {
+            return Err(record.location.error(None, message));
         }
         records.push(record);
     }
@@ -127,7 +133,9 @@ fn pair_to_judge(record: &Record) -> Pair {
     match &record.content {
         Content::Preference(p) => p.as_pair(),
         Content::Pair(p) => p.clone(),
-        Content::StyleGrid(_) => unreachable!("`read_records` rejects RM-Bench grids"),
+        Content::StyleGrid(_) | Content::BestOfN(_) => {
+            unreachable!("`read_records` rejects RM-Bench grids and best-of-n sets")
+        }
     }
 }
 

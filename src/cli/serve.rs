@@ -61,6 +61,14 @@ pub struct Args {
     /// exits without them.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+    /// Rank K unlabeled `/get_reward` samples of the same prompt together across requests
+    /// (OpenRLHF sends one sample per request); 1 = each request on its own.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub group_size: usize,
+    /// Milliseconds a rollout group waits for its K samples after its first; then it is ranked
+    /// with those it has.
+    #[arg(long, default_value_t = 2000, value_name = "W")]
+    pub group_wait_ms: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -84,6 +92,9 @@ pub fn run(args: Args) -> Result<()> {
         body_timeout: Duration::from_secs(args.body_timeout_secs),
         send_timeout: Duration::from_secs(args.send_timeout_secs),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+        group_size: args.group_size,
+        group_wait: Duration::from_millis(args.group_wait_ms),
+        model: args.judge.describe()?,
     };
     let judge = args.judge;
     serve(move || judge.load(), config)

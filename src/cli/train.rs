@@ -95,8 +95,9 @@ fn run(args: Args, objective: Objective) -> Result<()> {
     let device = devices.remove(0);
     let recipe = Recipe {
         template: args.prompt.template_text()?,
-        labels: args.prompt.labels(),
+        labels: args.prompt.labels()?,
         chat_template: !args.prompt.no_chat_template,
+        chat_template_kwargs: args.prompt.chat_template_kwargs()?,
         model: args.model,
         init: args.init,
         data: args.data,

@@ -6,7 +6,7 @@
 //! gzip. A UTF-8 byte order mark at the start is skipped; invalid UTF-8 is an error at its
 //! line; lines and whole JSON-array files are bounded ([`ReadLimits`]: 16 MiB a line, 1 GiB an
 //! array file, decompressed). Each row becomes a [`Record`]: its [`Content`] (a labeled [`Preference`], an unlabeled
-//! [`Pair`], or an RM-Bench [`StyleGrid`]), the benchmark's own group (subset, domain, source),
+//! [`Pair`], an RM-Bench [`StyleGrid`] or a RewardBench 2 best-of-n set of [`Completions`]), the benchmark's own group (subset, domain, source),
 //! and every field we did not consume, passed through untouched.
 //!
 //! | [`Format`] | row | parsed in |
@@ -19,6 +19,7 @@
 //! | `llama-factory` | `conversations[{from, value}]`, `chosen{from, value}`, `rejected{from, value}` | `llama_factory.rs` |
 //! | `judgebench` | `question`, `response_A`, `response_B`, `label` `"A>B"`/`"B>A"`, `source` | `judgebench.rs` |
 //! | `rewardbench` | `prompt`, `chosen`, `rejected`, `subset` | `preference.rs` |
+//! | `rewardbench2` | `id`, `prompt`, `chosen[]`, `rejected[]`, `num_correct`, `num_incorrect`, `total_completions`, `subset` | `rewardbench2.rs` |
 //!
 //! Every prompt field (`prompt`, `input`, `question`) may be a string or a list of chat
 //! messages `[{role, content}]` (ShareGPT's `[{from, value}]` too); a multi-turn prompt keeps
@@ -44,6 +45,7 @@ mod llmbar;
 mod pairs;
 mod preference;
 mod read;
+mod rewardbench2;
 mod rm_bench;
 mod row;
 pub mod unlabeled;
@@ -51,6 +53,7 @@ pub mod unlabeled;
 pub use dialogue::Role;
 pub(crate) use read::RowReader;
 pub use read::{ReadLimits, file_stem};
+pub use rewardbench2::Completions;
 pub use rm_bench::{RM_BENCH_STYLES, StyleGrid};
 pub use row::{Location, Origin, Row};
 
@@ -71,6 +74,7 @@ pub enum Format {
     LlamaFactory,
     Judgebench,
     Rewardbench,
+    Rewardbench2,
 }
 
 impl Format {
@@ -86,6 +90,7 @@ impl Format {
             Format::LlamaFactory => "llama-factory",
             Format::Judgebench => "judgebench",
             Format::Rewardbench => "rewardbench",
+            Format::Rewardbench2 => "rewardbench2",
         }
     }
 
@@ -108,6 +113,8 @@ impl Format {
             Some(Format::Judgebench)
         } else if has("prompt") && has("response_a") && has("response_b") {
             Some(Format::Pairs)
+        } else if has("prompt") && has("num_correct") && has("subset") {
+            Some(Format::Rewardbench2)
         } else if has("prompt") && is_string_list("chosen") && is_string_list("rejected") {
             Some(Format::RmBench)
         } else if has("prompt") && is_str("chosen") && is_str("rejected") && is_str("subset") {
@@ -134,15 +141,19 @@ pub enum Content {
     Pair(Pair),
     /// RM-Bench: each chosen style variant against each rejected one (9 preferences).
     StyleGrid(StyleGrid),
+    /// RewardBench 2: correct and incorrect completions to one prompt (best-of-n).
+    BestOfN(Completions),
 }
 
 impl Content {
     /// The texts as row fields: `prompt` with `chosen` and `rejected` (lists of the style
-    /// variants for a grid), or with `response_a` and `response_b` for an unlabeled pair.
+    /// variants for a grid, of the completions for a best-of-n set), or with `response_a` and
+    /// `response_b` for an unlabeled pair.
     pub fn fields(&self) -> Map<String, Value> {
         let (prompt, a, b) = match self {
             Content::Preference(p) => (&p.prompt, json!(p.chosen), json!(p.rejected)),
             Content::StyleGrid(g) => (&g.prompt, json!(g.chosen), json!(g.rejected)),
+            Content::BestOfN(c) => (&c.prompt, json!(c.chosen), json!(c.rejected)),
             Content::Pair(p) => (&p.prompt, json!(p.response_a), json!(p.response_b)),
         };
         let (a_name, b_name) = match self {
@@ -170,12 +181,14 @@ pub struct Record {
 }
 
 impl Record {
-    /// The labeled preferences in this row: one, nine for an RM-Bench grid, none if unlabeled.
+    /// The labeled preferences in this row: one, nine for an RM-Bench grid, each correct
+    /// completion over each incorrect one for a best-of-n set, none if unlabeled.
     pub fn preferences(&self) -> Vec<Preference> {
         match &self.content {
             Content::Preference(preference) => vec![preference.clone()],
             Content::Pair(_) => Vec::new(),
             Content::StyleGrid(grid) => grid.preferences(),
+            Content::BestOfN(completions) => completions.preferences(),
         }
     }
 
@@ -272,9 +285,12 @@ fn parse_row(format: Format, stem: &str, mut row: Row) -> Result<Record> {
         Format::Auto => unreachable!("`open` resolves Auto before reading rows"),
         Format::Preference => (preference::parse(&mut row)?, None),
         Format::Rewardbench => {
-            let subset = row.peek_str("subset")?;
-            let subset = subset.ok_or_else(|| row.location.error(Some("subset"), "missing"))?;
+            let subset = required_str(&row, "subset")?;
             (preference::parse(&mut row)?, Some(subset))
+        }
+        Format::Rewardbench2 => {
+            let subset = required_str(&row, "subset")?;
+            (rewardbench2::parse(&mut row)?, Some(subset))
         }
         Format::Pairs => (pairs::parse(&mut row)?, None),
         Format::Hh => (hh::parse(&mut row)?, Some(stem.to_owned())),
@@ -295,4 +311,10 @@ fn parse_row(format: Format, stem: &str, mut row: Row) -> Result<Record> {
         group,
         extra: row.fields,
     })
+}
+
+/// A string field that must be present, left in place for the passthrough.
+fn required_str(row: &Row, field: &str) -> Result<String> {
+    row.peek_str(field)?
+        .ok_or_else(|| row.location.error(Some(field), "missing"))
 }

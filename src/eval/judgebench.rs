@@ -1,5 +1,7 @@
 //! JudgeBench: each order of a pair is one decision against the label, counted per source
-//! category (`compute_final_metrics` with `reverse_order` in JudgeBench's scripts).
+//! category (`compute_final_metrics` with `reverse_order` in JudgeBench's scripts). The official
+//! score is the micro mean over pairs; the macro mean over the four categories (the GRAM
+//! README's "Avg.") is reported beside it.
 
 use super::score::Score;
 use super::{Entry, Judged, Scored, Scorer, by_group, details};
@@ -23,7 +25,7 @@ impl Scorer for JudgeBench {
 
     fn score(&self, judged: &[Judged<'_>]) -> Result<Scored> {
         let scores = judgebench(&by_group(judged));
-        let entries = scores
+        let mut entries: Vec<Entry> = scores
             .categories
             .iter()
             .map(|(name, tally)| {
@@ -34,6 +36,11 @@ impl Scorer for JudgeBench {
                 Entry::new("category", name, score)
             })
             .collect();
+        let macro_score = Score {
+            accuracy: scores.macro_accuracy,
+            count: scores.macro_count,
+        };
+        entries.push(Entry::new("macro", "mean of categories", macro_score));
         Ok(Scored {
             overall: Score {
                 accuracy: scores.overall.accuracy(),
@@ -112,8 +119,14 @@ impl JudgeBenchTally {
 /// JudgeBench results: overall and per source category.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JudgeBenchScores {
+    /// The official (micro) score is `overall.accuracy()`: correct pairs over all pairs.
     pub overall: JudgeBenchTally,
     pub categories: BTreeMap<String, JudgeBenchTally>,
+    /// The macro mean: the unweighted mean of the [`JUDGEBENCH_CATEGORIES`] present
+    /// (Knowledge, Reasoning, Math, Coding in the GRAM README); NaN when none is.
+    pub macro_accuracy: f64,
+    /// Pairs in those categories.
+    pub macro_count: usize,
 }
 
 /// JudgeBench's reporting categories (`run_judge.py`); a `source` such as `mmlu-pro-law`
@@ -146,8 +159,16 @@ pub fn judgebench<S: AsRef<str>>(labeled: &[(S, Verdict)]) -> JudgeBenchScores {
             .or_default()
             .add(verdict);
     }
+    let present: Vec<&JudgeBenchTally> = JUDGEBENCH_CATEGORIES
+        .iter()
+        .filter_map(|name| categories.get(*name))
+        .collect();
+    let macro_accuracy = present.iter().map(|t| t.accuracy()).sum::<f64>() / present.len() as f64;
+    let macro_count = present.iter().map(|t| t.count).sum();
     JudgeBenchScores {
         overall,
         categories,
+        macro_accuracy,
+        macro_count,
     }
 }

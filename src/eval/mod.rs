@@ -11,7 +11,8 @@
 //! |---|---|---|
 //! | [`RewardBench`] (`rewardbench.rs`) | `rewardbench` | mean of the weighted section scores |
 //! | [`RmBench`] (`rm_bench.rs`) | `rm-bench` | mean over domains of hard/normal/easy |
-//! | [`JudgeBench`] (`judgebench.rs`) | `judgebench` | two-order decisions against the label |
+//! | [`JudgeBench`] (`judgebench.rs`) | `judgebench` | two-order decisions against the label (micro; macro over categories beside it) |
+//! | [`RewardBench2`] (`rewardbench2.rs`) | `rewardbench2` | mean of the six subset scores (best-of-n; Ties weighted) |
 //! | [`Accuracy`] (`accuracy.rs`) | every other format (LLMBar, HH-RLHF, pairs, ...) | plain accuracy |
 //!
 //! Adding a benchmark is a file with a type implementing [`Scorer`] and its entry in
@@ -22,6 +23,7 @@
 mod accuracy;
 mod judgebench;
 mod rewardbench;
+mod rewardbench2;
 mod rm_bench;
 mod score;
 
@@ -32,6 +34,10 @@ pub use judgebench::{
 };
 pub use rewardbench::{
     REWARDBENCH_EXAMPLE_COUNTS, REWARDBENCH_SECTIONS, RewardBench, RewardBenchScores, rewardbench,
+};
+pub use rewardbench2::{
+    REWARDBENCH2_SUBSETS, RewardBench2, RewardBench2Scores, ScoredCompletions, TiesKind, TiesScore,
+    best_of_n_result, rewardbench2, ties_score,
 };
 pub use rm_bench::{
     RM_BENCH_DOMAINS, RmBench, RmBenchDomain, RmBenchScores, StyleVerdicts, rm_bench,
@@ -59,13 +65,31 @@ pub trait Scorer: Sync {
         Ok(())
     }
 
+    /// The pairs to judge for `record`; [`Judged::verdicts`] holds their verdicts in this
+    /// order. By default its labeled preferences, correct response as A.
+    fn comparisons(&self, record: &Record) -> Vec<Pair> {
+        record.preferences().iter().map(|p| p.as_pair()).collect()
+    }
+
+    /// The verdicts of `judged` on labeled pairs, correct response as A (what `--by` counts).
+    /// By default all of them, as [`Scorer::comparisons`] judges only labeled pairs.
+    fn labeled(&self, judged: &Judged<'_>) -> Vec<Verdict> {
+        judged.verdicts.to_vec()
+    }
+
     /// The headline score, the report's entries and the full results of the judged records.
     fn score(&self, judged: &[Judged<'_>]) -> Result<Scored>;
 }
 
 /// Every benchmark's scorer, in the order [`scorer_for`] asks them; [`Accuracy`], which takes
 /// any format, comes last.
-pub const SCORERS: [&dyn Scorer; 4] = [&RewardBench, &RmBench, &JudgeBench, &Accuracy];
+pub const SCORERS: [&dyn Scorer; 5] = [
+    &RewardBench,
+    &RewardBench2,
+    &RmBench,
+    &JudgeBench,
+    &Accuracy,
+];
 
 /// The scorer for rows of `format`.
 pub fn scorer_for(format: Format) -> &'static dyn Scorer {
@@ -75,7 +99,7 @@ pub fn scorer_for(format: Format) -> &'static dyn Scorer {
         .unwrap_or(&Accuracy)
 }
 
-/// One record and the verdicts on its preferences, in [`Record::preferences`] order.
+/// One record and the verdicts on its comparisons, in [`Scorer::comparisons`] order.
 #[derive(Debug, Clone, Copy)]
 pub struct Judged<'a> {
     pub record: &'a Record,
@@ -248,14 +272,13 @@ pub fn judge_records(
         }
         scorer.check(record)?;
     }
-    let pairs: usize = records.iter().map(|r| r.preferences().len()).sum();
-    let mut progress = Progress::new("pairs", pairs, options.progress);
+    let comparisons: Vec<Vec<Pair>> = records.iter().map(|r| scorer.comparisons(r)).collect();
+    let total: usize = comparisons.iter().map(Vec::len).sum();
+    let mut progress = Progress::new("pairs", total, options.progress);
     let mut per_record = Vec::with_capacity(records.len());
-    for call in calls(records, options) {
-        let records = &records[call];
-        let preferences: Vec<Vec<crate::Preference>> =
-            records.iter().map(|r| r.preferences()).collect();
-        let pairs: Vec<Pair> = preferences.iter().flatten().map(|p| p.as_pair()).collect();
+    for call in calls(&comparisons, options) {
+        let own = &comparisons[call];
+        let pairs: Vec<Pair> = own.iter().flatten().cloned().collect();
         let verdicts = judge.judge(&pairs)?;
         if verdicts.len() != pairs.len() {
             return Err(Error::invalid(format!(
@@ -265,8 +288,8 @@ pub fn judge_records(
             )));
         }
         let mut rest = verdicts.as_slice();
-        for own in &preferences {
-            let (mine, tail) = rest.split_at(own.len());
+        for record in own {
+            let (mine, tail) = rest.split_at(record.len());
             per_record.push(mine.to_vec());
             rest = tail;
         }
@@ -275,11 +298,12 @@ pub fn judge_records(
     Ok(per_record)
 }
 
-/// The records of each call to the judge in [`judge_records`]: whole records, closed once they
-/// hold at least `options.chunk` pairs ([`crate::parallel::blocks`]). A sharded run slices
-/// whole calls, so it makes the same calls as the one-process run.
-pub fn calls(records: &[Record], options: &EvalOptions) -> Vec<std::ops::Range<usize>> {
-    crate::parallel::blocks(records.iter().map(|r| r.preferences().len()), options.chunk)
+/// The records of each call to the judge in [`judge_records`], given each record's
+/// comparisons ([`Scorer::comparisons`]): whole records, closed once they hold at least
+/// `options.chunk` pairs ([`crate::parallel::blocks`]). A sharded run slices whole calls, so it
+/// makes the same calls as the one-process run.
+pub fn calls(comparisons: &[Vec<Pair>], options: &EvalOptions) -> Vec<std::ops::Range<usize>> {
+    crate::parallel::blocks(comparisons.iter().map(Vec::len), options.chunk)
 }
 
 /// The report on `records` given the verdicts on each one's preferences: the scoring half of
@@ -299,17 +323,14 @@ pub fn score(
     }
     let mut judged = Vec::with_capacity(records.len());
     for (record, own) in records.iter().zip(verdicts) {
-        if own.len() != record.preferences().len() {
+        scorer.check(record)?;
+        let expected = scorer.comparisons(record).len();
+        if own.len() != expected {
             return Err(record.location.error(
                 None,
-                format!(
-                    "{} verdicts for {} preferences",
-                    own.len(),
-                    record.preferences().len()
-                ),
+                format!("{} verdicts for {expected} comparisons", own.len()),
             ));
         }
-        scorer.check(record)?;
         judged.push(Judged {
             record,
             verdicts: own,
@@ -322,14 +343,14 @@ pub fn score(
         details,
     } = scorer.score(&judged)?;
     if let Some(field) = &options.by {
-        let mut labeled = Vec::new();
-        for Judged { record, verdicts } in &judged {
-            let value = record.field(field).ok_or_else(|| {
-                record
+        let mut labeled = Vec::with_capacity(verdicts.len());
+        for one in &judged {
+            let value = one.record.field(field).ok_or_else(|| {
+                one.record
                     .location
                     .error(Some(field), "missing (needed by --by)")
             })?;
-            labeled.extend(verdicts.iter().map(|v| (value.clone(), *v)));
+            labeled.extend(scorer.labeled(one).into_iter().map(|v| (value.clone(), v)));
         }
         let kind = format!("by {field}");
         entries.extend(

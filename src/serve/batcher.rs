@@ -12,6 +12,7 @@
 //! itself.
 
 use super::ServeConfig;
+use super::metrics::Metrics;
 use crate::error::panic_message;
 use crate::{Error, Judge, Pair, Result, Verdict};
 use std::fmt;
@@ -32,6 +33,8 @@ struct Job {
     reply: oneshot::Sender<Answer>,
     /// Raised when the request that queued the job has given up (deadline passed, client gone).
     cancelled: Arc<AtomicBool>,
+    /// When it was queued.
+    queued_at: Instant,
 }
 
 impl Job {
@@ -68,9 +71,10 @@ impl fmt::Display for Failure {
     }
 }
 
-/// The sending side of the worker's bounded job queue; cheap to clone.
+/// The sending side of the worker's bounded job queue, and the metrics it keeps; cheap to
+/// clone.
 #[derive(Clone)]
-pub(super) struct Queue(SyncSender<Job>);
+pub(super) struct Queue(SyncSender<Job>, Arc<Metrics>);
 
 impl Queue {
     /// Queue `pairs` without waiting; [`Failure::Busy`] if the queue is full. The worker skips
@@ -85,8 +89,12 @@ impl Queue {
             pairs,
             reply,
             cancelled,
+            queued_at: Instant::now(),
         }) {
-            Ok(()) => Ok(answer),
+            Ok(()) => {
+                self.1.queued(1);
+                Ok(answer)
+            }
             Err(TrySendError::Full(_)) => Err(Failure::Busy),
             Err(TrySendError::Disconnected(_)) => Err(Failure::Unavailable),
         }
@@ -122,8 +130,8 @@ pub(super) struct Worker {
 }
 
 /// Start the worker thread: build the judge with `factory` (panics caught), then serve jobs
-/// with the batching and queue bound of `config`.
-pub(super) fn spawn<F, J>(factory: F, config: &ServeConfig) -> Worker
+/// with the batching and queue bound of `config`, recording into `metrics`.
+pub(super) fn spawn<F, J>(factory: F, config: &ServeConfig, metrics: Arc<Metrics>) -> Worker
 where
     F: FnOnce() -> Result<J> + Send + 'static,
     J: Judge + 'static,
@@ -133,6 +141,7 @@ where
     let (load_failed, load_failure) = oneshot::channel::<()>();
     let batching = (config.max_batch, config.max_wait);
     let worker_ready = ready.clone();
+    let worker_metrics = metrics.clone();
     let thread = std::thread::spawn(move || {
         let mut judge = match catch_unwind(AssertUnwindSafe(factory)) {
             Ok(Ok(judge)) => judge,
@@ -150,11 +159,11 @@ where
         };
         drop(load_failed);
         worker_ready.store(true, Ordering::SeqCst);
-        work(&mut judge, jobs, batching);
+        work(&mut judge, jobs, batching, &worker_metrics);
         Ok(())
     });
     Worker {
-        queue: Queue(queue),
+        queue: Queue(queue, metrics),
         ready,
         load_failure,
         thread,
@@ -163,7 +172,12 @@ where
 
 /// The worker loop: collect a batch, judge it in one call, answer every job; until the queue's
 /// senders are all gone.
-fn work(judge: &mut dyn Judge, jobs: Receiver<Job>, (max_batch, max_wait): (usize, Duration)) {
+fn work(
+    judge: &mut dyn Judge,
+    jobs: Receiver<Job>,
+    (max_batch, max_wait): (usize, Duration),
+    metrics: &Metrics,
+) {
     let mut held_over: Option<Job> = None;
     loop {
         let Some(first) = held_over.take().or_else(|| jobs.recv().ok()) else {
@@ -185,19 +199,24 @@ fn work(judge: &mut dyn Judge, jobs: Receiver<Job>, (max_batch, max_wait): (usiz
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        judge_batch(judge, batch, max_batch);
+        judge_batch(judge, batch, max_batch, metrics);
     }
 }
 
 /// Judge all jobs' pairs in one call (a lone job over `max_batch` pairs in several, see
 /// [`judge_alone`]); if that fails and there were several jobs, judge each job alone so the
 /// failure reaches only the job that caused it.
-fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>, max_batch: usize) {
+fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>, max_batch: usize, metrics: &Metrics) {
+    let start = Instant::now();
+    for job in &batch {
+        metrics.queued(-1);
+        metrics.waited(start - job.queued_at);
+    }
     // Requests whose clients have gone, or whose deadline passed, need no verdicts; dropping
     // their jobs answers them `Unavailable` (nobody reads it).
     let mut batch: Vec<Job> = batch.into_iter().filter(|job| !job.abandoned()).collect();
     if batch.len() == 1 && batch[0].pairs.len() > max_batch {
-        return judge_alone(judge, batch.pop().expect("one job"), max_batch);
+        return judge_alone(judge, batch.pop().expect("one job"), max_batch, metrics);
     }
     let pairs: Vec<Pair> = batch
         .iter()
@@ -209,7 +228,7 @@ fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>, max_batch: usize) {
         }
         return;
     }
-    match judge_guarded(judge, &pairs) {
+    match judge_guarded(judge, &pairs, metrics) {
         Ok(verdicts) => {
             let mut verdicts = verdicts.into_iter();
             for job in batch {
@@ -227,7 +246,7 @@ fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>, max_batch: usize) {
         }
         Err(_) => {
             for job in batch {
-                let answer = judge_guarded(judge, &job.pairs);
+                let answer = judge_guarded(judge, &job.pairs, metrics);
                 let _ = job.reply.send(answer);
             }
         }
@@ -235,13 +254,13 @@ fn judge_batch(judge: &mut dyn Judge, batch: Vec<Job>, max_batch: usize) {
 }
 
 /// Judge one job `max_batch` pairs per call, and stop without answering once it is abandoned.
-fn judge_alone(judge: &mut dyn Judge, job: Job, max_batch: usize) {
+fn judge_alone(judge: &mut dyn Judge, job: Job, max_batch: usize, metrics: &Metrics) {
     let mut verdicts = Vec::with_capacity(job.pairs.len());
     for chunk in job.pairs.chunks(max_batch) {
         if job.abandoned() {
             return;
         }
-        match judge_guarded(judge, chunk) {
+        match judge_guarded(judge, chunk, metrics) {
             Ok(chunk_verdicts) => verdicts.extend(chunk_verdicts),
             Err(failure) => {
                 let _ = job.reply.send(Err(failure));
@@ -252,13 +271,20 @@ fn judge_alone(judge: &mut dyn Judge, job: Job, max_batch: usize) {
     let _ = job.reply.send(Ok(verdicts));
 }
 
-/// One judge call with panics caught and the verdict count checked.
+/// One judge call with panics caught and the verdict count checked, timed into `metrics`.
 ///
 /// After a panic the same judge serves the next batch. That is sound for a judge whose state
 /// cannot be left half-updated: [`crate::judge::GramJudge`]'s only state besides its
 /// statistics is its cached instruction prefix, stored only once computed in full.
-fn judge_guarded(judge: &mut dyn Judge, pairs: &[Pair]) -> Answer {
-    match catch_unwind(AssertUnwindSafe(|| judge.judge(pairs))) {
+fn judge_guarded(judge: &mut dyn Judge, pairs: &[Pair], metrics: &Metrics) -> Answer {
+    let (start, tokens_before) = (Instant::now(), judge.tokens_judged());
+    let outcome = catch_unwind(AssertUnwindSafe(|| judge.judge(pairs)));
+    let tokens = judge
+        .tokens_judged()
+        .zip(tokens_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    metrics.judged(pairs.len(), start.elapsed(), tokens);
+    match outcome {
         Ok(Ok(verdicts)) if verdicts.len() == pairs.len() => Ok(verdicts),
         Ok(Ok(verdicts)) => Err(Failure::Judge(format!(
             "the judge returned {} verdicts for {} pairs",

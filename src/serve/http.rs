@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 /// An error answer, sent as `{"error": message}`: status, message, and for 503 a `Retry-After`
 /// (seconds).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct ApiError {
     status: StatusCode,
     message: String,

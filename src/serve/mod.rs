@@ -8,7 +8,8 @@
 //!
 //! | endpoint | request | response |
 //! |---|---|---|
-//! | `GET /health` | — | 200 `{"status":"ready"}` once the judge is loaded, 503 `{"status":"loading"}` before |
+//! | `GET /health` | — | 200 `{"status":"ready", "model", "server"}` once the judge is loaded (the model and prompt settings of [`ServeConfig::model`], the batching and grouping settings), 503 `{"status":"loading", ...}` before |
+//! | `GET /metrics` | — | Prometheus text format (`metrics.rs`) |
 //! | `POST /judge` | `{"pairs":[{"prompt","response_a","response_b"}]}` | `{"results":[{"p_a","p_a_forward","p_a_reverse"}]}` |
 //! | `POST /rank` | `{"rows":[{"prompt","responses":[...]}], "strategy"?}` | `{"results":[row + ranking]}` (see [`crate::rank::rank_rows`]) |
 //! | `POST /reward` | `{"rows":[...], "reference"?, "scale"?}` | `{"results":[row + reward(s)]}` (see [`crate::reward::reward_rows`]) |
@@ -65,10 +66,14 @@
 //! | `http.rs` | error answers and status codes, request bodies within their limits, JSON bodies |
 //! | `routes.rs` | the router and the handlers of `/health`, `/judge`, `/rank`, `/reward` |
 //! | `openrlhf.rs` | the `/get_reward` adapter |
+//! | `groups.rs` | rollout groups gathered across `/get_reward` requests |
+//! | `metrics.rs` | `GET /metrics` (Prometheus text format) |
 
 mod batcher;
 mod connections;
+mod groups;
 mod http;
+mod metrics;
 mod openrlhf;
 mod routes;
 
@@ -123,6 +128,14 @@ pub struct ServeConfig {
     /// After the stop signal, how long requests in flight may still take before the server
     /// stops without them.
     pub shutdown_timeout: Duration,
+    /// Unlabeled `/get_reward` samples of one prompt ranked together across requests; 1 = each
+    /// request on its own (see `groups.rs`). At most `ranking.max_round_robin_responses`.
+    pub group_size: usize,
+    /// Longest a rollout group waits for its `group_size` samples after its first.
+    pub group_wait: Duration,
+    /// The judge's description for `GET /health`: model name and prompt settings (the CLI
+    /// fills it from its flags; `null` if unknown).
+    pub model: serde_json::Value,
 }
 
 impl Default for ServeConfig {
@@ -144,6 +157,9 @@ impl Default for ServeConfig {
             body_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            group_size: 1,
+            group_wait: Duration::from_millis(2000),
+            model: serde_json::Value::Null,
         }
     }
 }
@@ -167,6 +183,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("body_timeout", &self.body_timeout)
             .field("send_timeout", &self.send_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("group_size", &self.group_size)
+            .field("group_wait", &self.group_wait)
+            .field("model", &self.model)
             .finish()
     }
 }
@@ -267,6 +286,12 @@ where
             return Err(Error::invalid(format!("{flag} must be at least 1")));
         }
     }
+    let most = config.ranking.max_round_robin_responses;
+    if config.group_size == 0 || config.group_size > most {
+        return Err(Error::invalid(format!(
+            "--group-size must be between 1 and {most} (--max-responses for round-robin)"
+        )));
+    }
     let bind_error = |e| {
         Error::invalid(format!(
             "cannot listen on {}:{}: {e}",
@@ -288,17 +313,22 @@ where
         .build()
         .map_err(|e| Error::invalid(format!("cannot start the async runtime: {e}")))?;
     let thread = std::thread::spawn(move || {
+        let metrics = Arc::new(metrics::Metrics::default());
         let batcher::Worker {
             queue,
             ready,
             load_failure,
             thread: worker,
-        } = batcher::spawn(factory, &config);
+        } = batcher::spawn(factory, &config, metrics.clone());
         let config = Arc::new(config);
+        let groups = (config.group_size > 1)
+            .then(|| Arc::new(groups::Groups::new(config.group_size, config.group_wait)));
         let app = routes::router(AppState {
             queue,
             ready,
             limits: config.clone(),
+            groups,
+            metrics,
         });
         let served = runtime.block_on(async {
             let listener = tokio::net::TcpListener::from_std(listener)?;

@@ -1,6 +1,12 @@
 //! `POST /get_reward`, OpenRLHF's remote reward-model protocol (described in [`super`]): the
 //! request, grouping its queries by label or by prompt, and the rewards in query order. All
-//! groups are judged in one call.
+//! groups are judged in one call; with `--group-size K` the unlabeled queries instead join the
+//! rollout groups gathered across requests ([`super::groups`]).
+//!
+//! The reply is what OpenRLHF 0.11 reads: `rewards` (log-odds: of beating the label, or the
+//! centred Bradley–Terry log-strength in the group), `scores` (the same as a probability,
+//! σ(reward), in [0, 1]) and `extra_logs` (per query: `group_size`, the responses ranked
+//! together — 1 against a label — and `labeled`, 1 or 0), each a list in query order.
 
 use super::http::{ApiError, ok};
 use super::routes::AppState;
@@ -37,7 +43,20 @@ pub(super) async fn get_reward(
 ) -> Result<Response, ApiError> {
     let request: GetRewardRequest = state.parse(body)?;
     let count = request.query.len();
-    let groups = groups(&state, request)?;
+    let mut groups = groups(&state, request)?;
+    // With cross-request groups, each unlabeled query joins its prompt's pending group.
+    let mut gathered = Vec::new();
+    if let Some(gatherer) = state.groups.clone() {
+        let (unlabeled, labeled): (Vec<IndexedGroup>, Vec<IndexedGroup>) = groups
+            .into_iter()
+            .partition(|(group, _)| group.baseline == Baseline::RoundRobin);
+        groups = labeled;
+        for (group, indices) in unlabeled {
+            for (response, index) in group.responses.into_iter().zip(indices) {
+                gathered.push((index, gatherer.join(&state, &group.prompt, response)));
+            }
+        }
+    }
     let limits = state.limits.ranking;
     for (group, indices) in &groups {
         check_group(group, &limits).map_err(|message| {
@@ -47,6 +66,13 @@ pub(super) async fn get_reward(
             ))
         })?;
     }
+    let sizes: Vec<(Vec<usize>, usize, bool)> = groups
+        .iter()
+        .map(|(group, indices)| {
+            let labeled = matches!(group.baseline, Baseline::Reference(_));
+            (indices.clone(), group.responses.len(), labeled)
+        })
+        .collect();
     let rewards = state
         .run_blocking(move |judge| {
             let (groups, indices): (Vec<Group>, Vec<Vec<usize>>) = groups.into_iter().unzip();
@@ -54,7 +80,53 @@ pub(super) async fn get_reward(
             Ok(in_query_order(count, &indices, rewards))
         })
         .await?;
-    Ok(ok(json!({ "rewards": rewards })))
+    let mut reply = Reply::new(rewards);
+    for (indices, size, labeled) in sizes {
+        for index in indices {
+            reply.group_size[index] = size as f64;
+            reply.labeled[index] = f64::from(u8::from(labeled));
+        }
+    }
+    for (index, answer) in gathered {
+        let result = answer
+            .await
+            .map_err(|_| ApiError::from(super::batcher::Failure::Unavailable))??;
+        reply.rewards[index] = result.reward;
+        reply.group_size[index] = result.group_size as f64;
+    }
+    Ok(ok(reply.json()))
+}
+
+/// Per-query reply fields, in query order.
+struct Reply {
+    rewards: Vec<f64>,
+    group_size: Vec<f64>,
+    labeled: Vec<f64>,
+}
+
+impl Reply {
+    fn new(rewards: Vec<f64>) -> Reply {
+        let n = rewards.len();
+        Reply {
+            rewards,
+            group_size: vec![1.0; n],
+            labeled: vec![0.0; n],
+        }
+    }
+
+    /// `{"rewards", "scores", "extra_logs": {"group_size", "labeled"}}`; scores = σ(rewards).
+    fn json(self) -> serde_json::Value {
+        let scores: Vec<f64> = self
+            .rewards
+            .iter()
+            .map(|&r| crate::pair::sigmoid(r))
+            .collect();
+        json!({
+            "rewards": self.rewards,
+            "scores": scores,
+            "extra_logs": { "group_size": self.group_size, "labeled": self.labeled },
+        })
+    }
 }
 
 /// Split OpenRLHF queries into groups: each labeled query against its label, the unlabeled ones

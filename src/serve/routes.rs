@@ -8,7 +8,9 @@
 
 use super::ServeConfig;
 use super::batcher::{Queue, QueueJudge};
+use super::groups::Groups;
 use super::http::{ApiError, BodyBudget, ok, parse, read_body, reply};
+use super::metrics::{self, Metrics};
 use super::openrlhf;
 use crate::data::{Location, Row};
 use crate::rank::{Strategy, rank_rows_with};
@@ -37,6 +39,10 @@ pub(super) struct AppState {
     pub ready: Arc<AtomicBool>,
     /// The body and text limits.
     pub limits: Arc<ServeConfig>,
+    /// Rollout groups gathered across `/get_reward` requests (`--group-size` ≥ 2).
+    pub groups: Option<Arc<Groups>>,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -105,6 +111,16 @@ impl Drop for CancelOnDrop {
 }
 
 /// Every endpoint behind [`guard`], with request bodies read whole first ([`read_body`]).
+/// Every path the server answers (what `/metrics` labels requests by).
+pub(super) const ENDPOINTS: [&str; 6] = [
+    "/health",
+    "/judge",
+    "/rank",
+    "/reward",
+    "/get_reward",
+    "/metrics",
+];
+
 pub(super) fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
@@ -113,11 +129,16 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/rank", post(rank))
         .route("/reward", post(reward))
         .route("/get_reward", post(openrlhf::get_reward))
+        .route("/metrics", get(metrics::metrics))
         .layer(middleware::from_fn_with_state(
             BodyBudget::new(state.limits.clone()),
             read_body,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -179,15 +200,27 @@ fn same_secret(key: &[u8], presented: &[u8]) -> bool {
     std::hint::black_box(difference) == 0
 }
 
-/// `GET /health`: 200 `ready` once the judge is loaded, 503 `loading` before.
+/// `GET /health`: 200 `ready` once the judge is loaded, 503 `loading` before; with the model
+/// and the server's settings.
 async fn health(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        ok(json!({ "status": "ready" }))
+    let config = &state.limits;
+    let ready = state.ready.load(Ordering::SeqCst);
+    let body = json!({
+        "status": if ready { "ready" } else { "loading" },
+        "model": config.model,
+        "server": {
+            "max_batch": config.max_batch,
+            "max_wait_ms": config.max_wait.as_millis() as u64,
+            "max_queue": config.max_queue,
+            "group_size": config.group_size,
+            "group_wait_ms": config.group_wait.as_millis() as u64,
+            "request_timeout_secs": config.request_timeout.as_secs(),
+        },
+    });
+    if ready {
+        ok(body)
     } else {
-        reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "loading" }),
-        )
+        reply(StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
 

@@ -27,7 +27,7 @@ use crate::checkpoint::{Checkpoint, gguf};
 use crate::data::{self, Format};
 use crate::model::Llama;
 use crate::prompt::{PromptBuilder, PromptTemplate, verdict_tokens};
-use crate::tokenizer::TextCodec;
+use crate::tokenizer::{ChatTemplateKwargs, TextCodec};
 use crate::{Error, Result};
 use burn::tensor::Device;
 use rand::SeedableRng;
@@ -65,6 +65,8 @@ pub struct Recipe {
     pub labels: (String, String),
     /// Wrap the judge prompt in the model's chat template.
     pub chat_template: bool,
+    /// Extra chat-template variables (e.g. Qwen3's `enable_thinking: false`).
+    pub chat_template_kwargs: ChatTemplateKwargs,
     /// The hyper-parameters; `verdict_tokens` and `pad_id` are set from the tokenizer.
     pub options: TrainOptions,
 }
@@ -93,6 +95,7 @@ impl Recipe {
             template: None,
             labels: ("A".into(), "B".into()),
             chat_template: true,
+            chat_template_kwargs: ChatTemplateKwargs::new(),
             options,
         }
     }
@@ -117,7 +120,8 @@ impl Recipe {
             PromptTemplate::or_default(self.template.as_deref())?,
             self.chat_template,
             max_len,
-        );
+        )
+        .with_chat_template_kwargs(self.chat_template_kwargs.clone());
         let build =
             |path: &Path| examples(path, self.format, objective, &prompts, self.options.seed);
         let train = build(&self.data)?;
@@ -184,6 +188,10 @@ impl Recipe {
             (
                 "--devices (replicas)".into(),
                 (1 + self.replicas.len()).to_string(),
+            ),
+            (
+                "--chat-template-kwargs".into(),
+                serde_json::to_string(&self.chat_template_kwargs).unwrap_or_default(),
             ),
         ]
     }

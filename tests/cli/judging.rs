@@ -208,17 +208,28 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String)
     (status, body)
 }
 
-/// `gram serve --port 0`: announces its address, answers /health 200 once loaded, /judge
-/// with the library's probabilities, and exits successfully on SIGTERM.
+/// `gram serve --port 0 --group-size 3`: announces its address, answers /health 200 once
+/// loaded (naming the model and its settings), /judge with the library's probabilities, three
+/// concurrent one-sample OpenRLHF requests of one prompt as one rollout group with the
+/// library's round-robin rewards, /metrics with what it did, and exits successfully on SIGTERM.
 #[test]
 fn serve_judges_over_http_and_stops_on_sigterm() {
-    let (mut child, addr) = ServeProcess::start(&[]);
+    let (mut child, addr) = ServeProcess::start(&["--group-size", "3", "--group-wait-ms", "60000"]);
 
     let start = Instant::now();
     loop {
         let (status, body) = http(addr, "GET", "/health", "");
         if status == 200 {
-            assert!(body.contains("ready"), "{body}");
+            let health: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(health["status"], "ready", "{body}");
+            let name = common::model_path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert_eq!(health["model"]["name"], name.as_str(), "{body}");
+            assert_eq!(health["model"]["labels"], json!(["A", "B"]), "{body}");
+            assert_eq!(health["server"]["group_size"], 3, "{body}");
             break;
         }
         assert_eq!(status, 503, "{body}");
@@ -251,6 +262,85 @@ fn serve_judges_over_http_and_stops_on_sigterm() {
         result["p_a_reverse"].as_f64().unwrap(),
         verdict.p_a_reverse,
     );
+
+    // OpenRLHF: three samples of one prompt, one per request, all at once.
+    let prompt = row["prompt"].as_str().unwrap();
+    let responses = [
+        row["chosen"].as_str().unwrap(),
+        row["rejected"].as_str().unwrap(),
+        "I don't know.",
+    ];
+    let rewards: Vec<f64> = std::thread::scope(|scope| {
+        let asks: Vec<_> = responses
+            .iter()
+            .map(|response| {
+                let request =
+                    json!({"query": [format!("{prompt}{response}")], "prompts": [prompt]});
+                scope.spawn(move || http(addr, "POST", "/get_reward", &request.to_string()))
+            })
+            .collect();
+        asks.into_iter()
+            .map(|ask| {
+                let (status, body) = ask.join().unwrap();
+                assert_eq!(status, 200, "{body}");
+                let reply: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(reply["extra_logs"]["group_size"][0], 3.0, "{body}");
+                let reward = reply["rewards"][0].as_f64().unwrap();
+                assert_same(
+                    "score",
+                    reply["scores"][0].as_f64().unwrap(),
+                    gram::pair::sigmoid(reward),
+                );
+                reward
+            })
+            .collect()
+    });
+    let group = gram::reward::Group {
+        prompt: prompt.into(),
+        responses: responses.iter().map(|r| r.to_string()).collect(),
+        baseline: gram::reward::Baseline::RoundRobin,
+    };
+    let options = JudgeOptions {
+        batch_size: 1,
+        ..JudgeOptions::default()
+    };
+    let mut judge = GramJudge::load(&common::model_path(), &Device::flex(), options).unwrap();
+    let want = gram::reward::group_rewards(&mut judge, &[group], gram::reward::Scale::LogOdds)
+        .unwrap()
+        .remove(0);
+    for (got, want) in rewards.iter().zip(&want) {
+        assert_same("group reward", *got, *want);
+    }
+    assert!(rewards.iter().sum::<f64>().abs() < 1e-6, "{rewards:?}");
+    assert!(
+        rewards[0] != rewards[1] && rewards[1] != rewards[2],
+        "{rewards:?}"
+    );
+
+    // /metrics: the four answered requests, one judge call per batch, tokens counted.
+    let (status, text) = http(addr, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{text}");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value("gram_requests_total{endpoint=\"/judge\",status=\"200\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("gram_requests_total{endpoint=\"/get_reward\",status=\"200\"}"),
+        3.0
+    );
+    assert_eq!(value("gram_pairs_judged_total"), 4.0);
+    assert_eq!(value("gram_queue_depth"), 0.0);
+    assert_eq!(
+        value("gram_batch_pairs_count"),
+        value("gram_judge_seconds_count")
+    );
+    assert!(value("gram_tokens_judged_total") > 100.0, "{text}");
+    assert!(value("gram_tokens_per_second") > 0.0, "{text}");
 
     let (status, _) = child.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit after SIGTERM: {status}");

@@ -353,6 +353,11 @@ fn format_rows(format: Format) -> [Value; 2] {
         Format::Rewardbench => json!({
             "prompt": "q", "chosen": "a", "rejected": "b", "subset": "chat", "id": k,
         }),
+        Format::Rewardbench2 => json!({
+            "id": k, "prompt": "q", "chosen": ["a"], "rejected": ["b", "c", "d"],
+            "num_correct": 1, "num_incorrect": 3, "total_completions": 4,
+            "models": ["m1", "m2", "m3", "m4"], "subset": "Math",
+        }),
     };
     [row(0), row(1)]
 }
@@ -369,6 +374,7 @@ pub fn data_formats() -> Vec<Target> {
         Format::LlamaFactory,
         Format::Judgebench,
         Format::Rewardbench,
+        Format::Rewardbench2,
     ]
     .into_iter()
     .map(|format| {

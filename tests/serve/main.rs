@@ -8,12 +8,14 @@
 //! `scripts/gram_client.py`, and a rendered request on the real model; `connections.rs` the
 //! bounds on connections (header and body timeouts, the connection cap, the shutdown deadline,
 //! judging stopped when its client leaves); `process.rs` the same abuse against a real
-//! `gram serve` process on the default model.
+//! `gram serve` process on the default model; `groups.rs` rollout groups across requests and
+//! the OpenRLHF reply fields.
 
 mod clients;
 #[path = "../common/mod.rs"]
 mod common;
 mod connections;
+mod groups;
 mod guards;
 mod process;
 mod protocol;
