@@ -110,6 +110,12 @@ fn main() -> Result<()> {
         torch_best = torch_best.min(torch_seconds);
     }
 
+    // Without the PyTorch side its column reads NaN.
+    let torch_best = if torch.is_some() {
+        torch_best
+    } else {
+        f64::NAN
+    };
     let n = pairs.len() as f64;
     println!("\n| judging, batch {batch_size} | gram | transformers + PyTorch | ratio |");
     println!("|---|---|---|---|");

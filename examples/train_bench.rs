@@ -162,6 +162,12 @@ fn main() -> Result<()> {
         torch_best = torch_best.min(torch_seconds);
     }
 
+    // Without the PyTorch side its column reads NaN.
+    let torch_best = if torch.is_some() {
+        torch_best
+    } else {
+        f64::NAN
+    };
     let n = examples.len() as f64;
     let unit = if stage == 2 { "pairs/s" } else { "examples/s" };
     let per = if stage == 2 { 0.5 } else { 1.0 }; // a pair is two stage-2 examples
