@@ -14,13 +14,15 @@
 //! are present only where the [`Variant`](super::Variant) says so.
 
 use burn::module::{Module, Param};
+use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
-use super::LayerKv;
 use super::lora::Lora;
 use super::rope::Rope;
 use super::variant::Activation;
+use super::{CausalMask, LayerKv};
 
 /// Root-mean-square layer norm with a learned gain `g`.
 #[derive(Module, Debug)]
@@ -98,14 +100,14 @@ pub struct Attention {
 
 impl Attention {
     /// `x`: `[B, T, d]` at positions `P..P+T`, where `P` is the length of `past` (0 without);
-    /// `rope`: cos/sin tables for those positions; `mask`: `[G·T, P+T]`, true = blocked.
+    /// `rope`: cos/sin tables for those positions; `mask`: query `P + i` sees keys `≤ P + i`.
     /// Returns the output `[B, T, d]` and this call's keys and values (after RoPE),
     /// `[B, kv, T, hd]` each, so a caller can extend a [`KvCache`].
     pub(super) fn forward(
         &self,
         x: Tensor<3>,
         rope: &Rope,
-        mask: &Tensor<2, Bool>,
+        mask: &CausalMask,
         past: Option<&LayerKv>,
     ) -> (Tensor<3>, LayerKv) {
         let [b, t, _] = x.dims();
@@ -139,17 +141,25 @@ impl Attention {
             None => (k, v),
         };
 
-        // Grouped-query attention without copying K/V: the `group` query heads that share one
-        // key/value head are stacked along the time axis, [B, kv, group·T, hd].
-        let q = q.reshape([b, kv, group * t, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, kv, G·T, P+T]
-        let scores = scores.mask_fill(mask.clone().unsqueeze::<4>(), -1.0e9);
-        let weights = softmax(scores, 3);
-        let out = weights.matmul(v); // [B, kv, G·T, hd]
-        let out = out
-            .reshape([b, h, t, hd])
-            .swap_dims(1, 2)
-            .reshape([b, t, h * hd]);
+        let device = q.device();
+        let out = if CausalMask::fused(&device) {
+            // softmax(q kᵀ / √hd, bottom-right causal) v, query head j reading key/value head
+            // j / G, in one op: [B, h, T, hd].
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: true,
+            };
+            attention(q, k, v, None, None, options)
+        } else {
+            // Grouped-query attention without copying K/V: the `group` query heads that share
+            // one key/value head are stacked along the time axis, [B, kv, group·T, hd].
+            let q = q.reshape([b, kv, group * t, hd]);
+            let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, kv, G·T, P+T]
+            let scores = scores.mask_fill(mask.explicit(&device).unsqueeze::<4>(), -1.0e9);
+            softmax(scores, 3).matmul(v).reshape([b, h, t, hd]) // [B, kv, G·T, hd] → [B, h, T, hd]
+        };
+        let out = out.swap_dims(1, 2).reshape([b, t, h * hd]);
         (self.o_proj.forward(out), new)
     }
 }
@@ -181,21 +191,48 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
+    /// `x' = h + MLP(RMSNorm(h))` with `h = x + Attn(RMSNorm(x))`, and this call's keys and
+    /// values (see [`Attention::forward`]).
     pub(super) fn forward(
         &self,
         x: Tensor<3>,
         rope: &Rope,
-        mask: &Tensor<2, Bool>,
+        mask: &CausalMask,
+        past: Option<&LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
+        let (h, kv) = self.attend(x, rope, mask, past);
+        (self.feed_forward(h), kv)
+    }
+
+    /// `x` as this layer runs it: without autodiff when the layer's weights have none (the
+    /// frozen bottom layers of `--train-layers` training, see `Learner::set_trainable`), so
+    /// that they run the inference path; unchanged otherwise (a plain `x` meeting autodiff
+    /// weights is a constant to them).
+    pub(super) fn take_input(&self, x: Tensor<3>) -> Tensor<3> {
+        if self.input_layernorm.weight.val().is_autodiff() {
+            return x;
+        }
+        debug_assert!(!x.is_tracked(), "a frozen layer above a trainable one");
+        x.inner()
+    }
+
+    /// The attention half: `h = x + Attn(RMSNorm(x))`, and this call's keys and values.
+    pub(super) fn attend(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        mask: &CausalMask,
         past: Option<&LayerKv>,
     ) -> (Tensor<3>, LayerKv) {
         let (attn, kv) =
             self.self_attn
                 .forward(self.input_layernorm.forward(x.clone()), rope, mask, past);
-        let h = x + attn;
-        (
-            h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h)),
-            kv,
-        )
+        (x + attn, kv)
+    }
+
+    /// The feed-forward half, position by position: `h + MLP(RMSNorm(h))`.
+    pub(super) fn feed_forward(&self, h: Tensor<3>) -> Tensor<3> {
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
 

@@ -39,8 +39,10 @@ pub use lora::Lora;
 pub use rope::inverse_frequencies;
 pub use variant::{Activation, Variant};
 
+use burn::backend::DispatchDevice;
 use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use std::cell::OnceCell;
 
 use config::ModelConfig;
 use rope::Rope;
@@ -66,7 +68,11 @@ impl Llama {
 
     /// Final-normed hidden states `[B, T, d]` for right-padded token ids `[B, T]`.
     pub fn hidden_states(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        self.decode(ids, None).0
+        let [b, t] = ids.dims();
+        self.decode(ids, None, Rows::All)
+            .0
+            .expect("every row kept")
+            .reshape([b, t, self.config.hidden_size])
     }
 
     /// Final-normed hidden states at each sequence's last token, `[B, d]`, running the sequences
@@ -88,10 +94,9 @@ impl Llama {
             .map(|(row, s)| (row * width + s.len() - 1) as i64)
             .collect();
         let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rest.len()]), &device);
-        let hidden = self.decode(ids, prefix).0;
-        hidden
-            .reshape([rest.len() * width, self.config.hidden_size])
-            .select(0, last)
+        self.decode(ids, prefix, Rows::Only(last))
+            .0
+            .expect("the last rows kept")
     }
 
     /// Run `ids` (one sequence, not empty) after `past` (if any) and keep every layer's keys and
@@ -105,7 +110,7 @@ impl Llama {
             TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]),
             &device,
         );
-        let (_, fresh) = self.decode(tensor, past);
+        let (_, fresh) = self.decode(tensor, past, Rows::None);
         let layers = match past {
             None => fresh,
             Some(past) => past
@@ -122,27 +127,51 @@ impl Llama {
     }
 
     /// The decoder stack on `ids` `[B, T]` at positions `P..P+T` after an optional prefix of
-    /// length `P`: final-normed hidden states and each layer's new keys and values.
-    fn decode(&self, ids: Tensor<2, Int>, past: Option<&KvCache>) -> (Tensor<3>, Vec<LayerKv>) {
-        let [_, t] = ids.dims();
+    /// length `P`: the final-normed hidden states of the `rows` asked for, `[rows, d]` (rows
+    /// numbered `b·T + t`), and each layer's new keys and values.
+    ///
+    /// Every layer's attention needs the keys and values of every position, but the last
+    /// layer's feed-forward block and the final norm act on each position alone, so they run
+    /// on the rows asked for only (none for a prefill, which keeps only keys and values).
+    fn decode(
+        &self,
+        ids: Tensor<2, Int>,
+        past: Option<&KvCache>,
+        rows: Rows,
+    ) -> (Option<Tensor<2>>, Vec<LayerKv>) {
+        let [b, t] = ids.dims();
         let device = ids.device();
         let config = &self.config;
         let group = config.num_attention_heads / config.num_key_value_heads;
         let start = past.map_or(0, KvCache::len);
         let rope = Rope::new(config, start, t, &device);
-        let mask = causal_mask(start, t, group, &device);
+        let mask = CausalMask::new(start, t, group);
         let mut x = burn::tensor::module::embedding(self.embed_tokens.val(), ids);
         let scale = config.variant().embedding_scale;
         if scale != 1.0 {
             x = x * scale;
         }
         let mut fresh = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
+        let Some((last, below)) = self.layers.split_last() else {
+            let hidden = rows.select(x.reshape([b * t, config.hidden_size]));
+            return (hidden.map(|h| self.norm.forward(h)), fresh);
+        };
+        for (i, layer) in below.iter().enumerate() {
+            x = layer.take_input(x);
             let (out, kv) = layer.forward(x, &rope, &mask, past.map(|p| &p.layers[i]));
             x = out;
             fresh.push(kv);
         }
-        (self.norm.forward(x), fresh)
+        x = last.take_input(x);
+        let (h, kv) = last.attend(x, &rope, &mask, past.map(|p| &p.layers[below.len()]));
+        fresh.push(kv);
+        let hidden = rows
+            .select(h.reshape([b * t, config.hidden_size]))
+            .map(|h| {
+                self.norm
+                    .forward(last.feed_forward(h.unsqueeze::<3>()).squeeze_dim::<2>(0))
+            });
+        (hidden, fresh)
     }
 
     /// The output projection `W`, `[vocab, d]` (the embedding matrix when tied).
@@ -169,6 +198,27 @@ impl Llama {
             Tensor::<1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &device),
         );
         hidden.matmul(rows.transpose())
+    }
+}
+
+/// Which positions of a decoder pass need final hidden states.
+enum Rows {
+    /// Every row `b·T + t`.
+    All,
+    /// These rows, in this order.
+    Only(Tensor<1, Int>),
+    /// None: only the keys and values are kept (a prefill).
+    None,
+}
+
+impl Rows {
+    /// The kept rows of `hidden` `[B·T, d]`.
+    fn select(self, hidden: Tensor<2>) -> Option<Tensor<2>> {
+        match self {
+            Rows::All => Some(hidden),
+            Rows::Only(rows) => Some(hidden.select(0, rows)),
+            Rows::None => None,
+        }
     }
 }
 
@@ -226,16 +276,55 @@ pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// `[G·T, P+T]` mask, true where query position `P + (row mod T)` may not see key position
-/// (column): every prefix key is visible, later keys are not; the causal mask repeated for the
-/// `G` query heads stacked per key/value head.
-fn causal_mask(prefix: usize, t: usize, group: usize, device: &Device) -> Tensor<2, Bool> {
-    let columns = prefix + t;
-    let mut blocked = Vec::with_capacity(group * t * columns);
-    for _ in 0..group {
-        for i in 0..t {
-            blocked.extend((0..columns).map(|j| j > prefix + i));
+/// The causal mask of one decoder pass over `T` tokens after a prefix of `P`: query position
+/// `P + i` sees keys `0..=P + i`.
+///
+/// On burn's `flex` CPU backend without autodiff, attention runs as burn's fused attention op
+/// ([`CausalMask::fused`]), whose `is_causal` mask is aligned to the bottom-right corner of the
+/// `[T, P+T]` score matrix (exactly the rule above) and which reads grouped key/value heads
+/// natively. Elsewhere (wgpu, where burn's flash kernel does not take grouped heads, and under
+/// autodiff, where burn decomposes the op) attention is written out with an explicit
+/// `[G·T, P+T]` mask, built once per pass on first use and shared by the layers.
+pub(crate) struct CausalMask {
+    prefix: usize,
+    t: usize,
+    group: usize,
+    explicit: OnceCell<Tensor<2, Bool>>,
+}
+
+impl CausalMask {
+    pub(crate) fn new(prefix: usize, t: usize, group: usize) -> Self {
+        CausalMask {
+            prefix,
+            t,
+            group,
+            explicit: OnceCell::new(),
         }
     }
-    Tensor::from_data(TensorData::new(blocked, [group * t, columns]), device)
+
+    /// Whether attention on `device` runs as burn's fused op.
+    pub(crate) fn fused(device: &Device) -> bool {
+        !device.is_autodiff()
+            && matches!(
+                device.clone().inner().as_dispatch(),
+                DispatchDevice::Flex(_)
+            )
+    }
+
+    /// `[G·T, P+T]`, true where query row `r` (position `P + (r mod T)`; the `G` query heads
+    /// that share a key/value head stacked along the time axis) may not see the key (column).
+    pub(crate) fn explicit(&self, device: &Device) -> Tensor<2, Bool> {
+        let (prefix, t, group) = (self.prefix, self.t, self.group);
+        (self.explicit.get_or_init(|| {
+            let columns = prefix + t;
+            let mut blocked = Vec::with_capacity(group * t * columns);
+            for _ in 0..group {
+                for i in 0..t {
+                    blocked.extend((0..columns).map(|j| j > prefix + i));
+                }
+            }
+            Tensor::from_data(TensorData::new(blocked, [group * t, columns]), device)
+        }))
+        .clone()
+    }
 }

@@ -17,10 +17,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{ModelConfig, RopeScaling, RopeType};
 
-/// The `cos(pω)` and `sin(pω)` tables `[T, hd]` for positions `p = start..start+T`.
+/// The `cos(pω)` and signed `sin(pω)` tables `[T, hd]` for positions `p = start..start+T`.
+///
+/// `rotate_half(x) ⊙ sin = [−x₂, x₁] ⊙ [s, s] = [x₂, x₁] ⊙ [−s, s]`, so the table holds `−sin`
+/// in its first half and `sin` in its second, and [`Rope::apply`] swaps the halves without
+/// negating them (one pass fewer).
 pub(super) struct Rope {
     cos: Tensor<2>,
-    sin: Tensor<2>,
+    signed_sin: Tensor<2>,
 }
 
 impl Rope {
@@ -31,17 +35,17 @@ impl Rope {
         let mut cos = Vec::with_capacity(t * hd);
         let mut sin = Vec::with_capacity(t * hd);
         for p in start..start + t {
-            for _half in 0..2 {
+            for sign in [-1.0, 1.0] {
                 for &w in &freqs {
                     let angle = p as f64 * w;
                     cos.push(angle.cos() as f32);
-                    sin.push(angle.sin() as f32);
+                    sin.push((sign * angle.sin()) as f32);
                 }
             }
         }
         Rope {
             cos: Tensor::from_data(TensorData::new(cos, [t, hd]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [t, hd]), device),
+            signed_sin: Tensor::from_data(TensorData::new(sin, [t, hd]), device),
         }
     }
 
@@ -51,18 +55,18 @@ impl Rope {
         let half = hd / 2;
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let swapped = Tensor::cat(vec![x2, x1], 3);
         let cos = self
             .cos
             .clone()
             .reshape([1, 1, t, hd])
             .expand([b, h, t, hd]);
         let sin = self
-            .sin
+            .signed_sin
             .clone()
             .reshape([1, 1, t, hd])
             .expand([b, h, t, hd]);
-        x * cos + rotated * sin
+        x * cos + swapped * sin
     }
 }
 

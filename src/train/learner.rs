@@ -52,7 +52,10 @@ impl Learner {
     /// Otherwise every parameter trains, or with `layers = Some(K)` only the top K decoder layers
     /// and the final norm (embeddings and output projection frozen). Frozen parameters are
     /// untracked, so the backward pass computes no weight gradient for them (with `K` layers it
-    /// stops below the lowest trainable layer).
+    /// stops below the lowest trainable layer); the frozen bottom layers' weights also leave
+    /// autodiff, so those layers run as in inference (fused attention on `cpu`, no graph
+    /// bookkeeping), the decoder handing their output to the first trainable layer as a
+    /// constant.
     ///
     /// With `recompute` (gradient checkpointing), the weights move to the same device with
     /// burn's gradient checkpointing (memory-bound activations are recomputed in the backward
@@ -82,7 +85,13 @@ impl Learner {
         llama.layers = std::mem::take(&mut llama.layers)
             .into_iter()
             .enumerate()
-            .map(|(i, layer)| if i + k < n { layer.no_grad() } else { layer })
+            .map(|(i, layer)| {
+                if i + k < n {
+                    layer.no_grad().map(&mut WithoutAutodiff)
+                } else {
+                    layer
+                }
+            })
             .collect();
         learner
     }
@@ -151,6 +160,15 @@ fn normal(n: usize, sigma: f64, seed: u64) -> Vec<f32> {
 
 /// Shortest shared prefix worth an extra batch-1 pass.
 const MIN_SHARED_PREFIX: usize = 8;
+
+/// Takes weights out of autodiff (same values and parameter id).
+struct WithoutAutodiff;
+
+impl ModuleMapper for WithoutAutodiff {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| t.inner())
+    }
+}
 
 /// Turns every weight into a fresh autodiff leaf (same values and parameter id): weights that
 /// were plain tensors, or results of earlier tracked operations (e.g. a move between devices),

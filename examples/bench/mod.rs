@@ -1,0 +1,186 @@
+//! What the side-by-side benchmarks (`judge_bench`, `train_bench`) share: command-line
+//! arguments, the held-out HH-RLHF pairs, the device's measured matmul rate, the process's peak
+//! memory, and [`Torch`], the transformers + PyTorch side (`scripts/torch_bench.py`) run as a
+//! child process on the same token ids, interleaved round by round with gram's side.
+
+#![allow(dead_code)] // each benchmark uses a different part
+
+use burn::tensor::{Device, Distribution, Tensor};
+use gram::Preference;
+use gram::data::{self, Content, Format};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+/// Errors of the benchmarks: gram's, I/O, JSON, or a message.
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The value after `name` on the command line.
+pub fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// `name`'s value parsed, or `default`; a value that does not parse is an error naming the flag.
+pub fn arg_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match arg(name) {
+        None => Ok(default),
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("{name}: cannot parse {s:?}").into()),
+    }
+}
+
+/// Whether `name` is on the command line.
+pub fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+/// `--model`, by default the SmolLM2-135M-Instruct Q4_1 GGUF that scripts/fetch-model.sh fetches.
+pub fn model_path() -> PathBuf {
+    arg("--model").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        PathBuf::from(home).join(".cache/gram/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    })
+}
+
+/// The first `n` labeled pairs of HH-RLHF helpful-base's test split (`$GRAM_SHARED`, default
+/// `../shared`).
+pub fn hh_pairs(n: usize) -> Result<Vec<Preference>> {
+    let shared = std::env::var("GRAM_SHARED").unwrap_or_else(|_| "../shared".into());
+    let file = PathBuf::from(shared).join("data/hh-rlhf/helpful-base.test.jsonl.gz");
+    data::open(&file, Format::Hh)?
+        .take(n)
+        .map(|r| match r?.content {
+            Content::Preference(p) => Ok(p),
+            _ => Err(format!("{}: not a preference row", file.display()).into()),
+        })
+        .collect()
+}
+
+/// Seconds of the best of five `n × n` by `n × n` f32 matmuls on `device` (after a warm-up).
+pub fn matmul_seconds(device: &Device, n: usize) -> f64 {
+    let a = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let b = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let _ = a.clone().matmul(b.clone()).into_data(); // warm-up (and autotune)
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let _ = a.clone().matmul(b.clone()).into_data();
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// GFLOP/s of an `n × n` matmul that took `seconds`.
+pub fn matmul_gflops(n: usize, seconds: f64) -> f64 {
+    2.0 * (n as f64).powi(3) / seconds / 1e9
+}
+
+/// Reset this process's peak resident set (Linux `clear_refs`; a no-op elsewhere).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident set in bytes since the last [`reset_peak_rss`] (0 if unknown).
+pub fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The transformers + PyTorch side: `scripts/torch_bench.py` holding the same model, driven one
+/// command at a time over its stdin/stdout.
+pub struct Torch {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Torch {
+    /// Start the PyTorch side on `workload` (JSON: the token ids to run), or `None` with the
+    /// reason printed when `--no-torch` is given or `torch`, `transformers` and `gguf` are not
+    /// importable.
+    pub fn start(model: &Path, workload: &serde_json::Value) -> Result<Option<Torch>> {
+        if flag("--no-torch") {
+            return Ok(None);
+        }
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let importable = Command::new(&python)
+            .args(["-c", "import torch, transformers, gguf"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !importable {
+            println!(
+                "PyTorch side skipped: `{python} -c 'import torch, transformers, gguf'` failed"
+            );
+            return Ok(None);
+        }
+        let file = std::env::temp_dir().join(format!("gram-bench-{}.json", std::process::id()));
+        std::fs::write(&file, serde_json::to_vec(workload)?)?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_bench.py");
+        let mut child = Command::new(&python)
+            .arg(script)
+            .arg("--model")
+            .arg(model)
+            .arg("--workload")
+            .arg(&file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut torch = Torch {
+            child,
+            stdin,
+            stdout,
+        };
+        let ready = torch.line()?;
+        let _ = std::fs::remove_file(&file);
+        if ready.trim() != "ready" {
+            return Err(format!("scripts/torch_bench.py: expected `ready`, got {ready:?}").into());
+        }
+        Ok(Some(torch))
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            return Err("scripts/torch_bench.py exited early".into());
+        }
+        Ok(line)
+    }
+
+    /// Send one command and read its JSON reply.
+    pub fn ask(&mut self, command: &str) -> Result<serde_json::Value> {
+        writeln!(self.stdin, "{command}")?;
+        self.stdin.flush()?;
+        let reply: serde_json::Value = serde_json::from_str(&self.line()?)?;
+        if let Some(error) = reply.get("error") {
+            return Err(format!("scripts/torch_bench.py: {error}").into());
+        }
+        Ok(reply)
+    }
+
+    /// A number in a reply.
+    pub fn number(reply: &serde_json::Value, key: &str) -> Result<f64> {
+        reply[key]
+            .as_f64()
+            .ok_or_else(|| format!("scripts/torch_bench.py: no number {key:?} in {reply}").into())
+    }
+}
+
+impl Drop for Torch {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.stdin.flush();
+        let _ = self.child.wait();
+    }
+}
