@@ -238,22 +238,26 @@ fn hang_up_after(addr: SocketAddr, path: &str, body: &Value, after: Duration) {
     thread::sleep(after);
 }
 
+/// A server judging at most 4 pairs per call with a fake judge that takes `pair_cost` per pair,
+/// and the sizes of the judge calls it makes.
+fn slow_server(pair_cost: Duration) -> (Server, Arc<Mutex<Vec<usize>>>) {
+    let judge = FakeJudge {
+        pair_cost,
+        ..FakeJudge::default()
+    };
+    let batches = judge.batches.clone();
+    let config = ServeConfig {
+        max_batch: 4,
+        ..tight()
+    };
+    (start(judge, config), batches)
+}
+
 /// A round-robin ranking of 40 responses (780 comparisons, 4 per judge call) whose client hangs
 /// up stops soon after: the comparisons judged are a fraction of them.
 #[test]
 fn a_ranking_stops_consuming_the_judge_when_its_client_leaves() {
-    let judge = FakeJudge {
-        pair_cost: Duration::from_millis(20),
-        ..FakeJudge::default()
-    };
-    let batches = judge.batches.clone();
-    let server = start(
-        judge,
-        ServeConfig {
-            max_batch: 4,
-            ..tight()
-        },
-    );
+    let (server, batches) = slow_server(Duration::from_millis(20));
     let addr = server.addr();
     let responses: Vec<String> = (0..40).map(|k| k.to_string()).collect();
     let rows = json!({
@@ -275,18 +279,7 @@ fn a_ranking_stops_consuming_the_judge_when_its_client_leaves() {
 /// up after the first calls, the rest are not judged, and other clients are served.
 #[test]
 fn a_long_request_stops_consuming_the_judge_when_its_client_leaves() {
-    let judge = FakeJudge {
-        pair_cost: Duration::from_millis(50),
-        ..FakeJudge::default()
-    };
-    let batches = judge.batches.clone();
-    let server = start(
-        judge,
-        ServeConfig {
-            max_batch: 4,
-            ..tight()
-        },
-    );
+    let (server, batches) = slow_server(Duration::from_millis(50));
     let addr = server.addr();
     let pairs: Vec<Value> = (0..40).map(|k| pair("q", &k.to_string(), "0")).collect();
     hang_up_after(
