@@ -131,7 +131,9 @@ fn main() -> Result<()> {
     };
 
     trainer.train_step(batches[0], lr)?; // untimed: first-call allocations
-    let (mut gram_best, mut torch_best) = (f64::MAX, f64::MAX);
+    // NaN until a round is timed (`f64::min` skips NaN): without the PyTorch side its
+    // column stays NaN.
+    let (mut gram_best, mut torch_best) = (f64::NAN, f64::NAN);
     let (mut gram_memory, mut torch_memory) = (0u64, 0u64);
     for round in 0..rounds {
         bench::reset_peak_rss();
@@ -162,12 +164,6 @@ fn main() -> Result<()> {
         torch_best = torch_best.min(torch_seconds);
     }
 
-    // Without the PyTorch side its column reads NaN.
-    let torch_best = if torch.is_some() {
-        torch_best
-    } else {
-        f64::NAN
-    };
     let n = examples.len() as f64;
     let unit = if stage == 2 { "pairs/s" } else { "examples/s" };
     let per = if stage == 2 { 0.5 } else { 1.0 }; // a pair is two stage-2 examples
