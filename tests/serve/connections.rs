@@ -102,8 +102,7 @@ fn a_request_judged_longer_than_the_header_timeout_is_answered() {
 #[test]
 fn a_stalled_body_is_408_at_the_body_timeout() {
     let judge = FakeJudge::default();
-    let batches = judge.batches.clone();
-    let server = start(judge, tight());
+    let (server, batches) = start_counting(judge, tight());
     let addr = server.addr();
     let mut stream = TcpStream::connect(addr).unwrap();
     let start = Instant::now();
@@ -245,12 +244,11 @@ fn slow_server(pair_cost: Duration) -> (Server, Arc<Mutex<Vec<usize>>>) {
         pair_cost,
         ..FakeJudge::default()
     };
-    let batches = judge.batches.clone();
     let config = ServeConfig {
         max_batch: 4,
         ..tight()
     };
-    (start(judge, config), batches)
+    start_counting(judge, config)
 }
 
 /// A round-robin ranking of 40 responses (780 comparisons, 4 per judge call) whose client hangs

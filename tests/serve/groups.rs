@@ -23,8 +23,7 @@ fn one_sample(prompt: &str, response: &str) -> Value {
 #[test]
 fn k_separate_requests_of_one_prompt_are_ranked_together() {
     let judge = FakeJudge::default();
-    let batches = judge.batches.clone();
-    let server = start(
+    let (server, batches) = start_counting(
         judge,
         ServeConfig {
             group_size: 3,

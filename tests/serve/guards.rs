@@ -18,8 +18,7 @@ pub(super) fn still_serves(addr: SocketAddr, headers: &str) {
 #[test]
 fn api_key_is_required_everywhere_but_health() {
     let judge = FakeJudge::default();
-    let batches = judge.batches.clone();
-    let server = start(
+    let (server, batches) = start_counting(
         judge,
         ServeConfig {
             api_key: Some("s3cret-key".into()),
@@ -75,8 +74,7 @@ fn api_key_is_required_everywhere_but_health() {
 #[test]
 fn a_body_not_declared_json_is_415() {
     let judge = FakeJudge::default();
-    let batches = judge.batches.clone();
-    let server = start(judge, config());
+    let (server, batches) = start_counting(judge, config());
     let addr = server.addr();
     let body = json!({ "pairs": [pair("q", "1", "0")] }).to_string();
     for headers in [
@@ -118,8 +116,7 @@ fn a_request_past_its_deadline_is_504_and_its_queued_job_is_not_judged() {
         call_cost: Duration::from_millis(600),
         ..FakeJudge::default()
     };
-    let batches = judge.batches.clone();
-    let server = start(
+    let (server, batches) = start_counting(
         judge,
         ServeConfig {
             max_batch: 1,
@@ -172,8 +169,7 @@ fn a_queued_job_whose_client_went_away_is_not_judged() {
         call_cost: Duration::from_millis(500),
         ..FakeJudge::default()
     };
-    let batches = judge.batches.clone();
-    let server = start(
+    let (server, batches) = start_counting(
         judge,
         ServeConfig {
             max_batch: 1,

@@ -82,6 +82,12 @@ fn start(judge: impl Judge + Send + 'static, config: ServeConfig) -> Server {
     start_with(move || Ok(judge), config, Duration::from_secs(10))
 }
 
+/// [`start`] with a [`FakeJudge`], and the sizes of the judge calls it will make.
+fn start_counting(judge: FakeJudge, config: ServeConfig) -> (Server, Arc<Mutex<Vec<usize>>>) {
+    let batches = judge.batches.clone();
+    (start(judge, config), batches)
+}
+
 /// Start a server whose judge `factory` builds, and wait up to `load` until it is ready.
 fn start_with<J: Judge + 'static>(
     factory: impl FnOnce() -> Result<J> + Send + 'static,

@@ -56,8 +56,7 @@ fn concurrent_clients_are_all_answered_and_batched() {
         call_cost: Duration::from_millis(5),
         ..FakeJudge::default()
     };
-    let batches = judge.batches.clone();
-    let server = start(
+    let (server, batches) = start_counting(
         judge,
         ServeConfig {
             max_wait: Duration::from_millis(20),
@@ -272,8 +271,7 @@ fn full_queue_is_503_with_retry_after() {
 #[test]
 fn judge_panic_is_500_for_its_request_only() {
     let judge = FakeJudge::default();
-    let batches = judge.batches.clone();
-    let server = start(
+    let (server, batches) = start_counting(
         judge,
         ServeConfig {
             max_wait: Duration::from_millis(100),
@@ -460,8 +458,7 @@ fn load_test_batching_beats_sequential() {
             pair_cost: Duration::from_millis(1),
             ..FakeJudge::default()
         };
-        let batches = judge.batches.clone();
-        let server = start(
+        let (server, batches) = start_counting(
             judge,
             ServeConfig {
                 max_batch,
