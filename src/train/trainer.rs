@@ -295,7 +295,13 @@ impl Trainer {
             let value = scalar(&loss)? * part;
             let loss = loss.mul_scalar(part).div_scalar(accum as f64);
             let grads = GradientsParams::from_grads(loss.backward(), model);
-            Ok((value, grads.to_device(&main, model)))
+            // The main model's gradients are already where the optimizer steps.
+            let grads = if r == 0 {
+                grads
+            } else {
+                grads.to_device(&main, model)
+            };
+            Ok((value, grads))
         };
         let results: Vec<Result<(f64, GradientsParams)>> = std::thread::scope(|scope| {
             let forks: Vec<_> = (self.replicas.iter().enumerate())
