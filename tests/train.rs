@@ -128,10 +128,13 @@ fn stage1_loss_falls() {
         (before - (VOCAB as f64).ln()).abs() < 0.3,
         "an untrained model is near uniform: {before}"
     );
-    let history = trainer.run(&data, &data, 60, |_| true).unwrap();
+    // The weights are random (unseeded), so train long enough that the loss sits
+    // far below the bar: 150 steps reach ≈ 0.06 nats per token on every seed
+    // tried, 60 steps only ≈ 1.0 (a quarter of the start, too close to a bar).
+    let history = trainer.run(&data, &data, 150, |_| true).unwrap();
     let after = history.last().unwrap().eval.unwrap();
     assert!(
-        after < 0.25 * before,
+        after < 0.1 * before,
         "held-out token loss {before} -> {after}"
     );
 }
