@@ -4,8 +4,8 @@
 //! print both throughputs, their ratio, and each side's fraction of its own measured matmul rate.
 //!
 //! ```text
-//! cargo run --release --example judge_bench -- [--device cpu] [--pairs 32] [--batch-size 1]
-//!     [--rounds 2] [--model PATH] [--no-torch]
+//! cargo run --release --example judge_bench -- [--device cpu] [--dtype auto|f32|f16|bf16]
+//!     [--pairs 32] [--batch-size 1] [--rounds 2] [--model PATH] [--no-torch]
 //! ```
 //!
 //! The two sides alternate, round by round (gram, PyTorch, gram, PyTorch, …), and each reports
@@ -17,11 +17,16 @@
 //! prefixes once, then the rest of each sequence, padding included),
 //! `ModelConfig::forward_flops` plus 2·2·d for the two verdict logits; for PyTorch, every
 //! sequence whole, plus 2·vocab·d for its output projection at the last position. Each side's
-//! matmul rate (a square f32 `--matmul-size` matmul, best of 5) is measured in the same run.
+//! matmul rate (a square f32 `--matmul-size` matmul, best of 5) is measured in the same run,
+//! and gram's also in the weights' type when `--dtype` makes it 16-bit (its utilisation is
+//! then of that rate). The PyTorch side always runs f32.
 
 mod bench;
 
 use bench::{Result, Torch, arg_or, matmul_gflops, matmul_seconds};
+use burn::tensor::FloatDType;
+use clap::ValueEnum;
+use gram::dtype::Dtype;
 use gram::judge::{GramJudge, JudgeOptions};
 use std::time::Instant;
 
@@ -31,11 +36,15 @@ fn main() -> Result<()> {
     let batch_size: usize = arg_or("--batch-size", 1)?;
     let rounds: usize = arg_or("--rounds", 2)?;
     let matmul_size: usize = arg_or("--matmul-size", 1024)?;
+    let dtype_flag = bench::arg("--dtype").unwrap_or_else(|| "auto".into());
+    let dtype = Dtype::from_str(&dtype_flag, true).map_err(|_| "--dtype auto|f32|f16|bf16")?;
+    let weights = dtype.resolve(&device)?;
     let model = bench::model_path();
     let pairs = bench::hh_pairs(n_pairs)?;
 
     let options = JudgeOptions {
         batch_size,
+        dtype,
         ..JudgeOptions::default()
     };
     let mut judge = GramJudge::load(&model, &device, options)?;
@@ -72,7 +81,22 @@ fn main() -> Result<()> {
         pairs.len(),
         sequences.iter().map(Vec::len).sum::<usize>() / pairs.len()
     );
-    let gram_peak = matmul_gflops(matmul_size, matmul_seconds(&device, matmul_size));
+    if let Some(report) = judge.load_report() {
+        println!("weights: {report}");
+    }
+    let gram_f32_peak = matmul_gflops(
+        matmul_size,
+        matmul_seconds(&device, matmul_size, FloatDType::F32),
+    );
+    // gram's yardstick: the matmul rate in the weights' type (bf16 matmuls widen to f32 on flex).
+    let gram_peak = match weights {
+        FloatDType::F32 => gram_f32_peak,
+        other => {
+            let rate = matmul_gflops(matmul_size, matmul_seconds(&device, matmul_size, other));
+            println!("gram {other:?} matmul {matmul_size}³: {rate:.1} GFLOP/s");
+            rate
+        }
+    };
     let torch_peak = match torch.as_mut() {
         Some(t) => Some(matmul_gflops(
             matmul_size,
@@ -123,9 +147,9 @@ fn main() -> Result<()> {
         torch_best / gram_best
     );
     println!(
-        "| f32 matmul {matmul_size}³, GFLOP/s | {gram_peak:.1} | {:.1} | {:.2} |",
+        "| f32 matmul {matmul_size}³, GFLOP/s | {gram_f32_peak:.1} | {:.1} | {:.2} |",
         torch_peak.unwrap_or(f64::NAN),
-        gram_peak / torch_peak.unwrap_or(f64::NAN)
+        gram_f32_peak / torch_peak.unwrap_or(f64::NAN)
     );
     let gram_achieved = gram_flops / gram_best / 1e9;
     let torch_achieved = whole_flops / torch_best / 1e9;
@@ -143,6 +167,17 @@ fn main() -> Result<()> {
         "\ntokens per pair: {:.0} judged, {:.0} run through the model by gram (shared prefixes once)",
         sequences.iter().map(Vec::len).sum::<usize>() as f64 / n,
         computed as f64 / n
+    );
+    if let Some(pools) = device.memory_pool_usage() {
+        println!(
+            "device memory held by burn's pools after the run: {:.2} GB ({:.2} GB in use)",
+            pools.bytes_reserved as f64 / 1e9,
+            pools.bytes_in_use as f64 / 1e9
+        );
+    }
+    println!(
+        "peak process memory (VmHWM): {:.2} GB",
+        bench::peak_rss_bytes() as f64 / 1e9
     );
     println!(
         "accuracy (chosen as A, both orders averaged): {:.3} on {} pairs",

@@ -26,6 +26,7 @@
 mod bench;
 
 use bench::{Result, Torch, arg_or, matmul_gflops, matmul_seconds};
+use burn::tensor::FloatDType;
 use gram::checkpoint::Checkpoint;
 use gram::model::Llama;
 use gram::prompt::{PromptBuilder, PromptTemplate, verdict_tokens};
@@ -121,7 +122,10 @@ fn main() -> Result<()> {
         pairs.len(),
         tokens
     );
-    let gram_peak = matmul_gflops(matmul_size, matmul_seconds(&device, matmul_size));
+    let gram_peak = matmul_gflops(
+        matmul_size,
+        matmul_seconds(&device, matmul_size, FloatDType::F32),
+    );
     let torch_peak = match torch.as_mut() {
         Some(t) => matmul_gflops(
             matmul_size,

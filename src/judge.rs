@@ -22,7 +22,8 @@
 //! every sequence whole (tested to 1e-4).
 
 use crate::checkpoint::Checkpoint;
-use crate::model::{KvCache, Llama, common_prefix};
+use crate::dtype::Dtype;
+use crate::model::{KvCache, Llama, LoadReport, common_prefix};
 use crate::prompt::{PromptBuilder, PromptTemplate, verdict_tokens};
 use crate::tokenizer::{ChatTemplateKwargs, TextCodec};
 use crate::{Error, Judge, Pair, Result, Verdict};
@@ -49,6 +50,9 @@ pub struct JudgeOptions {
     pub chat_template: bool,
     /// Extra chat-template variables (e.g. Qwen3's `enable_thinking: false`).
     pub chat_template_kwargs: ChatTemplateKwargs,
+    /// The float type of the weights ([`crate::dtype`]); by default f32, the exact one
+    /// (the CLI's `--dtype` defaults to `auto`).
+    pub dtype: Dtype,
 }
 
 impl Default for JudgeOptions {
@@ -60,6 +64,7 @@ impl Default for JudgeOptions {
             max_len: None,
             chat_template: true,
             chat_template_kwargs: ChatTemplateKwargs::new(),
+            dtype: Dtype::F32,
         }
     }
 }
@@ -113,6 +118,8 @@ pub struct GramJudge {
     template_prefix: Vec<u32>,
     /// Keys and values of `template_prefix`, filled on first use.
     template_cache: Option<KvCache>,
+    /// What loading put on the device, when the judge loaded its model.
+    load_report: Option<LoadReport>,
 }
 
 /// Sequences sharing a common prefix beyond the template's: `members` index the sequences,
@@ -155,11 +162,15 @@ fn families(sequences: &[Vec<u32>], shared: usize) -> Vec<Family> {
 }
 
 impl GramJudge {
-    /// Load a checkpoint (GGUF file or Hugging Face directory) onto `device`.
+    /// Load a checkpoint (GGUF file or Hugging Face directory) onto `device`, its weights in
+    /// `options.dtype` resolved for the device ([`Dtype::resolve`]).
     pub fn load(path: &Path, device: &Device, options: JudgeOptions) -> Result<Self> {
+        let dtype = options.dtype.resolve(device)?;
         let mut checkpoint = Checkpoint::load(path)?;
-        let model = Llama::from_checkpoint(&mut checkpoint, device)?;
-        Self::new(model, checkpoint.codec, options)
+        let (model, report) = Llama::from_checkpoint_as(&mut checkpoint, device, dtype)?;
+        let mut judge = Self::new(model, checkpoint.codec, options)?;
+        judge.load_report = Some(report);
+        Ok(judge)
     }
 
     /// Wrap an in-memory model and its tokenizer.
@@ -195,6 +206,7 @@ impl GramJudge {
             stats: JudgeStats::default(),
             template_prefix,
             template_cache: None,
+            load_report: None,
         })
     }
 
@@ -206,6 +218,12 @@ impl GramJudge {
     /// How prompts are built and tokenized.
     pub fn prompts(&self) -> &PromptBuilder {
         &self.prompts
+    }
+
+    /// What loading put on the device ([`GramJudge::load`]; `None` for a judge made with
+    /// [`GramJudge::new`]).
+    pub fn load_report(&self) -> Option<&LoadReport> {
+        self.load_report.as_ref()
     }
 
     /// The verdict token ids `[A, B]`.

@@ -16,6 +16,7 @@
 //! | [`checkpoint`] | model files: GGUF and Hugging Face directories in, Hugging Face directories out |
 //! | [`tokenizer`] | tokenizer and chat-template rendering |
 //! | [`device`] | choosing a wgpu adapter or the CPU |
+//! | [`dtype`] | the float type weights are held in (`--dtype`), and what each backend supports |
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes (plain tensor ops on the CPU) |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
 //! | [`prompt`] | the texts a model reads: judge prompt template and builder, verdict tokens, the stage-1 and reward-model layouts |
@@ -35,6 +36,7 @@ pub mod chat_format;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod dtype;
 pub mod error;
 pub mod eval;
 pub mod interrupt;

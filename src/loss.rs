@@ -3,15 +3,17 @@
 //!
 //! Both losses have two implementations with one public entry point each:
 //!
-//! - on a wgpu device with `f32` logits, hand-written WGSL kernels (`shaders/*.wgsl`) run as a
-//!   burn backend extension ([`LossBackend`]) with hand-written backward passes registered with
-//!   burn's autodiff (see `loss/autodiff.rs`);
-//! - anywhere else (the `flex` CPU backend, other float types), a reference written with plain
-//!   tensor operations ([`preference_loss_reference`], [`masked_token_cross_entropy_reference`]),
-//!   whose gradient autodiff derives.
+//! - on a wgpu device, hand-written WGSL kernels (`shaders/*.wgsl`) run as a burn backend
+//!   extension ([`LossBackend`]) with hand-written backward passes registered with burn's
+//!   autodiff (see `loss/autodiff.rs`);
+//! - anywhere else (the `flex` CPU backend), a reference written with plain tensor operations
+//!   ([`preference_loss_reference`], [`masked_token_cross_entropy_reference`]), whose gradient
+//!   autodiff derives.
 //!
-//! The entry points take tensors on any device, with or without `.autodiff()`, and return a
-//! loss of shape `[1]`; call `.backward()` on it as on any other tensor.
+//! The entry points take tensors on any device, with or without `.autodiff()`, in any float
+//! type, and return an f32 loss of shape `[1]`; call `.backward()` on it as on any other
+//! tensor. 16-bit logits are widened to f32 at the entry (the gradient flows back through the
+//! cast), so the losses are always computed in f32 and the WGSL kernels run for every dtype.
 //!
 //! Which path ran is observable: [`wgsl_launches`] counts the WGSL kernels dispatched (forward
 //! and backward), so a test can assert that the kernels, not the fallback, did the work.
@@ -23,7 +25,7 @@ use burn::backend::{
     Backend, Dispatch, DispatchDevice, backend_extension,
     tensor::{FloatTensor, IntTensor},
 };
-use burn::tensor::{DType, Int, Tensor, activation};
+use burn::tensor::{DType, FloatDType, Int, Tensor, activation};
 
 use crate::{Error, Result};
 use std::cell::Cell;
@@ -74,6 +76,7 @@ pub fn preference_loss(
     epsilon: f32,
 ) -> Result<Tensor<1>> {
     check_preference_inputs(&margin_logits, &correct, epsilon)?;
+    let margin_logits = margin_logits.cast(FloatDType::F32);
     if runs_wgsl_kernels(&margin_logits) {
         Ok(Tensor::from_dispatch(
             <Dispatch as LossBackend>::preference_loss(
@@ -137,6 +140,7 @@ pub fn masked_token_cross_entropy(
     mask: Tensor<1>,
 ) -> Result<Tensor<1>> {
     check_token_inputs(&logits, &targets, &mask)?;
+    let (logits, mask) = (logits.cast(FloatDType::F32), mask.cast(FloatDType::F32));
     if runs_wgsl_kernels(&logits) {
         Ok(Tensor::from_dispatch(
             <Dispatch as LossBackend>::masked_token_cross_entropy(
@@ -200,7 +204,7 @@ pub trait LossBackend: Backend {
 /// A preference loss dispatches one forward kernel and, when its gradient is taken, one
 /// backward kernel; a token cross-entropy dispatches two forward kernels (the per-row
 /// log-sum-exp and the masked mean) and one backward kernel. The plain-tensor-op fallback
-/// (any device other than wgpu, or a float type other than `f32`) dispatches none.
+/// (any device other than wgpu) dispatches none.
 pub fn wgsl_launches() -> u64 {
     WGSL_LAUNCHES.load(Ordering::Relaxed)
 }
@@ -226,7 +230,7 @@ fn count_wgsl_launch() {
 }
 
 /// Whether `tensor`'s device and dtype are the ones the WGSL kernels are written for: a wgpu
-/// device (with or without autodiff) and `f32`.
+/// device (with or without autodiff) and `f32` (what the entry points widen every input to).
 fn runs_wgsl_kernels<const D: usize>(tensor: &Tensor<D>) -> bool {
     let on_wgpu = matches!(
         tensor.device().inner().as_dispatch(),

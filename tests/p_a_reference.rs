@@ -4,10 +4,12 @@
 //! `scripts/transformers-crosscheck.py --pairs ... --write-reference ...`; its `made_by` says how
 //! and with which versions). Unlike the logit fixture this covers everything between the text
 //! and the verdict: template filling, chat template, tokenization, prefix reuse, both orders.
+//! With f16 weights (on the CPU and on wgpu) p_a stays within 1e-2 of transformers' f32.
 
 mod common;
 
 use burn::tensor::Device;
+use gram::dtype::Dtype;
 use gram::judge::{GramJudge, JudgeOptions};
 use gram::prompt::DEFAULT_TEMPLATE;
 use gram::{Judge, Pair};
@@ -15,6 +17,10 @@ use serde_json::Value;
 
 /// |p_a(gram) − p_a(transformers)| allowed (gram's f32 kernels against PyTorch's).
 const P_A_TOLERANCE: f64 = 2e-3;
+
+/// |p_a(gram, f16 weights) − p_a(transformers, f32)| allowed: the precision target of 16-bit
+/// weights.
+const F16_P_A_TOLERANCE: f64 = 1e-2;
 
 fn reference() -> Value {
     let path = concat!(
@@ -26,6 +32,25 @@ fn reference() -> Value {
 
 #[test]
 fn gram_judge_reproduces_transformers_p_a() {
+    check_p_a("cpu", &Device::flex(), Dtype::F32, P_A_TOLERANCE);
+}
+
+#[test]
+fn gram_judge_with_f16_weights_stays_near_transformers_f32_p_a_on_cpu() {
+    check_p_a("cpu", &Device::flex(), Dtype::F16, F16_P_A_TOLERANCE);
+}
+
+#[test]
+fn gram_judge_with_f16_weights_stays_near_transformers_f32_p_a_on_wgpu() {
+    let Some(device) = common::wgpu_device() else {
+        return;
+    };
+    check_p_a("wgpu", &device, Dtype::F16, F16_P_A_TOLERANCE);
+}
+
+/// Judge the reference pairs on `device` with weights in `dtype` and compare p_a, p_a_forward
+/// and p_a_reverse with transformers' within `tolerance`.
+fn check_p_a(name: &str, device: &Device, dtype: Dtype, tolerance: f64) {
     let reference = reference();
     let made_by = &reference["made_by"];
     assert_eq!(
@@ -55,9 +80,13 @@ fn gram_judge_reproduces_transformers_p_a() {
         .collect();
     let options = JudgeOptions {
         batch_size: 4,
+        dtype,
         ..JudgeOptions::default()
     };
-    let mut judge = GramJudge::load(&model, &Device::flex(), options).unwrap();
+    let mut judge = GramJudge::load(&model, device, options).unwrap();
+    let want = dtype.resolve(device).unwrap();
+    assert_eq!(judge.model().dtype(), want);
+    assert_eq!(judge.load_report().map(|r| r.dtype), Some(want));
 
     // Same token counts as transformers: the same text went in.
     for (row, pair) in rows.iter().zip(&pairs) {
@@ -84,14 +113,14 @@ fn gram_judge_reproduces_transformers_p_a() {
             let gap = (ours - theirs).abs();
             worst = worst.max(gap);
             assert!(
-                gap <= P_A_TOLERANCE,
+                gap <= tolerance,
                 "{id} {key}: gram {ours:.6}, transformers {theirs:.6} (made by {})",
                 made_by["command"]
             );
         }
     }
     eprintln!(
-        "{} pairs: largest gap to transformers {worst:.2e}",
+        "{} pairs on {name}, {want:?} weights: largest gap to transformers f32 {worst:.2e}",
         rows.len()
     );
 }

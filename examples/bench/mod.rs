@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // each benchmark uses a different part
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use gram::Preference;
 use gram::data::{self, Content, Format};
 use std::io::{BufRead, BufReader, Write};
@@ -61,10 +61,11 @@ pub fn hh_pairs(n: usize) -> Result<Vec<Preference>> {
         .collect()
 }
 
-/// Seconds of the best of five `n × n` by `n × n` f32 matmuls on `device` (after a warm-up).
-pub fn matmul_seconds(device: &Device, n: usize) -> f64 {
-    let a = Tensor::<2>::random([n, n], Distribution::Default, device);
-    let b = Tensor::<2>::random([n, n], Distribution::Default, device);
+/// Seconds of the best of five `n × n` by `n × n` matmuls in `dtype` on `device` (after a
+/// warm-up).
+pub fn matmul_seconds(device: &Device, n: usize, dtype: FloatDType) -> f64 {
+    let a = Tensor::<2>::random([n, n], Distribution::Default, device).cast(dtype);
+    let b = Tensor::<2>::random([n, n], Distribution::Default, device).cast(dtype);
     let _ = a.clone().matmul(b.clone()).into_data(); // warm-up (and autotune)
     let mut best = f64::MAX;
     for _ in 0..5 {

@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::Dtype;
+use safetensors::tensor::{TensorInfo, TensorView};
 
+use super::tensor::{FileDtype, StoredTensor};
 use super::{Checkpoint, HostTensor};
 use crate::config::{Architecture, ModelConfig};
 use crate::model::layout::{self, Slot};
@@ -126,32 +128,73 @@ fn shard_path(dir: &Path, index_path: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Read every tensor of the safetensors file at `path` into `tensors` as f32.
-fn read_safetensors(path: &Path, tensors: &mut BTreeMap<String, HostTensor>) -> Result<()> {
+/// Largest safetensors header read (the format's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Locate every tensor of the safetensors file at `path` and add it to `tensors`, unread.
+///
+/// Only the header is read here: each tensor's dtype (F32, F16 or BF16), shape and byte range
+/// are checked against each other and against the file's length, so reading a tensor later
+/// cannot run past the file or misread its size. Errors name the file and the tensor.
+fn read_safetensors(path: &Path, tensors: &mut BTreeMap<String, StoredTensor>) -> Result<()> {
+    use std::io::Read;
     super::check_regular_file(path)?;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let file = SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::checkpoint(path, format!("invalid safetensors: {e}")))?;
-    for (name, view) in file.iter() {
-        let data = to_f32(&view).ok_or_else(|| {
-            Error::checkpoint(
-                path,
-                format!(
-                    "tensor `{name}` has dtype {:?} (supported: F32, F16, BF16)",
-                    view.dtype()
-                ),
-            )
-        })?;
-        if tensors
-            .insert(
-                name.to_owned(),
-                HostTensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            )
-            .is_some()
-        {
+    let invalid = |what: String| Error::checkpoint(path, format!("invalid safetensors: {what}"));
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| invalid("shorter than its 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
+        return Err(invalid(format!(
+            "header length {header_len} exceeds the file ({file_len} bytes) or 100 MB"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| Error::io(path, e))?;
+    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| invalid(format!("header is not a JSON object: {e}")))?;
+    let data_start = 8 + header_len;
+    let data_len = file_len - data_start;
+    let shared_path = std::sync::Arc::new(path.to_path_buf());
+    for (name, value) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let info: TensorInfo =
+            serde_json::from_value(value).map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
+        let dtype = match info.dtype {
+            Dtype::F32 => FileDtype::F32,
+            Dtype::F16 => FileDtype::F16,
+            Dtype::BF16 => FileDtype::BF16,
+            other => {
+                return Err(Error::checkpoint(
+                    path,
+                    format!("tensor `{name}` has dtype {other:?} (supported: F32, F16, BF16)"),
+                ));
+            }
+        };
+        let (begin, end) = info.data_offsets;
+        let bytes = info
+            .shape
+            .iter()
+            .try_fold(dtype.size(), |n, &d| n.checked_mul(d));
+        if bytes != end.checked_sub(begin) || end as u64 > data_len {
+            return Err(invalid(format!(
+                "tensor `{name}`: shape {:?} of {:?} does not fit bytes {begin}..{end} of the \
+                 {data_len}-byte data section",
+                info.shape, info.dtype
+            )));
+        }
+        let tensor = StoredTensor::in_file(
+            shared_path.clone(),
+            data_start + begin as u64,
+            dtype,
+            info.shape,
+        );
+        if tensors.insert(name.clone(), tensor).is_some() {
             return Err(Error::checkpoint(
                 path,
                 format!("tensor `{name}` appears in more than one shard"),
@@ -159,26 +202,6 @@ fn read_safetensors(path: &Path, tensors: &mut BTreeMap<String, HostTensor>) -> 
         }
     }
     Ok(())
-}
-
-/// A safetensors view's little-endian elements as f32, if its dtype is F32, F16 or BF16.
-fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
-    let bytes = view.data();
-    Some(match view.dtype() {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        _ => return None,
-    })
 }
 
 /// Write a Hugging Face model directory at `dir`: `config.json` (with `architectures` and

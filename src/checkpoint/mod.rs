@@ -3,12 +3,15 @@
 //! Two sources, one result: a single GGUF file ([`gguf`], quantised tensors dequantised to f32)
 //! or a Hugging Face directory ([`hf`]: `config.json`, safetensors, tokenizer files) both load
 //! into a [`Checkpoint`] whose tensors carry Hugging Face names and layouts
-//! (`model.layers.{i}.self_attn.q_proj.weight`, shape `[out, in]`, row-major f32).
+//! (`model.layers.{i}.self_attn.q_proj.weight`, shape `[out, in]`, row-major). A Hugging Face
+//! directory's tensors stay in their files until taken ([`StoredTensor`]), so loading a model
+//! reads, converts and uploads one tensor at a time.
 //! [`save_hf_dir`] writes a Hugging Face directory that transformers and [`Checkpoint::load`] read.
 
 pub mod gguf;
 pub mod hf;
 pub mod quant;
+pub mod tensor;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +22,7 @@ use crate::tokenizer::TextCodec;
 use crate::{Error, Result};
 
 pub use hf::save_hf_dir;
+pub use tensor::{Conversion, Elements, FileDtype, StoredTensor};
 
 /// Refuse to read `path` unless it is a regular file once symlinks are followed: a FIFO or a
 /// device (`/dev/zero`) would block or never end, a directory cannot be read.
@@ -73,12 +77,13 @@ impl fmt::Debug for HostTensor {
     }
 }
 
-/// A model loaded into host memory: configuration, HF-named f32 tensors, tokenizer.
+/// An opened model: configuration, HF-named tensors (in memory or still in their files),
+/// tokenizer.
 #[derive(Debug)]
 pub struct Checkpoint {
     pub config: ModelConfig,
     /// Hugging Face names and layouts; `lm_head.weight` is absent when embeddings are tied.
-    pub tensors: BTreeMap<String, HostTensor>,
+    pub tensors: BTreeMap<String, StoredTensor>,
     pub codec: TextCodec,
     /// The GGUF file or directory it was read from.
     pub source: PathBuf,
@@ -146,9 +151,18 @@ impl Checkpoint {
     }
 
     /// Remove and return the tensor `name`; an error naming it (and the checkpoint) if absent.
-    pub fn take(&mut self, name: &str) -> Result<HostTensor> {
+    pub fn take(&mut self, name: &str) -> Result<StoredTensor> {
         self.tensors
             .remove(name)
             .ok_or_else(|| Error::checkpoint(&self.source, format!("tensor `{name}` is missing")))
+    }
+
+    /// Every tensor read into host memory as f32, taken from the checkpoint (a whole model at
+    /// once: for inspection and conversion, not for loading a model to run).
+    pub fn take_host_tensors(&mut self) -> Result<BTreeMap<String, HostTensor>> {
+        std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.into_host()?)))
+            .collect()
     }
 }

@@ -16,6 +16,8 @@ pub struct JudgeArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
     #[command(flatten)]
+    pub dtype: DtypeArg,
+    #[command(flatten)]
     pub prompt: PromptArgs,
     /// Sequences per forward pass (default: 1 on `cpu`, where padding and attention memory
     /// cost more than batching saves — measured 146 vs 121 tokens/s at 1 vs 8 — and 8 on GPUs).
@@ -26,6 +28,16 @@ pub struct JudgeArgs {
     /// Above the model's context length it is an error.
     #[arg(long)]
     pub max_len: Option<usize>,
+}
+
+/// The float type the weights are held in on the device.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct DtypeArg {
+    /// Weights' float type: `auto` (f16 on GPUs with f16 arithmetic, f32 on `cpu`), `f32`,
+    /// `f16` (bf16 checkpoints are converted; a tensor with values beyond f16's range stays
+    /// f32), or `bf16` (`cpu` only). Activations, norms, softmax and losses are f32 always.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dtype: gram::dtype::Dtype,
 }
 
 /// How the judge prompt is written: the same at training and at inference.
@@ -147,8 +159,13 @@ impl JudgeArgs {
             max_len: self.max_len,
             chat_template: !self.prompt.no_chat_template,
             chat_template_kwargs: self.prompt.chat_template_kwargs()?,
+            dtype: self.dtype.dtype,
         };
-        gram::judge::GramJudge::load(&self.model, &device, options)
+        let judge = gram::judge::GramJudge::load(&self.model, &device, options)?;
+        if let Some(report) = judge.load_report() {
+            eprintln!("weights: {report}");
+        }
+        Ok(judge)
     }
 }
 

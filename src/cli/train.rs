@@ -2,7 +2,7 @@
 //! flags of [`gram::train::Recipe`], whose training hyper-parameters are
 //! [`gram::train::TrainOptions`] itself.
 
-use super::common::PromptArgs;
+use super::common::{DtypeArg, PromptArgs};
 use gram::data::Format;
 use gram::interrupt::StopFlag;
 use gram::progress::Progress;
@@ -46,6 +46,10 @@ pub struct Args {
     /// micro-batch; gradients are summed on the first device, which steps the optimizer.
     #[arg(long, conflicts_with = "device", value_name = "LIST")]
     pub devices: Option<String>,
+    /// Trained weights are always f32; a 16-bit type holds the frozen base of --lora-rank or
+    /// --train-layers (`auto`: f32 when every weight trains).
+    #[command(flatten)]
+    pub dtype: DtypeArg,
     #[command(flatten)]
     pub train: TrainOptions,
     /// Longest sequence in tokens (longer inputs are cut).
@@ -106,6 +110,7 @@ fn run(args: Args, objective: Objective) -> Result<()> {
         output: args.output,
         device: device.clone(),
         replicas: devices.clone(),
+        dtype: args.dtype.dtype,
         max_len: args.max_len,
         resume: args.resume,
         options: TrainOptions {

@@ -62,19 +62,25 @@ pub struct Projection {
 }
 
 impl Projection {
+    /// `x · W (+ b) (+ adapter)`, multiplied in `W`'s float type, returned in `x`'s
+    /// ([`crate::dtype::linear`]).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let bias = self.bias.as_ref().map(|b| b.val());
-        let y = burn::tensor::module::linear(x.clone(), self.weight.val(), bias);
+        let y = crate::dtype::linear(x.clone(), self.weight.val(), bias);
         match &self.lora {
             Some(lora) => y + lora.forward(x),
             None => y,
         }
     }
 
-    /// The weight with the adapter folded in, `W + (α/r) · A · B` (`[in, out]`).
+    /// The weight with the adapter folded in, `W + (α/r) · A · B` (`[in, out]`), in the
+    /// adapter's float type (f32) when there is one.
     pub fn merged_weight(&self) -> Tensor<2> {
         match &self.lora {
-            Some(lora) => self.weight.val() + lora.a.val().matmul(lora.b.val()) * lora.scale,
+            Some(lora) => {
+                let update = lora.a.val().matmul(lora.b.val()) * lora.scale;
+                self.weight.val().cast(update.dtype()) + update
+            }
             None => self.weight.val(),
         }
     }

@@ -32,15 +32,18 @@ pub mod layout;
 pub mod lora;
 pub mod rope;
 pub mod variant;
+pub mod vocab;
 pub(crate) mod weights;
 
 pub use layers::{Attention, DecoderLayer, Mlp, Projection, RmsNorm};
 pub use lora::Lora;
 pub use rope::inverse_frequencies;
 pub use variant::{Activation, Variant};
+pub use vocab::VocabMatrix;
+pub use weights::LoadReport;
 
 use burn::backend::DispatchDevice;
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use std::cell::OnceCell;
 
@@ -51,11 +54,11 @@ use rope::Rope;
 #[derive(Module, Debug)]
 pub struct Llama {
     /// Token embeddings `E`, `[vocab, d]`.
-    pub embed_tokens: Param<Tensor<2>>,
+    pub embed_tokens: VocabMatrix,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     /// Output projection `[vocab, d]`; `None` when tied to `embed_tokens`.
-    pub lm_head: Option<Param<Tensor<2>>>,
+    pub lm_head: Option<VocabMatrix>,
     #[module(skip)]
     pub config: ModelConfig,
 }
@@ -63,7 +66,7 @@ pub struct Llama {
 impl Llama {
     /// The device the weights live on.
     pub fn device(&self) -> Device {
-        self.embed_tokens.val().device()
+        self.embed_tokens.device()
     }
 
     /// Final-normed hidden states `[B, T, d]` for right-padded token ids `[B, T]`.
@@ -146,7 +149,8 @@ impl Llama {
         let start = past.map_or(0, KvCache::len);
         let rope = Rope::new(config, start, t, &device);
         let mask = CausalMask::new(start, t, group);
-        let mut x = burn::tensor::module::embedding(self.embed_tokens.val(), ids);
+        // Embedding rows in the weights' type, widened: activations are f32 (see crate::dtype).
+        let mut x = self.embed_tokens.embed(ids);
         let scale = config.variant().embedding_scale;
         if scale != 1.0 {
             x = x * scale;
@@ -175,29 +179,25 @@ impl Llama {
     }
 
     /// The output projection `W`, `[vocab, d]` (the embedding matrix when tied).
-    pub fn output_weight(&self) -> Tensor<2> {
-        match &self.lm_head {
-            Some(w) => w.val(),
-            None => self.embed_tokens.val(),
-        }
+    pub fn output_weight(&self) -> &VocabMatrix {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
-    /// Full-vocabulary logits `hidden · Wᵀ`, `[B, T, vocab]`.
-    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        hidden.matmul(self.output_weight().transpose().unsqueeze())
+    /// Full-vocabulary logits `hidden · Wᵀ`, `[.., vocab]` for `hidden` `[.., d]`, multiplied
+    /// in `W`'s float type and returned in `hidden`'s ([`VocabMatrix::logits`]).
+    pub fn logits<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
+        self.output_weight().logits(hidden)
     }
 
     /// Logits of a few tokens only: `hidden · W[tokens]ᵀ`, `[N, tokens.len()]` for `hidden` `[N, d]`.
     ///
     /// This is how the judge reads a verdict: 2·d multiply-adds per sequence instead of vocab·d.
+    /// Panics if a token is beyond the vocabulary ([`VocabMatrix::rows`]).
     pub fn token_logits(&self, hidden: Tensor<2>, tokens: &[u32]) -> Tensor<2> {
-        let device = hidden.device();
-        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let rows = self.output_weight().select(
-            0,
-            Tensor::<1, Int>::from_data(TensorData::new(ids, [tokens.len()]), &device),
-        );
-        hidden.matmul(rows.transpose())
+        let rows = self.output_weight().rows(tokens);
+        // Widened (exactly) to the hidden states' type: the verdict logits are computed in f32.
+        let dtype = hidden.dtype();
+        hidden.matmul(rows.cast(dtype).transpose())
     }
 }
 

@@ -10,23 +10,39 @@
 use std::collections::BTreeMap;
 
 use burn::module::Param;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor};
 
 use super::config::ModelConfig;
 use super::layers::{Attention, DecoderLayer, Mlp, Projection, RmsNorm};
 use super::layout::{self, Role, Slot, TensorLayout};
-use super::{Llama, Variant};
-use crate::checkpoint::{Checkpoint, HostTensor};
+use super::{Llama, Variant, VocabMatrix};
+use crate::checkpoint::{Checkpoint, Conversion, Elements, HostTensor, StoredTensor};
 use crate::{Error, Result};
 
 impl Llama {
-    /// Build the model from a loaded checkpoint, moving its tensors onto `device`.
-    ///
-    /// Tensors are consumed from the checkpoint as they are uploaded, so host memory holds at
-    /// most one copy of the weights. The config is [validated](ModelConfig::validate) first;
-    /// a tensor the model has no place for is an error listing the first ten such names
-    /// (except `lm_head.weight` when embeddings are tied, a stored copy that is dropped).
+    /// Build the model from a loaded checkpoint in f32, moving its tensors onto `device`
+    /// ([`Llama::from_checkpoint_as`] with f32).
     pub fn from_checkpoint(checkpoint: &mut Checkpoint, device: &Device) -> Result<Self> {
+        Ok(Self::from_checkpoint_as(checkpoint, device, FloatDType::F32)?.0)
+    }
+
+    /// Build the model from a loaded checkpoint, holding the embedding, the output projection
+    /// and every projection weight in `dtype` (norm gains and biases stay f32; see
+    /// [`crate::dtype`]), and report what went onto `device`.
+    ///
+    /// Tensors are read, converted and uploaded one at a time, each taken out of the checkpoint
+    /// as it goes: a Hugging Face checkpoint's tensors are read from their files only here, so
+    /// host memory holds about one tensor (twice, for a projection's transpose) beyond what the
+    /// device holds, never the model in f32. A tensor with finite elements beyond `dtype`'s
+    /// range stays f32 and is listed in the report. The config is
+    /// [validated](ModelConfig::validate) first; a tensor the model has no place for is an
+    /// error listing the first ten such names (except `lm_head.weight` when embeddings are
+    /// tied, a stored copy that is dropped).
+    pub fn from_checkpoint_as(
+        checkpoint: &mut Checkpoint,
+        device: &Device,
+        dtype: FloatDType,
+    ) -> Result<(Self, LoadReport)> {
         let config = checkpoint.config.clone();
         let source = checkpoint.source.clone();
         config.validate_in(&source)?;
@@ -45,17 +61,19 @@ impl Llama {
                     ),
                 ));
             }
-            Ok(tensor.data)
+            tensor.elements()
         };
-        let model = Self::build(&config, Weights::new(&config, device, Box::new(fetch)))?;
+        let mut weights = Weights::new(&config, device, dtype, Box::new(fetch));
+        let model = Self::build(&config, &mut weights)?;
+        let report = weights.into_report();
         if !checkpoint.tensors.is_empty() {
             return Err(unused_tensors(&checkpoint.source, &checkpoint.tensors));
         }
-        Ok(model)
+        Ok((model, report))
     }
 
-    /// A model with random weights (normal, σ = 0.02; norm gains and biases 1) — for tests and
-    /// for training from scratch.
+    /// A model with random f32 weights (normal, σ = 0.02; norm gains and biases 1) — for tests
+    /// and for training from scratch.
     ///
     /// Panics if `config` does not pass [`ModelConfig::validate`] (call it first on a config
     /// that did not come from [`Checkpoint::load`]).
@@ -65,21 +83,28 @@ impl Llama {
         }
         let fetch = |t: &TensorLayout| {
             if t.role == Role::Vector {
-                return Ok(vec![1.0; t.len()]);
+                return Ok(Elements::F32(vec![1.0; t.len()]));
             }
             let normal = Distribution::Normal(0.0, 0.02);
-            Ok(Tensor::<1>::random([t.len()], normal, &Device::flex())
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap_or_default())
+            Ok(Elements::F32(
+                Tensor::<1>::random([t.len()], normal, &Device::flex())
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default(),
+            ))
         };
-        Self::build(config, Weights::new(config, device, Box::new(fetch)))
-            .expect("random weights always fit the config")
+        let mut weights = Weights::new(config, device, FloatDType::F32, Box::new(fetch));
+        Self::build(config, &mut weights).expect("random weights always fit the config")
+    }
+
+    /// The float type of the large weights (the embedding's).
+    pub fn dtype(&self) -> FloatDType {
+        self.embed_tokens.dtype()
     }
 
     /// Assemble the modules, taking each parameter's tensor from `w` by its slot.
     /// The config must already be [validated](ModelConfig::validate) (both callers do).
-    fn build(config: &ModelConfig, mut w: Weights) -> Result<Self> {
+    fn build(config: &ModelConfig, w: &mut Weights) -> Result<Self> {
         let (h, kv) = (config.num_attention_heads, config.num_key_value_heads);
         let variant = config.variant();
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -109,9 +134,11 @@ impl Llama {
             });
         }
         let norm = w.norm(None, Slot::FinalNorm)?;
-        let embed_tokens = w.required(None, Slot::Embedding)?;
-        let lm_head = w.param(None, Slot::LmHead)?;
-        w.finish()?;
+        let embed_tokens = w.vocab(Slot::Embedding)?.ok_or_else(|| {
+            Error::invalid("the weight layout has no token embedding".to_string())
+        })?;
+        let lm_head = w.vocab(Slot::LmHead)?;
+        w.check_all_used()?;
         Ok(Llama {
             embed_tokens,
             layers,
@@ -148,9 +175,9 @@ impl Llama {
         let weight = |p: &Projection| host(p.merged_weight().transpose());
         let bias = |p: &Projection| p.bias.as_ref().map(|b| host(b.val())).ok_or_else(missing)?;
         match t.slot {
-            Slot::Embedding => host(self.embed_tokens.val()),
+            Slot::Embedding => self.embed_tokens.host(),
             Slot::FinalNorm => host(self.norm.weight.val()),
-            Slot::LmHead => host(self.lm_head.as_ref().ok_or_else(missing)?.val()),
+            Slot::LmHead => self.lm_head.as_ref().ok_or_else(missing)?.host(),
             Slot::AttnNorm => host(layer()?.input_layernorm.weight.val()),
             Slot::QWeight => weight(&layer()?.self_attn.q_proj),
             Slot::QBias => bias(&layer()?.self_attn.q_proj),
@@ -173,7 +200,7 @@ impl Llama {
 const LISTED_UNUSED: usize = 10;
 
 /// The error for tensors a checkpoint holds that the model has no place for.
-fn unused_tensors(source: &std::path::Path, left: &BTreeMap<String, HostTensor>) -> Error {
+fn unused_tensors(source: &std::path::Path, left: &BTreeMap<String, StoredTensor>) -> Error {
     let names: Vec<String> = left
         .keys()
         .take(LISTED_UNUSED)
@@ -203,34 +230,74 @@ fn unused_tensors(source: &std::path::Path, left: &BTreeMap<String, HostTensor>)
     )
 }
 
-/// Read a device tensor back into host memory.
+/// Read a device tensor back into host memory as f32 (16-bit weights widened exactly).
 pub(crate) fn host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
     let shape = tensor.dims().to_vec();
     let fail = |e: &dyn std::fmt::Debug| {
         Error::Device(format!("reading a tensor back from the device: {e:?}"))
     };
-    let data = tensor.try_into_data().map_err(|e| fail(&e))?;
+    let data = tensor
+        .cast(FloatDType::F32)
+        .try_into_data()
+        .map_err(|e| fail(&e))?;
     let data = data.try_to_vec::<f32>().map_err(|e| fail(&e))?;
     Ok(HostTensor { shape, data })
 }
 
+/// What [`Llama::from_checkpoint_as`] put on the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadReport {
+    /// The type the large weights were asked to be held in.
+    pub dtype: FloatDType,
+    /// Bytes of weights on the device.
+    pub device_bytes: u64,
+    /// Tensors held in f32 instead of `dtype` because that many of their elements lie beyond
+    /// its range: `(name, elements out of range)`.
+    pub kept_f32: Vec<(String, usize)>,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} weights, {:.2} GB on the device",
+            self.dtype,
+            self.device_bytes as f64 / 1e9
+        )?;
+        if !self.kept_f32.is_empty() {
+            let listed: Vec<String> = (self.kept_f32.iter().take(LISTED_UNUSED))
+                .map(|(name, n)| format!("`{name}` ({n})"))
+                .collect();
+            write!(
+                f,
+                "; {} tensor(s) kept in f32, elements beyond {:?}'s range: {}",
+                self.kept_f32.len(),
+                self.dtype,
+                listed.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The elements of a table row, as stored.
+type Fetch<'a> = Box<dyn FnMut(&TensorLayout) -> Result<Elements> + 'a>;
+
 /// Where [`Llama::build`] gets its tensors: the config's table rows, each taken once, and
-/// `fetch(row)`, which returns the row-major f32 data of that tensor as stored.
+/// `fetch(row)`, which returns the row-major elements of that tensor as stored; matrices are
+/// converted to `dtype` and 1-D tensors to f32 on their way to the device.
 struct Weights<'a> {
     device: &'a Device,
     rows: BTreeMap<(Option<usize>, Slot), TensorLayout>,
     /// RMSNorm epsilon and gain offset, for every norm.
     eps: f64,
     weight_offset: f64,
-    fetch: Box<dyn FnMut(&TensorLayout) -> Result<Vec<f32>> + 'a>,
+    fetch: Fetch<'a>,
+    report: LoadReport,
 }
 
 impl<'a> Weights<'a> {
-    fn new(
-        config: &ModelConfig,
-        device: &'a Device,
-        fetch: Box<dyn FnMut(&TensorLayout) -> Result<Vec<f32>> + 'a>,
-    ) -> Self {
+    fn new(config: &ModelConfig, device: &'a Device, dtype: FloatDType, fetch: Fetch<'a>) -> Self {
         let rows = layout::tensors(config)
             .into_iter()
             .map(|t| ((t.layer, t.slot), t))
@@ -244,6 +311,11 @@ impl<'a> Weights<'a> {
             eps: config.rms_norm_eps,
             weight_offset: norm_weight_offset,
             fetch,
+            report: LoadReport {
+                dtype,
+                device_bytes: 0,
+                kept_f32: Vec::new(),
+            },
         }
     }
 
@@ -257,15 +329,58 @@ impl<'a> Weights<'a> {
         let Some(t) = self.rows.remove(&(layer, slot)) else {
             return Ok(None);
         };
-        let data = (self.fetch)(&t)?;
-        let (data, shape) = match (t.role, t.shape.as_slice()) {
+        let elements = self.upload_elements(&t)?;
+        let dtype = elements.dtype();
+        let (elements, shape) = match (t.role, t.shape.as_slice()) {
             (Role::Projection, &[d_out, d_in]) => {
-                (transpose(&data, d_out, d_in), vec![d_in, d_out])
+                (elements.transpose(d_out, d_in), vec![d_in, d_out])
             }
-            _ => (data, t.shape.clone()),
+            _ => (elements, t.shape.clone()),
         };
-        let tensor = Tensor::from_data(TensorData::new(data, shape), self.device);
+        let data = elements.into_data(shape);
+        let tensor = Tensor::from_data(data, (self.device, DType::from(dtype)));
         Ok(Some(Param::from_tensor(tensor)))
+    }
+
+    /// A vocabulary matrix (`slot` is the embedding or the output projection), in blocks that
+    /// fit one buffer binding of the device ([`VocabMatrix`]); `None` if the table has none.
+    fn vocab(&mut self, slot: Slot) -> Result<Option<VocabMatrix>> {
+        let Some(t) = self.rows.remove(&(None, slot)) else {
+            return Ok(None);
+        };
+        let elements = self.upload_elements(&t)?;
+        let [vocab, d] = [t.shape[0], t.shape[1]];
+        let dtype = elements.dtype();
+        let per_block = VocabMatrix::rows_per_block(self.device, d, elements.bytes() / (vocab * d));
+        let blocks = elements
+            .blocks(per_block.saturating_mul(d))
+            .into_iter()
+            .map(|block| {
+                let shape = vec![block.len() / d, d];
+                let tensor =
+                    Tensor::from_data(block.into_data(shape), (self.device, DType::from(dtype)));
+                Param::from_tensor(tensor)
+            })
+            .collect();
+        Ok(Some(VocabMatrix { blocks }))
+    }
+
+    /// Row `t`'s elements converted to the type they are held in (vectors f32, matrices the
+    /// model's type unless out of its range), counted in the report.
+    fn upload_elements(&mut self, t: &TensorLayout) -> Result<Elements> {
+        let target = match t.role {
+            Role::Vector => FloatDType::F32,
+            Role::Matrix | Role::Projection => self.report.dtype,
+        };
+        let Conversion {
+            elements,
+            out_of_range,
+        } = (self.fetch)(t)?.convert(target);
+        if out_of_range > 0 {
+            self.report.kept_f32.push((t.hf_name.clone(), out_of_range));
+        }
+        self.report.device_bytes += elements.bytes() as u64;
+        Ok(elements)
     }
 
     /// [`Weights::param`] of a tensor every config has.
@@ -317,8 +432,13 @@ impl<'a> Weights<'a> {
         })
     }
 
+    /// What went onto the device (ending the borrow of the tensors' source).
+    fn into_report(self) -> LoadReport {
+        self.report
+    }
+
     /// Check that every row of the table went into the model.
-    fn finish(self) -> Result<()> {
+    fn check_all_used(&self) -> Result<()> {
         match self.rows.values().next() {
             None => Ok(()),
             Some(t) => Err(Error::invalid(format!(
@@ -327,15 +447,4 @@ impl<'a> Weights<'a> {
             ))),
         }
     }
-}
-
-/// `[rows, cols]` row-major data transposed to `[cols, rows]`.
-fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; data.len()];
-    for (r, row) in data.chunks_exact(cols).enumerate() {
-        for (c, &value) in row.iter().enumerate() {
-            out[c * rows + r] = value;
-        }
-    }
-    out
 }

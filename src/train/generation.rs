@@ -109,7 +109,7 @@ impl Task for Generation {
         let n = rows.len();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
         let at_targets = hidden.reshape([batch.len() * width, d]).select(0, rows);
-        let logits = at_targets.matmul(model.llama.output_weight().transpose());
+        let logits = model.llama.logits(at_targets);
         let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &device);
         loss::masked_token_cross_entropy(logits, targets, Tensor::ones([n], &device))
     }

@@ -4,7 +4,7 @@
 use super::Objective;
 use crate::model::{Llama, Lora, common_prefix};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -60,7 +60,16 @@ impl Learner {
     /// With `recompute` (gradient checkpointing), the weights move to the same device with
     /// burn's gradient checkpointing (memory-bound activations are recomputed in the backward
     /// pass instead of kept until it).
+    ///
+    /// Parameters that train are held in f32 whatever the model was loaded in (master weights,
+    /// so gradients and optimizer state are f32 too); frozen ones keep their float type, so a
+    /// 16-bit base under f32 LoRA adapters stays 16-bit.
     pub fn set_trainable(self, layers: Option<usize>, recompute: bool) -> Self {
+        self.select_trainable(layers, recompute)
+            .map(&mut WidenTrainable)
+    }
+
+    fn select_trainable(self, layers: Option<usize>, recompute: bool) -> Self {
         let mut learner = self.map(&mut Leaves { recompute }).set_require_grad(true);
         let adapted = (learner.llama.layers.iter()).any(|l| l.self_attn.q_proj.lora.is_some());
         if adapted {
@@ -80,8 +89,8 @@ impl Learner {
         let Some(k) = layers else { return learner };
         let llama = &mut learner.llama;
         let n = llama.layers.len();
-        llama.embed_tokens = llama.embed_tokens.clone().set_require_grad(false);
-        llama.lm_head = llama.lm_head.take().map(|w| w.set_require_grad(false));
+        llama.embed_tokens = llama.embed_tokens.clone().no_grad();
+        llama.lm_head = llama.lm_head.take().map(|w| w.no_grad());
         llama.layers = std::mem::take(&mut llama.layers)
             .into_iter()
             .enumerate()
@@ -167,6 +176,22 @@ struct WithoutAutodiff;
 impl ModuleMapper for WithoutAutodiff {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         param.map(|t| t.inner())
+    }
+}
+
+/// Widens every 16-bit parameter that requires gradients into a fresh f32 autodiff leaf on
+/// the same device (same values, exactly; same parameter id).
+struct WidenTrainable;
+
+impl ModuleMapper for WidenTrainable {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| {
+            if !t.is_require_grad() || t.dtype() == DType::F32 {
+                return t;
+            }
+            let device = t.device();
+            Tensor::from_data(t.cast(FloatDType::F32).into_data(), &device).set_require_grad(true)
+        })
     }
 }
 

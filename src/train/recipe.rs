@@ -25,11 +25,12 @@
 use super::{ExampleBuilder, Objective, StepMetrics, TrainExample, TrainOptions, Trainer};
 use crate::checkpoint::{Checkpoint, gguf};
 use crate::data::{self, Format};
+use crate::dtype::Dtype;
 use crate::model::Llama;
 use crate::prompt::{PromptBuilder, PromptTemplate, verdict_tokens};
 use crate::tokenizer::{ChatTemplateKwargs, TextCodec};
 use crate::{Error, Result};
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct Recipe {
     /// More devices, each running a replica on a share of every micro-batch (data
     /// parallelism, [`Trainer::with_replicas`]); empty: `device` alone.
     pub replicas: Vec<Device>,
+    /// The float type of the weights that do not train ([`Recipe::weight_dtype`]).
+    pub dtype: Dtype,
     /// Longest sequence in tokens (longer inputs are cut); capped at the model's context.
     pub max_len: usize,
     /// Continue the run saved in `output`.
@@ -90,6 +93,7 @@ impl Recipe {
             output: output.into(),
             device,
             replicas: Vec::new(),
+            dtype: Dtype::F32,
             max_len: 1024,
             resume: false,
             template: None,
@@ -112,7 +116,9 @@ impl Recipe {
             }
             Some(init) => (Checkpoint::load(init)?, load_codec(&self.model)?),
         };
-        let llama = Llama::from_checkpoint(&mut checkpoint, &self.device.clone().autodiff())?;
+        let dtype = self.weight_dtype()?;
+        let device = self.device.clone().autodiff();
+        let (llama, _) = Llama::from_checkpoint_as(&mut checkpoint, &device, dtype)?;
         drop(checkpoint);
         let max_len = self.max_len.min(llama.config.max_position_embeddings);
         let prompts = PromptBuilder::new(
@@ -159,6 +165,24 @@ impl Recipe {
 }
 
 impl Recipe {
+    /// The float type the model is loaded in: `dtype` resolved for the device
+    /// ([`Dtype::resolve`]). Whatever it is, the weights that train are held in f32 with f32
+    /// optimizer state ([`super::Learner::set_trainable`]), so a 16-bit type only makes sense
+    /// when something is frozen: `auto` is f32 unless LoRA adapters or `--train-layers` leave
+    /// a frozen base, and an explicit 16-bit type without either is an error.
+    pub fn weight_dtype(&self) -> Result<FloatDType> {
+        let frozen_base = self.options.lora_rank.is_some() || self.options.train_layers.is_some();
+        match (self.dtype, frozen_base) {
+            (_, true) | (Dtype::F32, _) => self.dtype.resolve(&self.device),
+            (Dtype::Auto, false) => Ok(FloatDType::F32),
+            (Dtype::F16 | Dtype::Bf16, false) => Err(Error::invalid(format!(
+                "--dtype {}: every weight would train, and trained weights are held in f32; \
+                 freeze a 16-bit base with --lora-rank R or --train-layers K, or use --dtype f32",
+                self.dtype.name()
+            ))),
+        }
+    }
+
     /// The settings beyond the options that a resumed run must share with the checkpoint:
     /// the model, initial weights, data and held-out paths (absolute where they exist), format,
     /// sequence length, judge prompt template, labels, chat wrapping and the replica count.
@@ -193,6 +217,7 @@ impl Recipe {
                 "--chat-template-kwargs".into(),
                 serde_json::to_string(&self.chat_template_kwargs).unwrap_or_default(),
             ),
+            ("--dtype".into(), self.dtype.name().into()),
         ]
     }
 }

@@ -63,7 +63,10 @@ fn gguf_tensors_have_hf_names_and_shapes() {
         shape("model.layers.0.post_attention_layernorm.weight"),
         [576]
     );
-    assert!(t.values().all(|x| x.data.iter().all(|v| v.is_finite())));
+    let finite = |x: &gram::checkpoint::StoredTensor| {
+        x.to_host().unwrap().data.iter().all(|v| v.is_finite())
+    };
+    assert!(t.values().all(finite));
 }
 
 #[test]
@@ -100,7 +103,9 @@ fn real_tensors_match_gguf_py() {
         let name = tensor["name"].as_str().unwrap();
         let ours = match tensor["layout"].as_str().unwrap() {
             "gguf" => file.tensor_f32(name).unwrap(),
-            _ => smollm2().tensors[&gram::checkpoint::gguf::hf_name(name).unwrap()].clone(),
+            _ => smollm2().tensors[&gram::checkpoint::gguf::hf_name(name).unwrap()]
+                .to_host()
+                .unwrap(),
         };
         let info = file.tensors.iter().find(|t| t.name == name).unwrap();
         assert_eq!(
@@ -184,7 +189,7 @@ fn hand_written_gguf_loads_with_hf_names() {
     for arch in ["llama", "qwen2"] {
         let path = dir.join(format!("{arch}.gguf"));
         std::fs::write(&path, tiny_gguf(arch)).unwrap();
-        let checkpoint = Checkpoint::load(&path).unwrap();
+        let mut checkpoint = Checkpoint::load(&path).unwrap();
         let c = &checkpoint.config;
         assert_eq!(
             (c.num_hidden_layers, c.hidden_size, c.intermediate_size),
@@ -200,7 +205,7 @@ fn hand_written_gguf_loads_with_hf_names() {
         );
         assert!(!c.tie_word_embeddings);
         assert_eq!(c.eos_token_id, Some(serde_json::json!(3)));
-        let t = &checkpoint.tensors;
+        let t = &checkpoint.take_host_tensors().unwrap();
         assert_eq!(t.len(), 12);
         assert_eq!(t["lm_head.weight"].shape, [4, 8]);
         assert_eq!(t["model.layers.0.self_attn.k_proj.weight"].shape, [4, 8]);

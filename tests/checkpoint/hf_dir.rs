@@ -14,9 +14,9 @@ fn save_hf_dir_then_load_round_trips() {
     let tensors = tiny_tensors(&config);
     let dir = temp_dir("roundtrip").join("model");
     save_hf_dir(&dir, &config, &tensors, codec).unwrap();
-    let loaded = Checkpoint::load(&dir).unwrap();
+    let mut loaded = Checkpoint::load(&dir).unwrap();
     assert_eq!(loaded.config, config);
-    assert_eq!(loaded.tensors, tensors);
+    assert_eq!(loaded.take_host_tensors().unwrap(), tensors);
     assert_eq!(loaded.source, dir);
     assert_eq!(loaded.codec.chat_template(), codec.chat_template());
     assert_eq!(
@@ -52,9 +52,9 @@ fn save_hf_dir_then_load_round_trips() {
     let tied_tensors = tiny_tensors(&tied);
     assert!(!tied_tensors.contains_key("lm_head.weight"));
     save_hf_dir(&dir, &tied, &tied_tensors, codec).unwrap();
-    let reloaded = Checkpoint::load(&dir).unwrap();
+    let mut reloaded = Checkpoint::load(&dir).unwrap();
     assert_eq!(reloaded.config, tied);
-    assert_eq!(reloaded.tensors, tied_tensors);
+    assert_eq!(reloaded.take_host_tensors().unwrap(), tied_tensors);
     let siblings: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -122,6 +122,6 @@ fn stored_rotary_frequencies_are_dropped() {
     let dir = temp_dir("inv-freq").join("model");
     save_hf_dir(&dir, &config, &old_style, codec).unwrap();
     let mut loaded = Checkpoint::load(&dir).unwrap();
-    assert_eq!(loaded.tensors, plain);
+    assert!(loaded.tensors.keys().eq(plain.keys()));
     gram::model::Llama::from_checkpoint(&mut loaded, &burn::tensor::Device::flex()).unwrap();
 }

@@ -253,7 +253,7 @@ fn hf_tensors_are_the_table_and_load_back_into_the_same_weights() {
 
         let mut checkpoint = Checkpoint {
             config: config.clone(),
-            tensors: tensors.clone(),
+            tensors: super::common::stored(tensors.clone()),
             codec: smollm2().codec.clone(),
             source: "exported".into(),
         };
@@ -278,7 +278,7 @@ fn loading_refuses_left_over_tensors_and_names_a_missing_or_misshapen_one() {
     let config = tiny_config(Architecture::Qwen3, 16);
     let checkpoint = |tensors| Checkpoint {
         config: config.clone(),
-        tensors,
+        tensors: super::common::stored(tensors),
         codec: smollm2().codec.clone(),
         source: "tiny".into(),
     };

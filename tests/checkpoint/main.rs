@@ -1,6 +1,6 @@
 //! Checkpoint loading: GGUF parsing and dequantisation, the q/k RoPE un-permutation, Hugging
-//! Face directories (save → load round trip), the weight-layout table, and errors on corrupt or
-//! unsupported input.
+//! Face directories (save → load round trip, safetensors headers), the weight-layout table, and
+//! errors on corrupt or unsupported input.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -9,6 +9,7 @@ mod gguf;
 mod hf_dir;
 mod layout;
 mod quant;
+mod safetensors;
 mod validate;
 
 use std::path::PathBuf;

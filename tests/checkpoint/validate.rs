@@ -166,7 +166,7 @@ fn from_checkpoint_validates_a_hand_made_config() {
         edit(&mut config);
         let mut checkpoint = Checkpoint {
             config,
-            tensors: tensors.clone(),
+            tensors: common::stored(tensors.clone()),
             codec: smollm2().codec.clone(),
             source: "hand-made".into(),
         };
@@ -186,7 +186,7 @@ fn unused_tensors_are_an_error_listing_them() {
     let device = Device::flex();
     let checkpoint = |tensors| Checkpoint {
         config: config.clone(),
-        tensors,
+        tensors: common::stored(tensors),
         codec: smollm2().codec.clone(),
         source: "tiny".into(),
     };
@@ -227,7 +227,7 @@ fn unused_tensors_are_an_error_listing_them() {
     );
     let mut tied_checkpoint = Checkpoint {
         config: tied,
-        tensors: extra_layer,
+        tensors: common::stored(extra_layer),
         codec: smollm2().codec.clone(),
         source: "tied".into(),
     };

@@ -79,15 +79,11 @@ pub fn hf_folder(target: &str) -> (TempDir, PathBuf, Checkpoint) {
     let scratch = scratch(target);
     let gguf = scratch.path().join("seed.gguf");
     std::fs::write(&gguf, tiny_gguf_with("llama", &[], |_| {})).expect("write the seed");
-    let checkpoint = Checkpoint::load(&gguf).expect("the seed GGUF loads");
+    let mut checkpoint = Checkpoint::load(&gguf).expect("the seed GGUF loads");
+    let tensors = checkpoint.take_host_tensors().expect("the seed's tensors");
     let dir = scratch.path().join("model");
-    save_hf_dir(
-        &dir,
-        &checkpoint.config,
-        &checkpoint.tensors,
-        &checkpoint.codec,
-    )
-    .expect("save the seed folder");
+    save_hf_dir(&dir, &checkpoint.config, &tensors, &checkpoint.codec)
+        .expect("save the seed folder");
     (scratch, dir, checkpoint)
 }
 

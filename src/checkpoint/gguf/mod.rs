@@ -9,7 +9,7 @@ pub use file::{GgufFile, MetaValue, TensorInfo};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Checkpoint, HostTensor};
+use super::{Checkpoint, HostTensor, StoredTensor};
 use crate::config::{Architecture, ModelConfig, RopeScaling, RopeType};
 use crate::model::layout::{self, Slot};
 use crate::tokenizer::{ByteLevelBpe, TextCodec};
@@ -20,7 +20,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let file = GgufFile::read(path)?;
     let mut config = config_from_metadata(&file)?;
     config.validate_in(path)?;
-    let mut tensors = BTreeMap::new();
+    let mut tensors: BTreeMap<String, StoredTensor> = BTreeMap::new();
     for info in &file.tensors {
         if info.name == ROPE_FREQS {
             let factors = file.dequantize(info).data;
@@ -50,7 +50,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
                 )
             })?;
         }
-        if tensors.insert(name.clone(), tensor).is_some() {
+        if tensors.insert(name.clone(), tensor.into()).is_some() {
             return Err(Error::checkpoint(
                 path,
                 format!("tensor `{}` is a second `{name}`", info.name),
