@@ -331,11 +331,15 @@ impl GramJudge {
             * (config.forward_flops(width, 2 * skip + width) + 4.0 * config.hidden_size as f64);
         let at_verdict = self.model.last_hidden_states(&batch, prefix, self.pad_id);
         let logits = self.model.token_logits(at_verdict, &self.verdict_tokens);
-        let logits = logits.into_data().try_to_vec::<f32>().map_err(|e| {
+        // A failed device computation (e.g. a buffer over the adapter's limits) surfaces here,
+        // at the read-back: an error, not a panic.
+        let fail = |e: &dyn std::fmt::Debug| {
             Error::Device(format!(
                 "reading verdict logits back from the device: {e:?}"
             ))
-        })?;
+        };
+        let logits = logits.try_into_data().map_err(|e| fail(&e))?;
+        let logits = logits.try_to_vec::<f32>().map_err(|e| fail(&e))?;
         for (k, &i) in chunk.iter().enumerate() {
             margins[i] = (logits[2 * k] - logits[2 * k + 1]) as f64;
         }

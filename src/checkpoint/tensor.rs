@@ -127,20 +127,18 @@ impl Elements {
         }
     }
 
-    /// The elements cut into consecutive blocks of `block_len` (the last may be shorter); one
-    /// block, without a copy, when they fit.
-    pub fn blocks(self, block_len: usize) -> Vec<Elements> {
-        fn cut<T: Clone>(v: Vec<T>, n: usize, wrap: fn(Vec<T>) -> Elements) -> Vec<Elements> {
-            if v.len() <= n {
-                return vec![wrap(v)];
-            }
-            v.chunks(n).map(|c| wrap(c.to_vec())).collect()
+    /// Split off the elements from `at` on and give their memory back (the vector is shrunk),
+    /// so cutting a tensor into blocks from its end never holds it twice.
+    pub fn split_off(&mut self, at: usize) -> Elements {
+        fn cut<T>(v: &mut Vec<T>, at: usize) -> Vec<T> {
+            let tail = v.split_off(at);
+            v.shrink_to_fit();
+            tail
         }
-        let n = block_len.max(1);
         match self {
-            Elements::F32(v) => cut(v, n, Elements::F32),
-            Elements::F16(v) => cut(v, n, Elements::F16),
-            Elements::BF16(v) => cut(v, n, Elements::BF16),
+            Elements::F32(v) => Elements::F32(cut(v, at)),
+            Elements::F16(v) => Elements::F16(cut(v, at)),
+            Elements::BF16(v) => Elements::BF16(cut(v, at)),
         }
     }
 

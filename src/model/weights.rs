@@ -105,6 +105,12 @@ impl Llama {
     /// Assemble the modules, taking each parameter's tensor from `w` by its slot.
     /// The config must already be [validated](ModelConfig::validate) (both callers do).
     fn build(config: &ModelConfig, w: &mut Weights) -> Result<Self> {
+        // The vocabulary matrices first, the largest tensors: their transient host copies then
+        // come before the rest of the model is on the device, not on top of it.
+        let embed_tokens = w.vocab(Slot::Embedding)?.ok_or_else(|| {
+            Error::invalid("the weight layout has no token embedding".to_string())
+        })?;
+        let lm_head = w.vocab(Slot::LmHead)?;
         let (h, kv) = (config.num_attention_heads, config.num_key_value_heads);
         let variant = config.variant();
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -134,10 +140,6 @@ impl Llama {
             });
         }
         let norm = w.norm(None, Slot::FinalNorm)?;
-        let embed_tokens = w.vocab(Slot::Embedding)?.ok_or_else(|| {
-            Error::invalid("the weight layout has no token embedding".to_string())
-        })?;
-        let lm_head = w.vocab(Slot::LmHead)?;
         w.check_all_used()?;
         Ok(Llama {
             embed_tokens,
@@ -348,20 +350,26 @@ impl<'a> Weights<'a> {
         let Some(t) = self.rows.remove(&(None, slot)) else {
             return Ok(None);
         };
-        let elements = self.upload_elements(&t)?;
+        let mut elements = self.upload_elements(&t)?;
         let [vocab, d] = [t.shape[0], t.shape[1]];
-        let dtype = elements.dtype();
+        let dtype = DType::from(elements.dtype());
         let per_block = VocabMatrix::rows_per_block(self.device, d, elements.bytes() / (vocab * d));
-        let blocks = elements
-            .blocks(per_block.saturating_mul(d))
-            .into_iter()
-            .map(|block| {
-                let shape = vec![block.len() / d, d];
-                let tensor =
-                    Tensor::from_data(block.into_data(shape), (self.device, DType::from(dtype)));
-                Param::from_tensor(tensor)
-            })
-            .collect();
+        let block_len = per_block.saturating_mul(d);
+        // Cut from the end, uploading each block before cutting the next: the host holds the
+        // rest of the matrix and one block, never two copies.
+        let mut blocks = Vec::new();
+        while !elements.is_empty() {
+            let start = (elements.len() - 1) / block_len * block_len;
+            let block = if start == 0 {
+                std::mem::replace(&mut elements, Elements::F32(Vec::new()))
+            } else {
+                elements.split_off(start)
+            };
+            let shape = vec![block.len() / d, d];
+            let tensor = Tensor::from_data(block.into_data(shape), (self.device, dtype));
+            blocks.push(Param::from_tensor(tensor));
+        }
+        blocks.reverse();
         Ok(Some(VocabMatrix { blocks }))
     }
 
