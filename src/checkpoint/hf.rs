@@ -1,11 +1,11 @@
 //! Hugging Face model directories: `config.json`, `model.safetensors` (or shards listed in
 //! `model.safetensors.index.json`), `tokenizer.json`, `tokenizer_config.json`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use safetensors::Dtype;
-use safetensors::tensor::{TensorInfo, TensorView};
+use safetensors::tensor::TensorInfo;
 
 use super::tensor::{FileDtype, StoredTensor};
 use super::{Checkpoint, HostTensor};
@@ -215,6 +215,28 @@ pub fn save_hf_dir(
     tensors: &BTreeMap<String, HostTensor>,
     codec: &TextCodec,
 ) -> Result<()> {
+    let shapes: Vec<(String, Vec<usize>)> = (tensors.iter())
+        .map(|(name, t)| (name.clone(), t.shape.clone()))
+        .collect();
+    save_hf_dir_streaming(
+        dir,
+        config,
+        &shapes,
+        |name| Ok(tensors[name].clone()),
+        codec,
+    )
+}
+
+/// [`save_hf_dir`] for a model too large to hold on the host in f32: `shapes` names every
+/// tensor and its shape up front (the safetensors header), and `fetch(name)` produces each
+/// tensor's elements only when the writer reaches it, so the host holds one tensor at a time.
+pub fn save_hf_dir_streaming(
+    dir: &Path,
+    config: &ModelConfig,
+    shapes: &[(String, Vec<usize>)],
+    fetch: impl FnMut(&str) -> Result<HostTensor>,
+    codec: &TextCodec,
+) -> Result<()> {
     let name = dir
         .file_name()
         .ok_or_else(|| Error::checkpoint(dir, "not a directory name to save into"))?
@@ -225,7 +247,7 @@ pub fn save_hf_dir(
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    let written = write_files(&staging, config, tensors, codec);
+    let written = write_files(&staging, config, shapes, fetch, codec);
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
@@ -241,11 +263,12 @@ pub fn save_hf_dir(
     Ok(())
 }
 
-/// The files of [`save_hf_dir`], written into `dir`.
+/// The files of [`save_hf_dir_streaming`], written into `dir`.
 fn write_files(
     dir: &Path,
     config: &ModelConfig,
-    tensors: &BTreeMap<String, HostTensor>,
+    shapes: &[(String, Vec<usize>)],
+    fetch: impl FnMut(&str) -> Result<HostTensor>,
     codec: &TextCodec,
 ) -> Result<()> {
     let config_path = dir.join("config.json");
@@ -259,30 +282,59 @@ fn write_files(
     object.insert("torch_dtype".into(), "float32".into());
     let text = serde_json::to_string_pretty(&json).expect("a JSON value serialises");
     std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;
-
-    let weights_path = dir.join("model.safetensors");
-    let bytes: BTreeMap<&str, Vec<u8>> = tensors
-        .iter()
-        .map(|(name, t)| {
-            (
-                name.as_str(),
-                t.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = tensors
-        .iter()
-        .map(|(name, t)| {
-            TensorView::new(Dtype::F32, t.shape.clone(), &bytes[name.as_str()])
-                .map(|view| (name.as_str(), view))
-                .map_err(|e| {
-                    Error::checkpoint(&weights_path, format!("tensor `{name}` {:?}: {e}", t.shape))
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
-    safetensors::serialize_to_file(views, Some(metadata), &weights_path)
-        .map_err(|e| Error::checkpoint(&weights_path, format!("writing: {e}")))?;
-
+    write_safetensors(&dir.join("model.safetensors"), shapes, fetch)?;
     codec.write_hf_files(dir)
+}
+
+/// Write an F32 safetensors file one tensor at a time: the header (every tensor's dtype, shape
+/// and byte range, in `shapes`' order, then spaces up to a multiple of 8 bytes), then each
+/// tensor's little-endian elements as `fetch` returns them. A tensor whose shape differs from
+/// the one announced is an error naming it.
+fn write_safetensors(
+    path: &Path,
+    shapes: &[(String, Vec<usize>)],
+    mut fetch: impl FnMut(&str) -> Result<HostTensor>,
+) -> Result<()> {
+    use std::io::Write;
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut offset = 0usize;
+    for (name, shape) in shapes {
+        let end = offset + 4 * shape.iter().product::<usize>();
+        let entry =
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]});
+        if header.insert(name.clone(), entry).is_some() {
+            return Err(Error::checkpoint(
+                path,
+                format!("tensor `{name}` written twice"),
+            ));
+        }
+        offset = end;
+    }
+    let mut header = serde_json::Value::Object(header).to_string().into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let io = |e| Error::io(path, e);
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    out.write_all(&(header.len() as u64).to_le_bytes())
+        .map_err(io)?;
+    out.write_all(&header).map_err(io)?;
+    for (name, shape) in shapes {
+        let tensor = fetch(name)?;
+        if tensor.shape != *shape || tensor.data.len() != shape.iter().product::<usize>() {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "tensor `{name}` is {:?} ({} elements), announced as {shape:?}",
+                    tensor.shape,
+                    tensor.data.len()
+                ),
+            ));
+        }
+        for x in &tensor.data {
+            out.write_all(&x.to_le_bytes()).map_err(io)?;
+        }
+    }
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)
 }

@@ -21,7 +21,7 @@ use crate::config::ModelConfig;
 use crate::tokenizer::TextCodec;
 use crate::{Error, Result};
 
-pub use hf::save_hf_dir;
+pub use hf::{save_hf_dir, save_hf_dir_streaming};
 pub use tensor::{Conversion, Elements, FileDtype, StoredTensor};
 
 /// Refuse to read `path` unless it is a regular file once symlinks are followed: a FIFO or a

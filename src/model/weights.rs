@@ -157,7 +157,7 @@ impl Llama {
         layout::tensors(&self.config)
             .into_iter()
             .map(|t| {
-                let tensor = self.export(&t)?;
+                let tensor = self.hf_tensor(&t)?;
                 if tensor.shape != t.shape {
                     return Err(Error::invalid(format!(
                         "tensor `{}` has shape {:?}, the config implies {:?}",
@@ -169,8 +169,9 @@ impl Llama {
             .collect()
     }
 
-    /// The tensor of table row `t`, read back from the device.
-    fn export(&self, t: &TensorLayout) -> Result<HostTensor> {
+    /// The tensor of table row `t` ([`layout::tensors`]) in its stored layout, LoRA merged,
+    /// read back from the device as f32: one tensor of [`Llama::hf_tensors`].
+    pub fn hf_tensor(&self, t: &TensorLayout) -> Result<HostTensor> {
         let missing = || Error::invalid(format!("the model has no tensor `{}`", t.hf_name));
         let layer = || t.layer.and_then(|i| self.layers.get(i)).ok_or_else(missing);
         let norm = |n: Option<&RmsNorm>| n.map(|n| host(n.weight.val())).ok_or_else(missing)?;

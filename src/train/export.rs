@@ -2,10 +2,14 @@
 
 use super::Learner;
 use crate::Result;
-use crate::checkpoint::{HostTensor, save_hf_dir};
+use crate::checkpoint::{HostTensor, save_hf_dir_streaming};
+use crate::model::layout::{self, TensorLayout};
 use crate::tokenizer::TextCodec;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The Bradley–Terry head's name in an exported directory, `[1, d]`.
+const SCORE: &str = "score.weight";
 
 /// The model's weights under Hugging Face names and layouts ([`crate::model::Llama::hf_tensors`]:
 /// the weight-layout table, LoRA adapters merged), plus `score.weight` (`[1, d]`) for a
@@ -14,15 +18,35 @@ pub fn hf_tensors(model: &Learner) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = model.llama.hf_tensors()?;
     if let Some(w) = &model.score {
         out.insert(
-            "score.weight".into(),
+            SCORE.into(),
             crate::model::weights::host(w.val().transpose())?,
         );
     }
     Ok(out)
 }
 
-/// Export the trained model as a Hugging Face directory (see [`save_hf_dir`]) that
-/// `gram judge --model DIR` loads.
+/// Export the trained model as a Hugging Face directory (see [`save_hf_dir_streaming`]) that
+/// `gram judge --model DIR` loads: the tensors of [`hf_tensors`], each read back from the device
+/// as the file reaches it, so the host never holds the model in f32.
 pub fn export(model: &Learner, codec: &TextCodec, dir: &Path) -> Result<()> {
-    save_hf_dir(dir, &model.llama.config, &hf_tensors(model)?, codec)
+    let config = &model.llama.config;
+    let rows: BTreeMap<String, TensorLayout> = layout::tensors(config)
+        .into_iter()
+        .map(|t| (t.hf_name.clone(), t))
+        .collect();
+    let mut shapes: Vec<(String, Vec<usize>)> = (rows.values())
+        .map(|t| (t.hf_name.clone(), t.shape.clone()))
+        .collect();
+    let score = model.score.as_ref().map(|w| w.val().transpose());
+    if let Some(w) = &score {
+        shapes.push((SCORE.into(), w.dims().to_vec()));
+    }
+    let fetch = |name: &str| match (rows.get(name), &score) {
+        (Some(t), _) => model.llama.hf_tensor(t),
+        (None, Some(w)) => crate::model::weights::host(w.clone()),
+        (None, None) => Err(crate::Error::invalid(format!(
+            "no tensor `{name}` to export"
+        ))),
+    };
+    save_hf_dir_streaming(dir, config, &shapes, fetch, codec)
 }

@@ -14,6 +14,19 @@ fn save_hf_dir_then_load_round_trips() {
     let tensors = tiny_tensors(&config);
     let dir = temp_dir("roundtrip").join("model");
     save_hf_dir(&dir, &config, &tensors, codec).unwrap();
+    // The file, written a tensor at a time, is valid for the reference reader too.
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.len(), tensors.len());
+    for (name, t) in &tensors {
+        let view = file.tensor(name).unwrap();
+        assert_eq!(
+            (view.dtype(), view.shape()),
+            (safetensors::Dtype::F32, &t.shape[..])
+        );
+        let first = f32::from_le_bytes(view.data()[..4].try_into().unwrap());
+        assert_eq!(first, t.data[0], "{name}");
+    }
     let mut loaded = Checkpoint::load(&dir).unwrap();
     assert_eq!(loaded.config, config);
     assert_eq!(loaded.take_host_tensors().unwrap(), tensors);
