@@ -5,6 +5,7 @@ use crate::Result;
 use crate::checkpoint::{HostTensor, save_hf_dir_streaming};
 use crate::model::layout::{self, TensorLayout};
 use crate::tokenizer::TextCodec;
+use burn::module::Module;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -27,8 +28,10 @@ pub fn hf_tensors(model: &Learner) -> Result<BTreeMap<String, HostTensor>> {
 
 /// Export the trained model as a Hugging Face directory (see [`save_hf_dir_streaming`]) that
 /// `gram judge --model DIR` loads: the tensors of [`hf_tensors`], each read back from the device
-/// as the file reaches it, so the host never holds the model in f32.
+/// as the file reaches it, so the host never holds the model in f32. Read from the model
+/// without autodiff, so the reads leave no graph (which gradient checkpointing would keep).
 pub fn export(model: &Learner, codec: &TextCodec, dir: &Path) -> Result<()> {
+    let model = model.valid();
     let config = &model.llama.config;
     let rows: BTreeMap<String, TensorLayout> = layout::tensors(config)
         .into_iter()
@@ -38,6 +41,7 @@ pub fn export(model: &Learner, codec: &TextCodec, dir: &Path) -> Result<()> {
         .map(|t| (t.hf_name.clone(), t.shape.clone()))
         .collect();
     let score = model.score.as_ref().map(|w| w.val().transpose());
+    let model = &model;
     if let Some(w) = &score {
         shapes.push((SCORE.into(), w.dims().to_vec()));
     }

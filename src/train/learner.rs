@@ -4,7 +4,7 @@
 use super::Objective;
 use crate::model::{Llama, Lora, common_prefix};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, GradientCheckpointingStrategy, Tensor, TensorData};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -197,8 +197,9 @@ impl ModuleMapper for WidenTrainable {
 
 /// Turns every weight into a fresh autodiff leaf (same values and parameter id): weights that
 /// were plain tensors, or results of earlier tracked operations (e.g. a move between devices),
-/// can then require gradients. With `recompute` the leaves are made on the device with burn's
-/// gradient checkpointing (a copy of the weights, once).
+/// can then require gradients. With `recompute` the leaves are on the device with burn's
+/// gradient checkpointing: weights already there (a model loaded onto it, as
+/// [`crate::train::Recipe`] does) are detached in place, others are copied there once.
 struct Leaves {
     recompute: bool,
 }
@@ -207,11 +208,16 @@ impl ModuleMapper for Leaves {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let recompute = self.recompute;
         param.map(|t| {
-            if recompute {
-                let device = t.device().autodiff().gradient_checkpointing();
-                Tensor::from_data(t.into_data(), &device)
-            } else {
-                t.inner().autodiff()
+            let device = t.device();
+            let checkpointing = device.gradient_checkpointing_strategy()
+                == Some(GradientCheckpointingStrategy::Balanced);
+            match (recompute, checkpointing) {
+                (true, true) => t.detach(),
+                (true, false) => {
+                    let (device, dtype) = (device.autodiff().gradient_checkpointing(), t.dtype());
+                    Tensor::from_data(t.into_data(), (&device, dtype))
+                }
+                (false, _) => t.inner().autodiff(),
             }
         })
     }

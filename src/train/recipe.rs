@@ -117,7 +117,12 @@ impl Recipe {
             Some(init) => (Checkpoint::load(init)?, load_codec(&self.model)?),
         };
         let dtype = self.weight_dtype()?;
-        let device = self.device.clone().autodiff();
+        // Loaded straight onto the device that trains (with gradient checkpointing if asked),
+        // so making the weights autodiff leaves copies none of them.
+        let device = match self.options.gradient_checkpointing {
+            true => self.device.clone().autodiff().gradient_checkpointing(),
+            false => self.device.clone().autodiff(),
+        };
         let (llama, _) = Llama::from_checkpoint_as(&mut checkpoint, &device, dtype)?;
         drop(checkpoint);
         let max_len = self.max_len.min(llama.config.max_position_embeddings);
