@@ -32,12 +32,24 @@ fn reference() -> Value {
 
 #[test]
 fn gram_judge_reproduces_transformers_p_a() {
-    check_p_a("cpu", &Device::flex(), Dtype::F32, P_A_TOLERANCE);
+    check_p_a(
+        "cpu",
+        &Device::flex(),
+        Dtype::F32,
+        P_A_TOLERANCE,
+        usize::MAX,
+    );
 }
 
 #[test]
 fn gram_judge_with_f16_weights_stays_near_transformers_f32_p_a_on_cpu() {
-    check_p_a("cpu", &Device::flex(), Dtype::F16, F16_P_A_TOLERANCE);
+    check_p_a(
+        "cpu",
+        &Device::flex(),
+        Dtype::F16,
+        F16_P_A_TOLERANCE,
+        usize::MAX,
+    );
 }
 
 #[test]
@@ -45,12 +57,13 @@ fn gram_judge_with_f16_weights_stays_near_transformers_f32_p_a_on_wgpu() {
     let Some(device) = common::wgpu_device() else {
         return;
     };
-    check_p_a("wgpu", &device, Dtype::F16, F16_P_A_TOLERANCE);
+    // Two pairs: lavapipe compiles its f16 kernels cold in CI (minutes for the five).
+    check_p_a("wgpu", &device, Dtype::F16, F16_P_A_TOLERANCE, 2);
 }
 
-/// Judge the reference pairs on `device` with weights in `dtype` and compare p_a, p_a_forward
-/// and p_a_reverse with transformers' within `tolerance`.
-fn check_p_a(name: &str, device: &Device, dtype: Dtype, tolerance: f64) {
+/// Judge the first `max_pairs` reference pairs on `device` with weights in `dtype` and compare
+/// p_a, p_a_forward and p_a_reverse with transformers' within `tolerance`.
+fn check_p_a(name: &str, device: &Device, dtype: Dtype, tolerance: f64, max_pairs: usize) {
     let reference = reference();
     let made_by = &reference["made_by"];
     assert_eq!(
@@ -68,6 +81,7 @@ fn check_p_a(name: &str, device: &Device, dtype: Dtype, tolerance: f64) {
 
     let rows = reference["pairs"].as_array().unwrap();
     assert!(rows.len() >= 4, "{} pairs", rows.len());
+    let rows = &rows[..rows.len().min(max_pairs)];
     let pairs: Vec<Pair> = rows
         .iter()
         .map(|r| {
