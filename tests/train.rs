@@ -441,30 +441,40 @@ fn a_shared_prefix_runs_once_with_the_same_loss_and_gradients() {
 
 /// Gradient checkpointing (recompute memory-bound activations in the backward pass) changes
 /// no loss or gradient, and the trainer keeps the device's strategy.
-#[test]
-fn gradient_checkpointing_keeps_loss_and_gradients() {
+/// Train `model` for one micro-batch without gradient checkpointing and `checkpointed` (the same
+/// weights) with it: the trainer's model is on burn's checkpointing device, and the loss and
+/// every gradient agree within 1e-6. Returns the number of gradients.
+fn checkpointing_changes_nothing(
+    model: Llama,
+    checkpointed: Llama,
+    data: &[TrainExample],
+) -> usize {
     use burn::tensor::GradientCheckpointingStrategy;
-    let data = templated_verdict_data(2, 9);
-    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let mut o = options(Objective::Gram, 4, 1e-3);
-    let (plain_loss, plain) = Trainer::new(model.clone(), o.clone(), None)
+    let (plain_loss, plain) = Trainer::new(model, o.clone(), None)
         .unwrap()
-        .gradients(&data)
+        .gradients(data)
         .unwrap();
     o.gradient_checkpointing = true;
-    let trainer = Trainer::new(model, o, None).unwrap();
-    assert_eq!(
-        trainer
-            .model
-            .llama
-            .device()
-            .gradient_checkpointing_strategy(),
-        Some(GradientCheckpointingStrategy::Balanced)
-    );
-    let (loss, grads) = trainer.gradients(&data).unwrap();
+    let trainer = Trainer::new(checkpointed, o, None).unwrap();
+    let strategy = trainer
+        .model
+        .llama
+        .device()
+        .gradient_checkpointing_strategy();
+    assert_eq!(strategy, Some(GradientCheckpointingStrategy::Balanced));
+    let (loss, grads) = trainer.gradients(data).unwrap();
     assert!((loss - plain_loss).abs() < 1e-6, "{loss} vs {plain_loss}");
     let worst = largest_gap(&grads, &plain);
     assert!(worst < 1e-6, "gradients differ by {worst}");
+    grads.len()
+}
+
+#[test]
+fn gradient_checkpointing_keeps_loss_and_gradients() {
+    let data = templated_verdict_data(2, 9);
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
+    checkpointing_changes_nothing(model.clone(), model, &data);
 }
 
 /// A model loaded onto burn's gradient-checkpointing device (as `Recipe` does) becomes trainable
@@ -473,7 +483,6 @@ fn gradient_checkpointing_keeps_loss_and_gradients() {
 /// those without checkpointing.
 #[test]
 fn gradient_checkpointing_with_lora_keeps_loss_and_gradients() {
-    use burn::tensor::GradientCheckpointingStrategy;
     let data = templated_verdict_data(2, 9);
     let mut model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     for layer in &mut model.layers {
@@ -485,32 +494,9 @@ fn gradient_checkpointing_with_lora_keeps_loss_and_gradients() {
             projection.lora = Some(lora);
         }
     }
-    let mut o = options(Objective::Gram, 4, 1e-3);
-    let (plain_loss, plain) = Trainer::new(model.clone(), o.clone(), None)
-        .unwrap()
-        .gradients(&data)
-        .unwrap();
-
     let device = cpu().autodiff().gradient_checkpointing();
-    o.gradient_checkpointing = true;
-    let trainer = Trainer::new(model.to_device(&device), o, None).unwrap();
-    assert_eq!(
-        trainer
-            .model
-            .llama
-            .device()
-            .gradient_checkpointing_strategy(),
-        Some(GradientCheckpointingStrategy::Balanced)
-    );
-    let (loss, grads) = trainer.gradients(&data).unwrap();
-    assert_eq!(
-        grads.len(),
-        2 * 7 * 2,
-        "A and B of 7 projections in 2 layers"
-    );
-    assert!((loss - plain_loss).abs() < 1e-6, "{loss} vs {plain_loss}");
-    let worst = largest_gap(&grads, &plain);
-    assert!(worst < 1e-6, "gradients differ by {worst}");
+    let gradients = checkpointing_changes_nothing(model.clone(), model.to_device(&device), &data);
+    assert_eq!(gradients, 2 * 7 * 2, "A and B of 7 projections in 2 layers");
 }
 
 /// Bradley–Terry examples: the chosen sequence ends in a token from the first half of the
