@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use gram::checkpoint::Checkpoint;
@@ -104,10 +103,8 @@ fn smollm_pre_tokenizer_splits_digits_individually() {
 
 /// The default model's tokenizer.json beside a hand-written tokenizer_config.json.
 fn hf_codec(tag: &str, tokenizer_config: serde_json::Value) -> gram::Result<TextCodec> {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("gram-test-tokenizer-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir(&format!("test-tokenizer-{tag}"));
+    std::fs::create_dir_all(&*dir).unwrap();
     codec().write_hf_files(&dir).unwrap();
     std::fs::write(
         dir.join("tokenizer_config.json"),

@@ -82,7 +82,7 @@ fn an_interrupted_save_resumes_from_the_newest_complete_checkpoint() {
     copy_dir(&dir.join("checkpoint-3"), &dir.join("checkpoint-4"));
     std::fs::remove_file(dir.join("checkpoint-4/COMPLETE")).unwrap();
     std::fs::write(dir.join("checkpoint-4/model.bpk"), b"truncated").unwrap();
-    let run_dir = RunDir::at(&dir);
+    let run_dir = RunDir::at(&*dir);
     assert_eq!(run_dir.latest_checkpoint(), Some(dir.join("checkpoint-3")));
     let resumed = Trainer::resume(model.clone(), options(), dir.clone()).unwrap();
     assert_eq!(resumed.step(), 3);

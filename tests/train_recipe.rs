@@ -112,7 +112,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     let mut options = TrainOptions::new(Objective::Gram, [0, 0], 0);
     options.max_steps = Some(2);
     options.batch_size = 2;
-    let mut recipe = Recipe::new(&base, &data, &output, Device::flex(), options);
+    let mut recipe = Recipe::new(&*base, &data, &*output, Device::flex(), options);
     recipe.eval = Some(data.clone());
     let prepared = recipe.prepare().unwrap();
     assert_eq!(
@@ -150,7 +150,7 @@ fn recipe_trains_plots_exports_and_resumes() {
     let mut stage1 = Recipe::new(
         common::model_path(),
         &data,
-        &second,
+        &*second,
         Device::flex(),
         options,
     );

@@ -12,7 +12,8 @@ fn save_hf_dir_then_load_round_trips() {
     let codec = &smollm2().codec;
     let config = tiny_config(Architecture::Qwen2, codec.vocab_size());
     let tensors = tiny_tensors(&config);
-    let dir = temp_dir("roundtrip").join("model");
+    let scratch = temp_dir("roundtrip");
+    let dir = scratch.join("model");
     save_hf_dir(&dir, &config, &tensors, codec).unwrap();
     // The file, written a tensor at a time, is valid for the reference reader too.
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
@@ -132,7 +133,8 @@ fn stored_rotary_frequencies_are_dropped() {
             HostTensor::new(vec![head_dim / 2], vec![1.0; head_dim / 2]).unwrap(),
         );
     }
-    let dir = temp_dir("inv-freq").join("model");
+    let scratch = temp_dir("inv-freq");
+    let dir = scratch.join("model");
     save_hf_dir(&dir, &config, &old_style, codec).unwrap();
     let mut loaded = Checkpoint::load(&dir).unwrap();
     assert!(loaded.tensors.keys().eq(plain.keys()));

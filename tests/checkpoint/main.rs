@@ -12,7 +12,6 @@ mod quant;
 mod safetensors;
 mod validate;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use gram::checkpoint::Checkpoint;
@@ -24,12 +23,11 @@ fn smollm2() -> &'static Checkpoint {
     MODEL.get_or_init(|| Checkpoint::load(&common::model_path()).expect("the default model loads"))
 }
 
-/// A fresh empty directory under the system temp dir, unique to this process and `tag`.
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("gram-test-checkpoint-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh empty directory under the system temp dir, unique to this process and `tag`,
+/// removed when dropped.
+fn temp_dir(tag: &str) -> common::Scratch {
+    let dir = common::temp_dir(&format!("test-checkpoint-{tag}"));
+    std::fs::create_dir_all(&*dir).unwrap();
     dir
 }
 

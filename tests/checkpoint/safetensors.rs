@@ -7,14 +7,16 @@ use gram::config::Architecture;
 
 use super::{common, smollm2, temp_dir, tiny_config};
 
-/// A saved tiny model directory (F32 safetensors) and the path of its `model.safetensors`.
-fn saved(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+/// A saved tiny model directory (F32 safetensors), the path of its `model.safetensors`, and
+/// the scratch folder that holds them.
+fn saved(tag: &str) -> (common::Scratch, std::path::PathBuf, std::path::PathBuf) {
     let codec = &smollm2().codec;
     let config = tiny_config(Architecture::Llama, codec.vocab_size());
-    let dir = temp_dir(tag).join("model");
+    let scratch = temp_dir(tag);
+    let dir = scratch.join("model");
     save_hf_dir(&dir, &config, &common::tiny_tensors(&config), codec).unwrap();
     let file = dir.join("model.safetensors");
-    (dir, file)
+    (scratch, dir, file)
 }
 
 /// Replace the header of the safetensors file at `path` with `edit(header)`, keeping the data.
@@ -54,7 +56,7 @@ fn inconsistent_headers_are_errors_naming_file_and_tensor() {
         ),
     ];
     for (tag, edit, expected) in cases {
-        let (dir, file) = saved(&format!("st-{tag}"));
+        let (_scratch, dir, file) = saved(&format!("st-{tag}"));
         edit_header(&file, edit);
         let err = Checkpoint::load(&dir).unwrap_err().to_string();
         assert!(
@@ -63,7 +65,7 @@ fn inconsistent_headers_are_errors_naming_file_and_tensor() {
         );
     }
     // A header length beyond the file, and a file too short for one.
-    let (dir, file) = saved("st-header");
+    let (_scratch, dir, file) = saved("st-header");
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     std::fs::write(&file, &bytes).unwrap();
@@ -81,7 +83,7 @@ fn inconsistent_headers_are_errors_naming_file_and_tensor() {
 /// emptied after opening shows it), and equal what was saved.
 #[test]
 fn tensors_are_read_when_taken() {
-    let (dir, file) = saved("st-lazy");
+    let (_scratch, dir, file) = saved("st-lazy");
     let mut checkpoint = Checkpoint::load(&dir).unwrap();
     let codec = &smollm2().codec;
     let config = tiny_config(Architecture::Llama, codec.vocab_size());

@@ -13,13 +13,14 @@ use super::gguf::{gguf_bytes, parse_err, tiny_gguf_with};
 use super::{common, smollm2, temp_dir, tiny_config};
 
 /// A loadable two-layer Hugging Face directory at `<temp>/<tag>/model` (the default model's
-/// tokenizer, `tiny_config`'s tensors).
-fn hf_model(tag: &str) -> PathBuf {
+/// tokenizer, `tiny_config`'s tensors), and the scratch folder that holds it.
+fn hf_model(tag: &str) -> (common::Scratch, PathBuf) {
     let codec = &smollm2().codec;
     let config = tiny_config(Architecture::Llama, codec.vocab_size());
-    let dir = temp_dir(tag).join("model");
+    let scratch = temp_dir(tag);
+    let dir = scratch.join("model");
     save_hf_dir(&dir, &config, &common::tiny_tensors(&config), codec).unwrap();
-    dir
+    (scratch, dir)
 }
 
 /// Load `dir` after setting `field` of its config.json to `value`; the error text.
@@ -48,7 +49,7 @@ fn load_with_config_field(dir: &Path, field: &str, value: serde_json::Value) -> 
 
 #[test]
 fn crafted_hf_configs_are_errors_naming_the_file_and_field() {
-    let dir = hf_model("crafted-config");
+    let (_scratch, dir) = hf_model("crafted-config");
     Checkpoint::load(&dir).expect("the unmodified directory loads");
 
     let cases = [
@@ -98,7 +99,7 @@ fn crafted_hf_configs_are_errors_naming_the_file_and_field() {
 
 #[test]
 fn layer_count_and_vocabulary_must_agree_with_the_tensors_and_tokenizer() {
-    let dir = hf_model("layers-vocab");
+    let (_scratch, dir) = hf_model("layers-vocab");
     let err = load_with_config_field(&dir, "num_hidden_layers", json!(3));
     assert!(
         err.contains("field `num_hidden_layers`") && err.contains("3 layers"),
@@ -260,7 +261,7 @@ fn load_err(dir: &Path) -> String {
 
 #[test]
 fn shard_paths_stay_inside_the_model_directory() {
-    let dir = hf_model("shards");
+    let (_scratch, dir) = hf_model("shards");
     sharded(&dir, "shard.safetensors");
     Checkpoint::load(&dir).expect("a plain shard name loads");
     // A valid safetensors file just outside the model directory is not read.
@@ -285,7 +286,7 @@ fn shard_paths_stay_inside_the_model_directory() {
 
 #[test]
 fn shards_must_be_regular_files() {
-    let dir = hf_model("fifo");
+    let (_scratch, dir) = hf_model("fifo");
     sharded(&dir, "pipe.safetensors");
     let fifo = dir.join("pipe.safetensors");
     let made = std::process::Command::new("mkfifo")
@@ -321,7 +322,7 @@ fn shards_must_be_regular_files() {
 /// crate's own checks.
 #[test]
 fn truncated_safetensors_is_an_error() {
-    let dir = hf_model("short-shard");
+    let (_scratch, dir) = hf_model("short-shard");
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
@@ -335,7 +336,8 @@ fn truncated_safetensors_is_an_error() {
 // ---------------------------------------------------------------- GGUF
 
 fn load_gguf(tag: &str, bytes: Vec<u8>) -> String {
-    let path = temp_dir(tag).join("crafted.gguf");
+    let scratch = temp_dir(tag);
+    let path = scratch.join("crafted.gguf");
     std::fs::write(&path, bytes).unwrap();
     let err = load_err(&path);
     assert!(err.contains("crafted.gguf"), "{err}");

@@ -429,11 +429,34 @@ pub fn data_error(
     }
 }
 
-/// A fresh (removed if present) directory `gram-<tag>-<pid>` under the system temp dir.
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// A scratch path `gram-<tag>-<pid>` under the system temp dir, removed with everything in it
+/// when dropped (so test runs leave nothing behind); it dereferences to the path.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh scratch path `gram-<tag>-<pid>` (removed if present, not created).
+pub fn temp_dir(tag: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("gram-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    Scratch(dir)
 }
 
 /// Every weight of a trainer's model under its Hugging Face name, flattened in name order.
