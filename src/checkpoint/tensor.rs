@@ -152,6 +152,19 @@ impl Elements {
     }
 }
 
+/// `n` elements read as stored bytes by `read`, then each put in host byte order by `from_le`
+/// (the identity on little-endian hosts).
+fn read_le<T: bytemuck::Pod>(
+    n: usize,
+    read: impl FnOnce(&mut [u8]) -> Result<()>,
+    from_le: fn(T) -> T,
+) -> Result<Vec<T>> {
+    let mut v = vec![T::zeroed(); n];
+    read(bytemuck::cast_slice_mut(&mut v))?;
+    v.iter_mut().for_each(|x| *x = from_le(*x));
+    Ok(v)
+}
+
 /// Whether `x` is finite and beyond `±limit`.
 fn exceeds(x: f32, limit: f32) -> bool {
     x.is_finite() && x.abs() > limit
@@ -241,27 +254,15 @@ impl StoredTensor {
                 let n = self.shape.iter().product::<usize>();
                 let read = |bytes: &mut [u8]| read_at(&path, offset, bytes);
                 Ok(match dtype {
-                    FileDtype::F32 => {
-                        let mut v = vec![0f32; n];
-                        read(bytemuck::cast_slice_mut(&mut v))?;
-                        v.iter_mut()
-                            .for_each(|x| *x = f32::from_bits(u32::from_le(x.to_bits())));
-                        Elements::F32(v)
-                    }
-                    FileDtype::F16 => {
-                        let mut v = vec![f16::ZERO; n];
-                        read(bytemuck::cast_slice_mut(&mut v))?;
-                        v.iter_mut()
-                            .for_each(|x| *x = f16::from_bits(u16::from_le(x.to_bits())));
-                        Elements::F16(v)
-                    }
-                    FileDtype::BF16 => {
-                        let mut v = vec![bf16::ZERO; n];
-                        read(bytemuck::cast_slice_mut(&mut v))?;
-                        v.iter_mut()
-                            .for_each(|x| *x = bf16::from_bits(u16::from_le(x.to_bits())));
-                        Elements::BF16(v)
-                    }
+                    FileDtype::F32 => Elements::F32(read_le(n, read, |x: f32| {
+                        f32::from_bits(u32::from_le(x.to_bits()))
+                    })?),
+                    FileDtype::F16 => Elements::F16(read_le(n, read, |x: f16| {
+                        f16::from_bits(u16::from_le(x.to_bits()))
+                    })?),
+                    FileDtype::BF16 => Elements::BF16(read_le(n, read, |x: bf16| {
+                        bf16::from_bits(u16::from_le(x.to_bits()))
+                    })?),
                 })
             }
         }
