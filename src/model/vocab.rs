@@ -118,6 +118,9 @@ impl VocabMatrix {
     /// `h · Wᵀ` over the whole vocabulary, `[.., vocab]` for `h` `[.., d]`: each block
     /// multiplied in its float type ([`crate::dtype::linear`]), the results concatenated.
     pub fn logits<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
+        if let [block] = self.blocks.as_slice() {
+            return crate::dtype::linear(hidden, block.val().transpose(), None);
+        }
         let parts: Vec<Tensor<D>> = self
             .blocks
             .iter()
@@ -133,20 +136,38 @@ impl VocabMatrix {
     /// vocabulary).
     pub fn rows(&self, tokens: &[u32]) -> Tensor<2> {
         let vocab = self.dims()[0];
-        let picked = tokens
+        // (block, row within it) of each token.
+        let located: Vec<(usize, i64)> = tokens
             .iter()
             .map(|&token| {
                 let t = token as usize;
-                let (start, block) = self
-                    .starts()
-                    .find(|(s, b)| t >= *s && t < s + b.dims()[0])
-                    .unwrap_or_else(|| panic!("token {token} is beyond the vocabulary ({vocab})"));
-                let index = TensorData::new(vec![(t - start) as i64], [1]);
-                let index = Tensor::<1, Int>::from_data(index, &block.device());
-                block.select(0, index)
+                self.starts()
+                    .enumerate()
+                    .find(|(_, (s, b))| t >= *s && t < s + b.dims()[0])
+                    .map(|(i, (s, _))| (i, (t - s) as i64))
+                    .unwrap_or_else(|| panic!("token {token} is beyond the vocabulary ({vocab})"))
             })
             .collect();
-        Tensor::cat(picked, 0)
+        let select = |block: usize, rows: Vec<i64>| {
+            let block = self.blocks[block].val();
+            let n = rows.len();
+            let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &block.device());
+            block.select(0, rows)
+        };
+        // All in one block (always so with one block, and for small ids such as the verdict
+        // labels'): one gather. Otherwise one per token, concatenated.
+        match located.first() {
+            Some(&(first, _)) if located.iter().all(|&(b, _)| b == first) => {
+                select(first, located.iter().map(|&(_, r)| r).collect())
+            }
+            _ => Tensor::cat(
+                located
+                    .into_iter()
+                    .map(|(b, r)| select(b, vec![r]))
+                    .collect(),
+                0,
+            ),
+        }
     }
 
     /// The whole matrix read back to the host as f32.
