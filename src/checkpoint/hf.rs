@@ -1,6 +1,7 @@
 //! Hugging Face model directories: `config.json`, `model.safetensors` (or shards listed in
 //! `model.safetensors.index.json`), `tokenizer.json`, `tokenizer_config.json`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -222,19 +223,20 @@ pub fn save_hf_dir(
         dir,
         config,
         &shapes,
-        |name| Ok(tensors[name].clone()),
+        |name| Ok(Cow::Borrowed(&tensors[name])),
         codec,
     )
 }
 
 /// [`save_hf_dir`] for a model too large to hold on the host in f32: `shapes` names every
 /// tensor and its shape up front (the safetensors header), and `fetch(name)` produces each
-/// tensor's elements only when the writer reaches it, so the host holds one tensor at a time.
-pub fn save_hf_dir_streaming(
+/// tensor's elements only when the writer reaches it (made then, or borrowed), so the host
+/// holds one tensor at a time.
+pub fn save_hf_dir_streaming<'a>(
     dir: &Path,
     config: &ModelConfig,
     shapes: &[(String, Vec<usize>)],
-    fetch: impl FnMut(&str) -> Result<HostTensor>,
+    fetch: impl FnMut(&str) -> Result<Cow<'a, HostTensor>>,
     codec: &TextCodec,
 ) -> Result<()> {
     let name = dir
@@ -264,11 +266,11 @@ pub fn save_hf_dir_streaming(
 }
 
 /// The files of [`save_hf_dir_streaming`], written into `dir`.
-fn write_files(
+fn write_files<'a>(
     dir: &Path,
     config: &ModelConfig,
     shapes: &[(String, Vec<usize>)],
-    fetch: impl FnMut(&str) -> Result<HostTensor>,
+    fetch: impl FnMut(&str) -> Result<Cow<'a, HostTensor>>,
     codec: &TextCodec,
 ) -> Result<()> {
     let config_path = dir.join("config.json");
@@ -290,10 +292,10 @@ fn write_files(
 /// and byte range, in `shapes`' order, then spaces up to a multiple of 8 bytes), then each
 /// tensor's little-endian elements as `fetch` returns them. A tensor whose shape differs from
 /// the one announced is an error naming it.
-fn write_safetensors(
+fn write_safetensors<'a>(
     path: &Path,
     shapes: &[(String, Vec<usize>)],
-    mut fetch: impl FnMut(&str) -> Result<HostTensor>,
+    mut fetch: impl FnMut(&str) -> Result<Cow<'a, HostTensor>>,
 ) -> Result<()> {
     use std::io::Write;
     let mut header = serde_json::Map::new();

@@ -6,6 +6,7 @@ use crate::checkpoint::{HostTensor, save_hf_dir_streaming};
 use crate::model::layout::{self, TensorLayout};
 use crate::tokenizer::TextCodec;
 use burn::module::Module;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -46,8 +47,8 @@ pub fn export(model: &Learner, codec: &TextCodec, dir: &Path) -> Result<()> {
         shapes.push((SCORE.into(), w.dims().to_vec()));
     }
     let fetch = |name: &str| match (rows.get(name), &score) {
-        (Some(t), _) => model.llama.hf_tensor(t),
-        (None, Some(w)) => crate::model::weights::host(w.clone()),
+        (Some(t), _) => model.llama.hf_tensor(t).map(Cow::Owned),
+        (None, Some(w)) => crate::model::weights::host(w.clone()).map(Cow::Owned),
         (None, None) => Err(crate::Error::invalid(format!(
             "no tensor `{name}` to export"
         ))),

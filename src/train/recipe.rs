@@ -119,10 +119,10 @@ impl Recipe {
         let dtype = self.weight_dtype()?;
         // Loaded straight onto the device that trains (with gradient checkpointing if asked),
         // so making the weights autodiff leaves copies none of them.
-        let device = match self.options.gradient_checkpointing {
-            true => self.device.clone().autodiff().gradient_checkpointing(),
-            false => self.device.clone().autodiff(),
-        };
+        let mut device = self.device.clone().autodiff();
+        if self.options.gradient_checkpointing {
+            device = device.gradient_checkpointing();
+        }
         let (llama, _) = Llama::from_checkpoint_as(&mut checkpoint, &device, dtype)?;
         drop(checkpoint);
         let max_len = self.max_len.min(llama.config.max_position_embeddings);
