@@ -361,11 +361,7 @@ impl<'a> Weights<'a> {
         let mut blocks = Vec::new();
         while !elements.is_empty() {
             let start = (elements.len() - 1) / block_len * block_len;
-            let block = if start == 0 {
-                std::mem::replace(&mut elements, Elements::F32(Vec::new()))
-            } else {
-                elements.split_off(start)
-            };
+            let block = elements.split_off(start);
             let shape = vec![block.len() / d, d];
             let tensor = Tensor::from_data(block.into_data(shape), (self.device, dtype));
             blocks.push(Param::from_tensor(tensor));
