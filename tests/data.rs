@@ -470,8 +470,10 @@ fn real_model_outputs_make_the_expected_pairs() {
         PairOptions {
             per_prompt: None,
             seed: 0,
+            ..PairOptions::default()
         },
-    );
+    )
+    .unwrap();
     assert_eq!(
         (all.prompts, all.empty, all.duplicates, all.pairs.len()),
         (805, 24, 36, 22142)
@@ -481,8 +483,10 @@ fn real_model_outputs_make_the_expected_pairs() {
         PairOptions {
             per_prompt: Some(2),
             seed: 7,
+            ..PairOptions::default()
         },
-    );
+    )
+    .unwrap();
     assert_eq!(sampled.pairs.len(), 1610);
     assert_eq!(
         sampled,
@@ -490,9 +494,11 @@ fn real_model_outputs_make_the_expected_pairs() {
             &outputs,
             PairOptions {
                 per_prompt: Some(2),
-                seed: 7
+                seed: 7,
+                ..PairOptions::default()
             }
         )
+        .unwrap()
     );
     assert_ne!(
         sampled.pairs,
@@ -500,9 +506,11 @@ fn real_model_outputs_make_the_expected_pairs() {
             &outputs,
             PairOptions {
                 per_prompt: Some(2),
-                seed: 8
+                seed: 8,
+                ..PairOptions::default()
             }
         )
+        .unwrap()
         .pairs
     );
     for pair in &sampled.pairs {
@@ -526,8 +534,10 @@ fn real_model_outputs_make_the_expected_pairs() {
         PairOptions {
             per_prompt: None,
             seed: 0,
+            ..PairOptions::default()
         },
-    );
+    )
+    .unwrap();
     assert_eq!(
         (all.prompts, all.empty, all.duplicates, all.pairs.len()),
         (500, 0, 1, 1498)
@@ -569,8 +579,10 @@ fn pairs_dedupe_whitespace_and_write_atomically() {
         PairOptions {
             per_prompt: None,
             seed: 1,
+            ..PairOptions::default()
         },
-    );
+    )
+    .unwrap();
     assert_eq!(
         (set.prompts, set.empty, set.duplicates, set.pairs.len()),
         (2, 1, 1, 1)

@@ -187,8 +187,9 @@ fn pairs_per_prompt_are_drawn_without_listing_every_pair() {
     let options = PairOptions {
         per_prompt: Some(2),
         seed: 3,
+        ..PairOptions::default()
     };
-    let set = unlabeled::build_pairs(&outputs, options);
+    let set = unlabeled::build_pairs(&outputs, options).unwrap();
     assert_eq!(set.pairs.len(), 2);
     assert_eq!((set.prompts, set.duplicates, set.empty), (1, 0, 0));
     assert_ne!(
@@ -199,7 +200,7 @@ fn pairs_per_prompt_are_drawn_without_listing_every_pair() {
         assert_ne!(pair.response_a, pair.response_b);
     }
     assert_eq!(
-        unlabeled::build_pairs(&outputs, options),
+        unlabeled::build_pairs(&outputs, options).unwrap(),
         set,
         "reproducible"
     );
@@ -213,8 +214,10 @@ fn pairs_per_prompt_are_drawn_without_listing_every_pair() {
             PairOptions {
                 per_prompt: Some(3),
                 seed,
+                ..PairOptions::default()
             },
-        );
+        )
+        .unwrap();
         assert_eq!(set.pairs.len(), 3);
         for pair in set.pairs {
             let mut models = [pair.model_a, pair.model_b];
@@ -228,8 +231,10 @@ fn pairs_per_prompt_are_drawn_without_listing_every_pair() {
         PairOptions {
             per_prompt: Some(10),
             seed: 0,
+            ..PairOptions::default()
         },
-    );
+    )
+    .unwrap();
     assert_eq!(all.pairs.len(), 10);
     // 2,000 responses per prompt with 2 pairs each, as `gram pairs --per-prompt 2` makes them.
     let many: Vec<Output> = (0..4)
@@ -241,6 +246,46 @@ fn pairs_per_prompt_are_drawn_without_listing_every_pair() {
             })
         })
         .collect();
-    let set = unlabeled::build_pairs(&many, options);
+    let set = unlabeled::build_pairs(&many, options).unwrap();
     assert_eq!((set.pairs.len(), set.prompts), (8, 4));
+}
+
+#[test]
+fn every_pair_of_many_responses_is_refused_before_any_is_made() {
+    // 60,000 responses to one prompt, every pair asked for: 1.8 billion pairs (terabytes of
+    // text) are refused at once, naming the count, the prompt and the way out.
+    let outputs: Vec<Output> = (0..60_000)
+        .map(|k| Output {
+            prompt: "the prompt".into(),
+            model: format!("m{k}"),
+            response: format!("response {k}"),
+        })
+        .collect();
+    let message = unlabeled::build_pairs(&outputs, PairOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("1799970000 pairs would be made, over the limit of 1000000")
+            && message.contains("\"the prompt\"")
+            && message.contains("--per-prompt"),
+        "{message}"
+    );
+    // The limit counts the pairs drawn: 60,000 responses with 3 per prompt are 3 pairs.
+    let options = PairOptions {
+        per_prompt: Some(3),
+        max_pairs: 3,
+        ..PairOptions::default()
+    };
+    assert_eq!(
+        unlabeled::build_pairs(&outputs, options)
+            .unwrap()
+            .pairs
+            .len(),
+        3
+    );
+    let options = PairOptions {
+        max_pairs: 2,
+        ..options
+    };
+    assert!(unlabeled::build_pairs(&outputs, options).is_err());
 }

@@ -18,6 +18,9 @@ pub struct Args {
     /// Seed for drawing pairs and their A/B order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The most pairs to make in all (checked before any is made).
+    #[arg(long, default_value_t = PairOptions::DEFAULT_MAX_PAIRS)]
+    pub max_pairs: usize,
 }
 
 pub fn run(args: Args) -> gram::Result<()> {
@@ -27,8 +30,9 @@ pub fn run(args: Args) -> gram::Result<()> {
         PairOptions {
             per_prompt: args.per_prompt,
             seed: args.seed,
+            max_pairs: args.max_pairs,
         },
-    );
+    )?;
     unlabeled::write_pairs(&args.out, &set.pairs)?;
     eprintln!(
         "{} outputs, {} prompts ({} empty and {} repeated responses dropped): {} pairs written to {}",

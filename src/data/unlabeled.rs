@@ -53,6 +53,26 @@ pub struct PairOptions {
     pub per_prompt: Option<usize>,
     /// Seed of the generator that draws pairs and A/B orders.
     pub seed: u64,
+    /// The most pairs one call may make, checked before any is made: every pair of n
+    /// responses is n(n − 1)/2, so a few thousand responses to one prompt would otherwise
+    /// ask for gigabytes.
+    pub max_pairs: usize,
+}
+
+impl Default for PairOptions {
+    /// Every pair, seed 0, at most [`PairOptions::DEFAULT_MAX_PAIRS`].
+    fn default() -> Self {
+        PairOptions {
+            per_prompt: None,
+            seed: 0,
+            max_pairs: Self::DEFAULT_MAX_PAIRS,
+        }
+    }
+}
+
+impl PairOptions {
+    /// One million pairs: 44 times AlpacaEval's every-pair set (805 prompts × 28).
+    pub const DEFAULT_MAX_PAIRS: usize = 1_000_000;
 }
 
 /// The pairs built, with the counts behind them.
@@ -186,8 +206,10 @@ fn turn_content(row: &Row, field: &str, turns: &Value) -> Result<String> {
 /// Time and memory are linear in the outputs plus the pairs made: repeated texts are found
 /// through a hash set, and with `per_prompt = Some(k)` the k pairs of a prompt with n
 /// responses are drawn as k indices into the n(n − 1)/2 possible pairs (Floyd's or rejection
-/// sampling, O(k)) and decoded to `(i, j)` directly, never listing every pair.
-pub fn build_pairs(outputs: &[Output], options: PairOptions) -> PairSet {
+/// sampling, O(k)) and decoded to `(i, j)` directly, never listing every pair. More than
+/// `options.max_pairs` pairs in all is an error naming the largest prompt's share, found
+/// before any pair is made.
+pub fn build_pairs(outputs: &[Output], options: PairOptions) -> Result<PairSet> {
     let mut order: Vec<&str> = Vec::new();
     let mut by_prompt: HashMap<&str, Vec<&Output>> = HashMap::new();
     let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
@@ -216,6 +238,25 @@ pub fn build_pairs(outputs: &[Output], options: PairOptions) -> PairSet {
             .push(output);
     }
     let prompts = seen.len();
+    let made = |n: usize| {
+        let every = n * n.saturating_sub(1) / 2;
+        options.per_prompt.map_or(every, |k| k.min(every))
+    };
+    let count = (order.iter()).fold(0usize, |sum, p| {
+        sum.saturating_add(made(by_prompt[p].len()))
+    });
+    if count > options.max_pairs {
+        let largest = (order.iter()).max_by_key(|p| by_prompt[*p].len());
+        let (prompt, n) = largest.map_or(("", 0), |p| (*p, by_prompt[p].len()));
+        let head: String = prompt.chars().take(60).collect();
+        return Err(Error::invalid(format!(
+            "{count} pairs would be made, over the limit of {} (the prompt {head:?}… alone has \
+             {n} responses: {} pairs); draw fewer per prompt with --per-prompt K, or raise \
+             --max-pairs",
+            options.max_pairs,
+            made(n)
+        )));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut pairs = Vec::new();
     for prompt in order {
@@ -257,12 +298,12 @@ pub fn build_pairs(outputs: &[Output], options: PairOptions) -> PairSet {
             });
         }
     }
-    PairSet {
+    Ok(PairSet {
         pairs,
         prompts,
         duplicates,
         empty,
-    }
+    })
 }
 
 /// Write pairs as JSONL: to a temporary file beside `path`, renamed into place when complete,

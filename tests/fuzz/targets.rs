@@ -430,11 +430,12 @@ pub fn model_outputs() -> Target {
                 return false;
             };
             for per_prompt in [None, Some(3)] {
-                build_pairs(
+                let _ = build_pairs(
                     &outputs,
                     PairOptions {
                         per_prompt,
                         seed: 1,
+                        ..PairOptions::default()
                     },
                 );
             }
