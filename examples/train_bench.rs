@@ -12,7 +12,7 @@
 //! pairs × 2 orders), the label-smoothed verdict loss. Stage 1: one generation example per pair
 //! (prompt, then both responses), micro-batches of 2 by default, the mean token cross-entropy
 //! over full-vocabulary logits. Both sides: the top `--train-layers` layers and the final norm
-//! train, AdamW at lr 1e-5, gradients clipped to norm 1, one optimizer step per micro-batch, one
+//! train, AdamW at the default lr (1e-4 on SmolLM2), gradients clipped to norm 1, one optimizer step per micro-batch, one
 //! untimed step first. The two sides alternate round by round; each reports its best round.
 //!
 //! Model FLOPs per example of length T (the same count for both sides, whole sequences, no
@@ -93,7 +93,7 @@ fn main() -> Result<()> {
     );
     options.batch_size = batch_size;
     options.train_layers = Some(train_layers);
-    let lr = options.lr;
+    let lr = options.peak_lr(config.hidden_size);
     let mut trainer = Trainer::new(llama, options.clone(), None)?;
 
     let (flops, targets) = model_flops(&config, &examples, train_layers);

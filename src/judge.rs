@@ -13,6 +13,12 @@
 //! which cancels the model's position bias. Sequences are sorted by length and right-padded in
 //! batches; padding never changes a score (see [`crate::model`]).
 //!
+//! A Bradley–Terry reward model (a checkpoint with a scalar value head `score.weight`, as
+//! `gram finetune --objective bt` exports it) is judged through the same path: each response
+//! is read alone after the prompt, as one user and one assistant turn
+//! ([`crate::prompt::reward_sequence`]), its reward is `r = h_last · w`, and
+//! `p_a = σ(r_a − r_b)` — the same in both orders, since such a model never sees the pair.
+//!
 //! Shared prefixes are computed once ([`KvCache`]): the judge instruction before `{prompt}` is the
 //! same for every pair, so its keys and values are kept for the judge's lifetime; sequences that
 //! share more than that (the two orders of a pair share the question; a ranking's comparisons
@@ -24,10 +30,10 @@
 use crate::checkpoint::Checkpoint;
 use crate::dtype::Dtype;
 use crate::model::{KvCache, Llama, LoadReport, common_prefix};
-use crate::prompt::{PromptBuilder, PromptTemplate, verdict_tokens};
+use crate::prompt::{PromptBuilder, PromptTemplate, reward_sequence, verdict_tokens};
 use crate::tokenizer::{ChatTemplateKwargs, TextCodec};
 use crate::{Error, Judge, Pair, Result, Verdict};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
 
 /// The longest judge input by default (when the model's context is longer): attention memory
@@ -118,6 +124,10 @@ pub struct GramJudge {
     template_prefix: Vec<u32>,
     /// Keys and values of `template_prefix`, filled on first use.
     template_cache: Option<KvCache>,
+    /// A scalar value head `w`, `[d, 1]` (a Bradley–Terry reward model's `score.weight`,
+    /// transposed): when present, each response is scored alone instead of the verdict tokens
+    /// being read (see the module docs).
+    value_head: Option<Tensor<2>>,
     /// What loading put on the device, when the judge loaded its model.
     load_report: Option<LoadReport>,
 }
@@ -164,11 +174,34 @@ fn families(sequences: &[Vec<u32>], shared: usize) -> Vec<Family> {
 impl GramJudge {
     /// Load a checkpoint (GGUF file or Hugging Face directory) onto `device`, its weights in
     /// `options.dtype` resolved for the device ([`Dtype::resolve`]).
+    ///
+    /// A checkpoint with a `score.weight` tensor (`[1, hidden_size]`) is a Bradley–Terry
+    /// reward model, judged by its value head ([`GramJudge::with_value_head`]).
     pub fn load(path: &Path, device: &Device, options: JudgeOptions) -> Result<Self> {
         let dtype = options.dtype.resolve(device)?;
         let mut checkpoint = Checkpoint::load(path)?;
+        let value_head = match checkpoint.tensors.remove(VALUE_HEAD) {
+            Some(stored) => {
+                let d = checkpoint.config.hidden_size;
+                if stored.shape != [1, d] {
+                    return Err(Error::checkpoint(
+                        path,
+                        format!(
+                            "tensor `{VALUE_HEAD}` has shape {:?}; a value head is [1, {d}]",
+                            stored.shape
+                        ),
+                    ));
+                }
+                let w = stored.elements()?.into_f32();
+                Some(Tensor::<2>::from_data(TensorData::new(w, [d, 1]), device))
+            }
+            None => None,
+        };
         let (model, report) = Llama::from_checkpoint_as(&mut checkpoint, device, dtype)?;
         let mut judge = Self::new(model, checkpoint.codec, options)?;
+        if let Some(w) = value_head {
+            judge = judge.with_value_head(w)?;
+        }
         judge.load_report = Some(report);
         Ok(judge)
     }
@@ -206,8 +239,29 @@ impl GramJudge {
             stats: JudgeStats::default(),
             template_prefix,
             template_cache: None,
+            value_head: None,
             load_report: None,
         })
+    }
+
+    /// Judge as a Bradley–Terry reward model with the value head `w` (`[hidden_size, 1]`, on
+    /// the model's device): each response is read alone after the prompt and
+    /// `p_a = σ(r_a − r_b)`, `r = h_last · w`.
+    pub fn with_value_head(mut self, w: Tensor<2>) -> Result<Self> {
+        let d = self.model.config.hidden_size;
+        if w.dims() != [d, 1] {
+            return Err(Error::invalid(format!(
+                "a value head is [{d}, 1] for this model, got {:?}",
+                w.dims()
+            )));
+        }
+        self.value_head = Some(w);
+        Ok(self)
+    }
+
+    /// Whether the judge is a Bradley–Terry reward model ([`GramJudge::with_value_head`]).
+    pub fn has_value_head(&self) -> bool {
+        self.value_head.is_some()
     }
 
     /// The model being used.
@@ -236,7 +290,8 @@ impl GramJudge {
         self.stats
     }
 
-    /// Verdict margins `z_A − z_B` for already tokenized sequences, in input order.
+    /// Verdict margins `z_A − z_B` for already tokenized sequences, in input order (with a
+    /// value head, each sequence's reward `r` instead).
     ///
     /// Sequences run `batch_size` at a time, right-padded, grouped by shared prefix and length;
     /// shared prefixes are run once (see the module docs). A family of sequences that fills at
@@ -308,7 +363,7 @@ impl GramJudge {
     }
 
     /// Score one right-padded batch `chunk` of `sequences`, each continuing `prefix` (whose ids
-    /// every member starts with), and write `z_A − z_B` into `margins`.
+    /// every member starts with), and write `z_A − z_B` (or the reward `r`) into `margins`.
     fn run_batch(
         &mut self,
         sequences: &[Vec<u32>],
@@ -329,19 +384,24 @@ impl GramJudge {
         let config = &self.model.config;
         self.stats.flops += b as f64
             * (config.forward_flops(width, 2 * skip + width) + 4.0 * config.hidden_size as f64);
-        let at_verdict = self.model.last_hidden_states(&batch, prefix, self.pad_id);
-        let logits = self.model.token_logits(at_verdict, &self.verdict_tokens);
+        let last = self.model.last_hidden_states(&batch, prefix, self.pad_id);
+        // [B, 2] verdict logits, or [B, 1] rewards.
+        let (scores, width) = match &self.value_head {
+            None => (self.model.token_logits(last, &self.verdict_tokens), 2),
+            Some(w) => (last.matmul(w.clone()), 1),
+        };
         // A failed device computation (e.g. a buffer over the adapter's limits) surfaces here,
         // at the read-back: an error, not a panic.
         let fail = |e: &dyn std::fmt::Debug| {
-            Error::Device(format!(
-                "reading verdict logits back from the device: {e:?}"
-            ))
+            Error::Device(format!("reading scores back from the device: {e:?}"))
         };
-        let logits = logits.try_into_data().map_err(|e| fail(&e))?;
-        let logits = logits.try_to_vec::<f32>().map_err(|e| fail(&e))?;
+        let scores = scores.try_into_data().map_err(|e| fail(&e))?;
+        let scores = scores.try_to_vec::<f32>().map_err(|e| fail(&e))?;
         for (k, &i) in chunk.iter().enumerate() {
-            margins[i] = (logits[2 * k] - logits[2 * k + 1]) as f64;
+            margins[i] = match width {
+                2 => (scores[2 * k] - scores[2 * k + 1]) as f64,
+                _ => scores[k] as f64,
+            };
         }
         Ok(())
     }
@@ -353,6 +413,9 @@ impl Judge for GramJudge {
     }
 
     fn judge(&mut self, pairs: &[Pair]) -> Result<Vec<Verdict>> {
+        if self.value_head.is_some() {
+            return self.judge_by_value_head(pairs);
+        }
         let mut sequences = Vec::with_capacity(2 * pairs.len());
         for pair in pairs {
             let forward =
@@ -370,6 +433,30 @@ impl Judge for GramJudge {
         Ok(margins
             .chunks_exact(2)
             .map(|m| Verdict::from_margins(m[0], m[1]))
+            .collect())
+    }
+}
+
+/// The tensor a Bradley–Terry reward model's value head is stored as.
+const VALUE_HEAD: &str = "score.weight";
+
+impl GramJudge {
+    /// A reward model's verdicts: `r` for `(prompt, response_a)` and `(prompt, response_b)`,
+    /// `p_a = σ(r_a − r_b)` in both orders.
+    fn judge_by_value_head(&mut self, pairs: &[Pair]) -> Result<Vec<Verdict>> {
+        let codec = self.prompts.codec();
+        let max_len = self.prompts.max_len();
+        let mut sequences = Vec::with_capacity(2 * pairs.len());
+        for pair in pairs {
+            for response in [&pair.response_a, &pair.response_b] {
+                sequences.push(reward_sequence(codec, &pair.prompt, response, max_len)?);
+            }
+        }
+        let rewards = self.margins(&sequences)?;
+        self.stats.pairs += pairs.len();
+        Ok(rewards
+            .chunks_exact(2)
+            .map(|r| Verdict::from_margins(r[0] - r[1], r[1] - r[0]))
             .collect())
     }
 }

@@ -18,7 +18,7 @@ const VOCAB: usize = 64;
 fn options(objective: Objective, batch_size: usize) -> TrainOptions {
     let mut options = TrainOptions::new(objective, [1, 2], 0);
     options.batch_size = batch_size;
-    options.lr = 3e-3;
+    options.lr = Some(3e-3);
     options.max_grad_norm = 0.5;
     options
 }

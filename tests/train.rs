@@ -60,9 +60,31 @@ fn generation_data(n: usize, seed: u64) -> Vec<TrainExample> {
 fn options(objective: Objective, batch_size: usize, lr: f64) -> TrainOptions {
     let mut options = TrainOptions::new(objective, VERDICTS, 0);
     options.batch_size = batch_size;
-    options.lr = lr;
+    options.lr = Some(lr);
     options.warmup_ratio = 0.1;
     options
+}
+
+/// Without `--lr` the peak rate follows what is trained and the model's width: 1e-4 for the
+/// weights and 1e-3 for LoRA adapters at SmolLM2's 576, scaled by 576 / hidden size.
+#[test]
+fn default_lr_follows_what_is_trained_and_the_width() {
+    let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+    let mut o = TrainOptions::new(Objective::Gram, VERDICTS, 0);
+    assert_eq!(o.lr, None);
+    close(o.peak_lr(576), 1e-4);
+    o.train_layers = Some(4);
+    close(o.peak_lr(576), 1e-4);
+    close(o.peak_lr(4096), 1e-4 * 576.0 / 4096.0);
+    o.train_layers = None;
+    o.lora_rank = Some(8);
+    close(o.peak_lr(576), 1e-3);
+    close(o.peak_lr(2048), 1e-3 * 576.0 / 2048.0);
+    o.lr = Some(3e-5);
+    close(o.peak_lr(576), 3e-5);
+    close(o.schedule(10, 4096).peak, 3e-5);
+    o.lr = None;
+    close(o.schedule(10, 1152).peak, 5e-4);
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn cpu() -> Device {
 fn options() -> TrainOptions {
     let mut o = TrainOptions::new(Objective::Gram, [1, 2], 0);
     o.batch_size = 2;
-    o.lr = 2e-3;
+    o.lr = Some(2e-3);
     o.warmup_ratio = 0.1;
     o.save_every = 1;
     o
@@ -208,12 +208,20 @@ fn resume_refuses_changed_settings_naming_each() {
         "{message}"
     );
     let mut other = options();
-    other.lr = 1e-4;
+    other.lr = Some(1e-4);
     other.batch_size = 3;
     let message = refused(other, inputs(512, "a.jsonl"));
     assert!(
         message.contains("--lr: checkpoint 0.002, now 0.0001")
             && message.contains("--batch-size: checkpoint 2, now 3"),
+        "{message}"
+    );
+    // A run saved with an explicit rate does not resume on the default one (which may differ).
+    let mut other = options();
+    other.lr = None;
+    let message = refused(other, inputs(512, "a.jsonl"));
+    assert!(
+        message.contains("--lr: checkpoint 0.002, now the default"),
         "{message}"
     );
     let mut other = options();

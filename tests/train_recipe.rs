@@ -26,7 +26,7 @@ fn options_are_the_command_line_flags() {
     );
     assert_eq!(
         (defaults.grad_accum, defaults.lr, defaults.warmup_ratio),
-        (1, 1e-5, 0.03)
+        (1, None, 0.03)
     );
     assert_eq!(
         (
@@ -65,10 +65,39 @@ fn options_are_the_command_line_flags() {
             given.lora_rank,
             given.gradient_checkpointing
         ),
-        (Some(7), 3e-4, Some(8), true)
+        (Some(7), Some(3e-4), Some(8), true)
     );
     assert!(Cli::try_parse_from(["gram", "--epochs", "2", "--max-steps", "3"]).is_err());
     assert!(Cli::try_parse_from(["gram", "--train-layers", "2", "--lora-rank", "4"]).is_err());
+}
+
+/// A tiny random model with the default model's tokenizer, exported as a Hugging Face folder,
+/// and a folder holding `rows` (prompt, chosen, rejected) as `pairs.jsonl`.
+fn tiny_model_and_data(
+    tag: &str,
+    rows: &[(&str, &str, &str)],
+) -> (gram::tokenizer::TextCodec, common::Scratch, common::Scratch) {
+    let codec = Checkpoint::load(&common::model_path()).unwrap().codec;
+    let mut config = common::tiny_config(codec.vocab_size(), 2);
+    config.max_position_embeddings = 512;
+    let base = common::temp_dir(&format!("{tag}-base"));
+    let random = Trainer::new(
+        Llama::random(&config, &Device::flex()),
+        TrainOptions::new(Objective::Gram, [0, 0], 0),
+        None,
+    )
+    .unwrap();
+    train::export(&random.model, &codec, &base).unwrap();
+    let data_dir = common::temp_dir(&format!("{tag}-data"));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let jsonl: String = (rows.iter())
+        .map(|(p, c, r)| {
+            let row = serde_json::json!({"prompt": p, "chosen": c, "rejected": r});
+            format!("{row}\n")
+        })
+        .collect();
+    std::fs::write(data_dir.join("pairs.jsonl"), jsonl).unwrap();
+    (codec, base, data_dir)
 }
 
 /// The library recipe end to end on a tiny model: examples from a data file, training with
@@ -78,35 +107,13 @@ fn options_are_the_command_line_flags() {
 #[test]
 fn recipe_trains_plots_exports_and_resumes() {
     use gram::train::Recipe;
-    let codec = Checkpoint::load(&common::model_path()).unwrap().codec;
-    let mut config = common::tiny_config(codec.vocab_size(), 2);
-    config.max_position_embeddings = 512;
-    let base = common::temp_dir("recipe-base");
-    let random = Trainer::new(
-        Llama::random(&config, &Device::flex()),
-        TrainOptions::new(Objective::Gram, [0, 0], 0),
-        None,
-    )
-    .unwrap();
-    train::export(&random.model, &codec, &base).unwrap();
-    let data_dir = common::temp_dir("recipe-data");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    let data = data_dir.join("pairs.jsonl");
     let rows = [
         ("What is 2+2?", "4", "5"),
         ("Capital of France?", "Paris.", "Rome."),
         ("Say hi.", "Hi!", "No."),
     ];
-    let jsonl: String = rows
-        .iter()
-        .map(|(p, c, r)| {
-            format!(
-                "{}\n",
-                serde_json::json!({"prompt": p, "chosen": c, "rejected": r})
-            )
-        })
-        .collect();
-    std::fs::write(&data, jsonl).unwrap();
+    let (codec, base, data_dir) = tiny_model_and_data("recipe", &rows);
+    let data = data_dir.join("pairs.jsonl");
 
     let output = common::temp_dir("recipe-run");
     let mut options = TrainOptions::new(Objective::Gram, [0, 0], 0);
@@ -159,7 +166,78 @@ fn recipe_trains_plots_exports_and_resumes() {
     assert!(outcome.stopped && outcome.model_dir.is_none());
     assert_eq!(outcome.trainer.model.llama.config.hidden_size, 32);
     assert!(second.join("checkpoint-1/COMPLETE").is_file() && !second.join("model").exists());
-    for dir in [base, output, second, data_dir] {
-        let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A Bradley–Terry reward model as `gram finetune --objective bt` exports it is a judge:
+/// `GramJudge::load` reads its value head, and every verdict is `σ(r_a − r_b)` in both
+/// orders, with `r = h_last · w` recomputed here from the exported tensors on the reward
+/// sequence; its accuracy on the held-out pairs is the trainer's own held-out metric.
+#[test]
+fn a_bradley_terry_export_judges_by_its_value_head() {
+    use gram::Judge;
+    use gram::judge::{GramJudge, JudgeOptions};
+    use gram::train::Recipe;
+    let rows = [
+        ("What is 2+2?", "4", "5"),
+        (
+            "Capital of France?",
+            "Paris.",
+            "Rome, the capital of Italy.",
+        ),
+        ("Say hi.", "Hi!", "No."),
+        ("Name a colour.", "Blue is a colour.", "Seven."),
+    ];
+    let (codec, base, data_dir) = tiny_model_and_data("bt-judge", &rows);
+    let data = data_dir.join("pairs.jsonl");
+
+    let output = common::temp_dir("bt-judge-run");
+    let mut options = TrainOptions::new(Objective::BradleyTerry, [0, 0], 0);
+    options.max_steps = Some(3);
+    options.batch_size = 2;
+    options.lr = Some(1e-2);
+    let mut recipe = Recipe::new(&*base, &data, &*output, Device::flex(), options);
+    recipe.eval = Some(data.clone());
+    let outcome = recipe.prepare().unwrap().run(|_| true).unwrap();
+    let held_out = outcome.history.last().unwrap().eval.unwrap();
+    let model_dir = outcome.model_dir.unwrap();
+    drop(outcome.trainer);
+
+    let options = JudgeOptions {
+        batch_size: 3,
+        ..JudgeOptions::default()
+    };
+    let mut judge = GramJudge::load(&model_dir, &Device::flex(), options).unwrap();
+    assert!(judge.has_value_head());
+    let pairs: Vec<gram::Pair> = (rows.iter())
+        .map(|(p, c, r)| gram::Pair::new(*p, *c, *r))
+        .collect();
+    let verdicts = judge.judge(&pairs).unwrap();
+
+    // The reference: the exported weights, the value head applied by hand.
+    let mut checkpoint = Checkpoint::load(&model_dir).unwrap();
+    let w = checkpoint
+        .take("score.weight")
+        .unwrap()
+        .elements()
+        .unwrap()
+        .into_f32();
+    let llama = Llama::from_checkpoint(&mut checkpoint, &Device::flex()).unwrap();
+    let reward = |prompt: &str, response: &str| {
+        let ids = gram::prompt::reward_sequence(&codec, prompt, response, 512).unwrap();
+        let h = llama.last_hidden_states(&[ids.as_slice()], None, codec.padding_id());
+        let h = h.into_data().to_vec::<f32>().unwrap();
+        h.iter().zip(&w).map(|(a, b)| (a * b) as f64).sum::<f64>()
+    };
+    let mut right = 0;
+    for ((prompt, chosen, rejected), verdict) in rows.iter().zip(&verdicts) {
+        let margin = reward(prompt, chosen) - reward(prompt, rejected);
+        let p = 1.0 / (1.0 + (-margin).exp());
+        assert!((verdict.p_a - p).abs() < 1e-5, "{verdict:?} vs {p}");
+        assert_eq!(verdict.p_a_forward, verdict.p_a_reverse);
+        right += usize::from(verdict.p_a > 0.5);
     }
+    assert!(
+        (right as f64 / rows.len() as f64 - held_out).abs() < 1e-9,
+        "judge {right}/4, trainer {held_out}"
+    );
 }

@@ -38,7 +38,7 @@ fn train_layers_changes_exactly_the_top_layers_and_final_norm() {
     let model = Llama::random(&common::tiny_config(VOCAB, LAYERS), &cpu());
     let mut options = TrainOptions::new(Objective::Gram, VERDICTS, 0);
     options.batch_size = 4;
-    options.lr = 1e-2;
+    options.lr = Some(1e-2);
     options.warmup_ratio = 0.0;
     options.weight_decay = 0.1; // would move frozen weights if it were applied to them
     options.train_layers = Some(1);
@@ -93,7 +93,7 @@ fn lora_export_holds_the_merged_weights() {
     let (rank, alpha) = (4usize, 8.0f64);
     let mut options = TrainOptions::new(Objective::Gram, VERDICTS, 0);
     options.batch_size = 4;
-    options.lr = 1e-2;
+    options.lr = Some(1e-2);
     options.warmup_ratio = 0.0;
     options.lora_rank = Some(rank);
     options.lora_alpha = alpha;

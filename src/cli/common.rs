@@ -165,6 +165,13 @@ impl JudgeArgs {
         if let Some(report) = judge.load_report() {
             eprintln!("weights: {report}");
         }
+        if judge.has_value_head() {
+            eprintln!(
+                "a Bradley–Terry reward model (value head `score.weight`): each response is \
+                 scored alone after the prompt, p_a = σ(r_a − r_b); the judge prompt and labels \
+                 are not used"
+            );
+        }
         Ok(judge)
     }
 }

@@ -123,13 +123,25 @@ fn run(args: Args, objective: Objective) -> Result<()> {
         .chain(&devices)
         .map(gram::device::describe)
         .collect();
+    let options = prepared.trainer.options();
+    let trained = match (options.lora_rank, options.train_layers) {
+        (Some(rank), _) => format!("LoRA rank {rank}"),
+        (None, Some(1)) => "the top layer".to_string(),
+        (None, Some(k)) => format!("the top {k} layers"),
+        (None, None) => "all layers".to_string(),
+    };
+    let lr_source = match options.lr {
+        Some(_) => "--lr".to_string(),
+        None => format!("the default for {trained} at this width"),
+    };
     eprintln!(
-        "{}: {} training examples, {} held out, {} steps on {}",
+        "{}: {} training examples, {} held out, {} steps on {}, peak lr {:.1e} ({lr_source})",
         objective.name(),
         prepared.train.len(),
         prepared.eval.len(),
         prepared.total,
         on.join(" + "),
+        prepared.trainer.peak_lr(),
     );
     let mut progress = Progress::new("steps", prepared.remaining(), !args.quiet);
     let interrupted =

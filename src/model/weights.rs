@@ -217,8 +217,8 @@ fn unused_tensors(source: &std::path::Path, left: &BTreeMap<String, StoredTensor
     };
     let hint = if left.contains_key("score.weight") {
         " — `score.weight` is a scalar value head (a Bradley–Terry reward model, e.g. from \
-         `gram finetune --objective bt`), which scores one response at a time rather than \
-         judging pairs with verdict tokens"
+         `gram finetune --objective bt`): `gram judge`, `eval`, `rank`, `reward` and `serve` \
+         read it, but it cannot be trained further"
     } else {
         ""
     };

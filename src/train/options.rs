@@ -25,9 +25,11 @@ pub struct TrainOptions {
     /// Micro-batches per optimizer step.
     #[arg(long, default_value_t = 1)]
     pub grad_accum: usize,
-    /// Peak learning rate (linear warmup, cosine decay).
-    #[arg(long, default_value_t = 1e-5)]
-    pub lr: f64,
+    /// Peak learning rate (linear warmup, cosine decay). Default: chosen by what is trained
+    /// and the model's width ([`TrainOptions::peak_lr`]): 1e-4 × 576 / hidden size for the
+    /// weights (all layers or --train-layers), 10× that for LoRA adapters.
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Fraction of the steps spent warming up.
     #[arg(long, default_value_t = 0.03)]
     pub warmup_ratio: f64,
@@ -84,8 +86,8 @@ fn default_lora_alpha() -> f64 {
 }
 
 impl TrainOptions {
-    /// The defaults for `objective`: one epoch, batch 4, lr 1e-5 with 3 % warmup decaying to
-    /// 10 %, weight decay 0, clip at norm 1, ε = [`loss::DEFAULT_LABEL_SMOOTHING`], LoRA α 16,
+    /// The defaults for `objective`: one epoch, batch 4, the learning rate of
+    /// [`TrainOptions::peak_lr`] with 3 % warmup decaying to 10 %, weight decay 0, clip at norm 1, ε = [`loss::DEFAULT_LABEL_SMOOTHING`], LoRA α 16,
     /// seed 0 (the flags' defaults).
     pub fn new(objective: Objective, verdict_tokens: [u32; 2], pad_id: u32) -> Self {
         TrainOptions {
@@ -117,10 +119,32 @@ impl TrainOptions {
         }
     }
 
-    /// The learning-rate schedule for a run of `total` steps.
-    pub fn schedule(&self, total: usize) -> Schedule {
+    /// The peak learning rate for a model whose hidden size is `hidden_size`: `--lr` when
+    /// given, otherwise
+    ///
+    /// ```text
+    /// lr = base × 576 / hidden_size,   base = 1e-4 for the weights (all layers or the top K),
+    ///                                         1e-3 for LoRA adapters
+    /// ```
+    ///
+    /// The base is the best of a sweep on SmolLM2-135M (hidden size 576; README, "Defaults that
+    /// learn"); 1e-5, the authors' full fine-tuning rate at 8B, left a 135M model at chance.
+    /// Dividing by the width is μP's rule for Adam on hidden matrices (an update's effect on
+    /// a layer's output grows with its fan-in). At 1.7–14B (hidden size 2,048–5,120) it gives
+    /// 2.8e-5–1.1e-5, the 1e-5 and 2e-5 of the GRAM authors' released configs; LoRA adapters
+    /// start at zero and see a low-rank gradient, hence the customary tenfold rate.
+    pub fn peak_lr(&self, hidden_size: usize) -> f64 {
+        const REFERENCE_WIDTH: f64 = 576.0;
+        let base = if self.lora_rank.is_some() { 1e-3 } else { 1e-4 };
+        self.lr
+            .unwrap_or(base * REFERENCE_WIDTH / hidden_size.max(1) as f64)
+    }
+
+    /// The learning-rate schedule for a run of `total` steps on a model whose hidden size is
+    /// `hidden_size`.
+    pub fn schedule(&self, total: usize, hidden_size: usize) -> Schedule {
         Schedule {
-            peak: self.lr,
+            peak: self.peak_lr(hidden_size),
             warmup: (self.warmup_ratio * total as f64).round() as usize,
             total,
             floor: self.min_lr_ratio,
@@ -128,7 +152,7 @@ impl TrainOptions {
     }
 
     /// What keeps a run saved with `self` from continuing with `other`, one line each
-    /// (`--lr: checkpoint 0.001, now 0.0001`); the step budget and the evaluation and save
+    /// (`--lr: checkpoint 0.001, now the default`); the step budget and the evaluation and save
     /// intervals may differ.
     pub(crate) fn differences(&self, other: &TrainOptions) -> Vec<String> {
         let comparable = |o: &TrainOptions| {
@@ -149,13 +173,21 @@ impl TrainOptions {
         for (field, old) in then {
             let new = now.get(field).unwrap_or(&serde_json::Value::Null);
             if old != new {
+                let show = |v: &serde_json::Value| match v {
+                    serde_json::Value::Null => "the default".to_string(),
+                    v => v.to_string(),
+                };
                 let name = match field.as_str() {
                     "objective" => "objective (the subcommand)".to_string(),
                     "verdict_tokens" => "verdict tokens (--labels and the tokenizer)".to_string(),
                     "pad_id" => "padding token (the tokenizer)".to_string(),
                     _ => format!("--{}", field.replace('_', "-")),
                 };
-                out.push(format!("{name}: checkpoint {old}, now {new}"));
+                out.push(format!(
+                    "{name}: checkpoint {}, now {}",
+                    show(old),
+                    show(new)
+                ));
             }
         }
         out
@@ -167,11 +199,10 @@ impl TrainOptions {
                 "--batch-size and --grad-accum must be at least 1",
             ));
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::invalid(format!(
-                "--lr must be positive, got {}",
-                self.lr
-            )));
+        if let Some(lr) = self.lr
+            && !(lr > 0.0 && lr.is_finite())
+        {
+            return Err(Error::invalid(format!("--lr must be positive, got {lr}")));
         }
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(Error::invalid("--label-smoothing must be in [0, 1]"));

@@ -178,6 +178,16 @@ impl Trainer {
         &self.options
     }
 
+    /// The peak learning rate: `--lr`, or the default for what is trained and the model's
+    /// width ([`TrainOptions::peak_lr`]).
+    pub fn peak_lr(&self) -> f64 {
+        self.options.peak_lr(self.hidden_size())
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.model.llama.config.hidden_size
+    }
+
     /// The output folder, when the run has one.
     pub fn run_dir(&self) -> Option<&RunDir> {
         self.run_dir.as_ref()
@@ -197,7 +207,7 @@ impl Trainer {
     ) -> Result<Vec<StepMetrics>> {
         check_examples(train, self.options.objective, "training")?;
         check_examples(eval, self.options.objective, "evaluation")?;
-        let schedule: Schedule = self.options.schedule(total);
+        let schedule: Schedule = (self.options).schedule(total, self.hidden_size());
         let every = |n: usize, step: usize| n > 0 && step % n == 0;
         let mut history = Vec::new();
         while self.step < total {
