@@ -317,6 +317,71 @@ fn evaluate_llmbar_groups_and_writes_a_json_report() {
     assert_eq!(json["consistency"]["rate"], 1.0);
 }
 
+/// The headline's 95 % bootstrap interval: for plain accuracy it matches the normal
+/// approximation p ± 1.96·√(p(1−p)/n), for RM-Bench it brackets the mean of domains; it is
+/// reproducible, and a judge that is always right has the interval [1, 1].
+#[test]
+fn reports_carry_a_bootstrap_interval_of_the_headline() {
+    let llmbar =
+        data::read_preferences(shared_data().join("llmbar/Natural.json"), Format::Auto).unwrap();
+    let options = EvalOptions::default();
+    let report = eval::evaluate(
+        &mut LongerJudge { calls: 0 },
+        &llmbar,
+        &eval::Accuracy,
+        &options,
+    )
+    .unwrap();
+    let interval = report.interval.unwrap();
+    assert_eq!(interval.resamples, eval::BOOTSTRAP_RESAMPLES);
+    let (p, n) = (report.overall.accuracy, report.overall.count as f64);
+    let half = 1.96 * (p * (1.0 - p) / n).sqrt();
+    assert!(
+        (interval.low - (p - half)).abs() < 0.02 && (interval.high - (p + half)).abs() < 0.02,
+        "{interval:?} vs {p} ± {half}"
+    );
+    assert!(
+        report.table().contains("95% interval"),
+        "{}",
+        report.table()
+    );
+    let again = eval::evaluate(
+        &mut LongerJudge { calls: 0 },
+        &llmbar,
+        &eval::Accuracy,
+        &options,
+    )
+    .unwrap();
+    assert_eq!(again.interval, report.interval);
+
+    let rm_bench =
+        data::read_preferences(shared_data().join("rm-bench/chat.json"), Format::Auto).unwrap();
+    let report = eval::evaluate(
+        &mut LongerJudge { calls: 0 },
+        &rm_bench,
+        &eval::RmBench,
+        &options,
+    )
+    .unwrap();
+    let interval = report.interval.unwrap();
+    assert!(
+        interval.low < report.overall.accuracy && report.overall.accuracy < interval.high,
+        "{interval:?} around {}",
+        report.overall.accuracy
+    );
+    assert!(interval.high - interval.low < 0.2, "{interval:?}");
+
+    struct RightJudge;
+    impl Judge for RightJudge {
+        fn judge(&mut self, pairs: &[Pair]) -> gram::Result<Vec<Verdict>> {
+            Ok(pairs.iter().map(|_| sure(0.9)).collect())
+        }
+    }
+    let report = eval::evaluate(&mut RightJudge, &llmbar, &eval::Accuracy, &options).unwrap();
+    let interval = report.interval.unwrap();
+    assert_eq!((interval.low, interval.high), (1.0, 1.0));
+}
+
 #[test]
 fn evaluate_counts_a_position_biased_judge_as_wrong() {
     let records = data::read_preferences(

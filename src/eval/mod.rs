@@ -43,11 +43,15 @@ pub use rm_bench::{
     RM_BENCH_DOMAINS, RmBench, RmBenchDomain, RmBenchScores, StyleVerdicts, rm_bench,
     rm_bench_domain, rm_bench_domain_of,
 };
-pub use score::{Consistency, Score, accuracy, accuracy_by, consistency, is_correct};
+pub use score::{
+    BOOTSTRAP_RESAMPLES, Consistency, Interval, Score, accuracy, accuracy_by, consistency,
+    is_correct,
+};
 
 use crate::data::{Format, Record};
 use crate::progress::Progress;
 use crate::{Error, Judge, Pair, Result, Verdict};
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::path::Path;
 
@@ -193,6 +197,9 @@ pub struct Report {
     /// The benchmark's headline number: RewardBench's mean of sections, RM-Bench's mean of
     /// domain averages, JudgeBench's share of correct pairs, or plain accuracy.
     pub overall: Score,
+    /// Its 95 % bootstrap interval over the records ([`bootstrap`]); `None` when a resample
+    /// cannot be scored.
+    pub interval: Option<Interval>,
     pub entries: Vec<Entry>,
     pub consistency: Consistency,
     /// The benchmark's full results (RM-Bench matrices, JudgeBench tie counts, ...).
@@ -221,8 +228,15 @@ impl Report {
                 entry.count
             );
         }
+        let interval = self.interval.map_or(String::new(), |i| {
+            format!(
+                "  (95% interval {:.2}-{:.2}%)",
+                100.0 * i.low,
+                100.0 * i.high
+            )
+        });
         out += &format!(
-            "{:<width$}  {:>7.2}%  {:>6}\n",
+            "{:<width$}  {:>7.2}%  {:>6}{interval}\n",
             "overall",
             100.0 * self.overall.accuracy,
             self.overall.count
@@ -342,6 +356,7 @@ pub fn score(
         mut entries,
         details,
     } = scorer.score(&judged)?;
+    let interval = bootstrap(&judged, scorer);
     if let Some(field) = &options.by {
         let mut labeled = Vec::with_capacity(verdicts.len());
         for one in &judged {
@@ -364,8 +379,31 @@ pub fn score(
     Ok(Report {
         benchmark: scorer.name().to_owned(),
         overall,
+        interval,
         entries,
         consistency: consistency(&all),
         details,
     })
+}
+
+/// The 95 % bootstrap interval of `scorer`'s headline score on `judged`: the records are drawn
+/// with replacement [`BOOTSTRAP_RESAMPLES`] times and scored again by the scorer itself, so
+/// every benchmark's own aggregation (RM-Bench's domains, RewardBench's sections) is
+/// resampled as it is computed; the interval holds the middle 95 % of those scores. The draws
+/// come from ChaCha8 with seed 0, so a report (and `gram merge`'s) is reproducible. `None`
+/// when a resample cannot be scored (e.g. it holds a RewardBench 2 Ties row without its
+/// prompt's reference rows).
+pub fn bootstrap(judged: &[Judged<'_>], scorer: &dyn Scorer) -> Option<Interval> {
+    if judged.is_empty() {
+        return None;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut scores = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        let resample: Vec<Judged<'_>> = (0..judged.len())
+            .map(|_| judged[rng.random_range(0..judged.len())])
+            .collect();
+        scores.push(scorer.score(&resample).ok()?.overall.accuracy);
+    }
+    Some(Interval::of(scores))
 }

@@ -31,6 +31,32 @@ impl Score {
     }
 }
 
+/// Resamples behind an [`Interval`].
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+
+/// A 95 % percentile-bootstrap interval of a headline score (same units: a fraction in
+/// [0, 1]): the 2.5th and 97.5th percentiles of the score over [`BOOTSTRAP_RESAMPLES`]
+/// resamples of the records, drawn with replacement.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+    pub resamples: usize,
+}
+
+impl Interval {
+    /// The interval of the (unsorted) resampled `scores`.
+    pub fn of(mut scores: Vec<f64>) -> Interval {
+        scores.sort_by(f64::total_cmp);
+        let at = |q: f64| scores[((q * (scores.len() - 1) as f64).round()) as usize];
+        Interval {
+            low: at(0.025),
+            high: at(0.975),
+            resamples: scores.len(),
+        }
+    }
+}
+
 /// Plain accuracy: the fraction of verdicts with `p_a > 0.5`.
 pub fn accuracy(verdicts: &[Verdict]) -> Score {
     let correct = verdicts.iter().filter(|v| is_correct(v)).count();
