@@ -174,16 +174,21 @@ fn hh_transcripts_with_many_markers_split_in_linear_time() {
     assert!(elapsed.as_secs_f64() < 3.0, "{elapsed:?}");
 }
 
-#[test]
-fn pairs_per_prompt_are_drawn_without_listing_every_pair() {
-    // 60,000 responses to one prompt: 1.8 billion possible pairs, of which 2 are drawn.
-    let outputs: Vec<Output> = (0..60_000)
+/// `n` different responses (`response k`, by model `mk`) to `prompt`.
+fn responses_to_one_prompt(prompt: &str, n: usize) -> Vec<Output> {
+    (0..n)
         .map(|k| Output {
-            prompt: "p".into(),
+            prompt: prompt.into(),
             model: format!("m{k}"),
             response: format!("response {k}"),
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn pairs_per_prompt_are_drawn_without_listing_every_pair() {
+    // 60,000 responses to one prompt: 1.8 billion possible pairs, of which 2 are drawn.
+    let outputs = responses_to_one_prompt("p", 60_000);
     let options = PairOptions {
         per_prompt: Some(2),
         seed: 3,
@@ -254,13 +259,7 @@ fn pairs_per_prompt_are_drawn_without_listing_every_pair() {
 fn every_pair_of_many_responses_is_refused_before_any_is_made() {
     // 60,000 responses to one prompt, every pair asked for: 1.8 billion pairs (terabytes of
     // text) are refused at once, naming the count, the prompt and the way out.
-    let outputs: Vec<Output> = (0..60_000)
-        .map(|k| Output {
-            prompt: "the prompt".into(),
-            model: format!("m{k}"),
-            response: format!("response {k}"),
-        })
-        .collect();
+    let outputs = responses_to_one_prompt("the prompt", 60_000);
     let message = unlabeled::build_pairs(&outputs, PairOptions::default())
         .unwrap_err()
         .to_string();
