@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# The GRAM study at small scale: does stage 1 (unsupervised pair generation) make a better
+# reward model than fine-tuning alone, or than a discriminative Bradley–Terry model?
+#
+#   scripts/quality-study.sh [OUT]            # OUT defaults to runs/study
+#
+# Arms, each at every label budget (HH-RLHF helpful-rejection-sampled, never helpful-base):
+#   untrained   the model as it is (once)
+#   bt          discriminative: a scalar value head, Bradley–Terry loss (--objective bt)
+#   stage2      generative judge, stage 2 only (label smoothing ε = 0.05, the default)
+#   gram        stage 1 on unlabeled pairs, then stage 2 (ε = 0.05)
+#   gram-eps0   the same stage 1, then stage 2 with ε = 0
+# Stage 1 runs once, on every pair `gram pairs --per-prompt 2` makes from the AlpacaEval and
+# Arena-Hard outputs in ../shared/data/unlabeled (2,609 pairs).
+#
+# Every model is evaluated with `gram eval` (headline, 95 % bootstrap interval, position
+# consistency) on the first HH_EVAL helpful-base pairs, RM-Bench (the first RM_BENCH_ROWS rows
+# of each domain file; easy/normal/hard) and LLMBar (all five subsets). OUT/results.json
+# collects every report with each arm's wall time and training tokens; OUT/results.md is the
+# table.
+#
+# Resumable: every step's output is written atomically by gram and a step whose output exists
+# is skipped; a training run that was stopped continues from its last checkpoint (--resume).
+# On the 2-core CI machine, at the rates measured there (stage 2 at these settings about
+# 0.15 steps/s, so an hour for 1,000 pairs; judging about 0.3–0.5 pairs/s, so an hour to
+# evaluate one model), the study takes most of a day; a GPU (DEVICE=auto) a fraction of it.
+#
+# Settings (environment): GRAM (the gram binary), MODEL, SHARED, DEVICE (cpu), BUDGETS
+# ("200 1000"), TRAIN_LAYERS (4), MAX_LEN (384), HH_EVAL (500), RM_BENCH_ROWS (20),
+# STAGE1_PAIRS (all 2,609), EVAL_LIMIT (rows per evaluation; unset: all — for a smoke run).
+set -euo pipefail
+
+OUT=${1:-runs/study}
+GRAM=${GRAM:-gram}
+MODEL=${MODEL:-$HOME/.cache/gram/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+SHARED=${SHARED:-$(cd "$(dirname "$0")/.." && pwd)/../shared}
+DEVICE=${DEVICE:-cpu}
+BUDGETS=${BUDGETS:-"200 1000"}
+TRAIN_LAYERS=${TRAIN_LAYERS:-4}
+MAX_LEN=${MAX_LEN:-384}
+HH_EVAL=${HH_EVAL:-500}
+RM_BENCH_ROWS=${RM_BENCH_ROWS:-20}
+STAGE1_PAIRS=${STAGE1_PAIRS:-2609}
+EVAL_LIMIT=(${EVAL_LIMIT:+--limit "$EVAL_LIMIT"})
+
+DATA=$SHARED/data
+mkdir -p "$OUT/data/rm-bench" "$OUT/runs" "$OUT/reports"
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# ---- data ----------------------------------------------------------------------------
+# Written to a temporary name and renamed, so a half-written file never looks complete.
+make_file() { # make_file PATH COMMAND...
+    local path=$1
+    shift
+    [ -s "$path" ] && return
+    "$@" >"$path.tmp"
+    mv "$path.tmp" "$path"
+}
+for budget in $BUDGETS; do
+    make_file "$OUT/data/hh-$budget.jsonl" \
+        sh -c "zcat '$DATA/hh-rlhf/helpful-rejection-sampled.test.jsonl.gz' | head -n $budget"
+done
+make_file "$OUT/data/helpful-base-$HH_EVAL.jsonl" \
+    sh -c "zcat '$DATA/hh-rlhf/helpful-base.test.jsonl.gz' | head -n $HH_EVAL"
+for domain in chat code safety-refuse safety-response; do
+    # The domain is the file's name, so the subsets keep it.
+    make_file "$OUT/data/rm-bench/$domain.json" python3 -c "
+import json, sys
+rows = json.load(open(sys.argv[1]))[: int(sys.argv[2])]
+json.dump(rows, sys.stdout)" "$DATA/rm-bench/$domain.json" "$RM_BENCH_ROWS"
+done
+if [ ! -s "$OUT/data/unlabeled-all.jsonl" ]; then
+    "$GRAM" pairs "$DATA"/unlabeled/alpaca_eval/*.json "$DATA"/unlabeled/arena-hard/*.jsonl \
+        --per-prompt 2 --seed 0 -o "$OUT/data/unlabeled-all.jsonl"
+fi
+make_file "$OUT/data/unlabeled.jsonl" head -n "$STAGE1_PAIRS" "$OUT/data/unlabeled-all.jsonl"
+
+# ---- training --------------------------------------------------------------------------
+# train NAME SUBCOMMAND ARGS...: one run into OUT/runs/NAME, resumed if it has a checkpoint;
+# its wall time (seconds, summed over resumptions) is kept in OUT/runs/NAME.seconds.
+train() {
+    local name=$1 command=$2
+    shift 2
+    local dir=$OUT/runs/$name
+    [ -f "$dir/model/config.json" ] && return
+    local resume=()
+    compgen -G "$dir/checkpoint-*/COMPLETE" >/dev/null && resume=(--resume)
+    log "training $name"
+    local start
+    start=$(date +%s)
+    "$GRAM" "$command" --output "$dir" --device "$DEVICE" --train-layers "$TRAIN_LAYERS" \
+        --max-len "$MAX_LEN" --save-every 50 --quiet "${resume[@]}" "$@"
+    echo $(($(date +%s) - start)) >>"$dir.seconds"
+}
+
+train stage1 pretrain --model "$MODEL" --data "$OUT/data/unlabeled.jsonl"
+for budget in $BUDGETS; do
+    data=$OUT/data/hh-$budget.jsonl
+    train "bt-$budget" finetune --objective bt --model "$MODEL" --data "$data"
+    train "stage2-$budget" finetune --model "$MODEL" --data "$data"
+    train "gram-$budget" finetune --model "$OUT/runs/stage1/model" --data "$data"
+    train "gram-eps0-$budget" finetune --model "$OUT/runs/stage1/model" --data "$data" \
+        --label-smoothing 0
+done
+
+# ---- evaluation ------------------------------------------------------------------------
+evaluate() { # evaluate ARM MODEL
+    local arm=$1 model=$2
+    local reports=$OUT/reports/$arm
+    mkdir -p "$reports"
+    local bench
+    for bench in hh rm-bench llmbar; do
+        [ -s "$reports/$bench.json" ] && continue
+        log "evaluating $arm on $bench"
+        case $bench in
+        hh) set -- "$OUT/data/helpful-base-$HH_EVAL.jsonl" ;;
+        rm-bench) set -- "$OUT"/data/rm-bench/*.json ;;
+        llmbar) set -- "$DATA"/llmbar/*.json ;;
+        esac
+        "$GRAM" eval --model "$model" --device "$DEVICE" "${EVAL_LIMIT[@]}" --benchmark "$@" \
+            --report "$reports/$bench.json" >/dev/null
+    done
+}
+evaluate untrained "$MODEL"
+for budget in $BUDGETS; do
+    for arm in bt stage2 gram gram-eps0; do
+        evaluate "$arm-$budget" "$OUT/runs/$arm-$budget/model"
+    done
+done
+
+# ---- results ---------------------------------------------------------------------------
+python3 - "$OUT" "$BUDGETS" <<'PY'
+import csv, json, os, sys
+
+out, budgets = sys.argv[1], sys.argv[2].split()
+arms = ["untrained"] + [f"{a}-{b}" for b in budgets for a in ("bt", "stage2", "gram", "gram-eps0")]
+benches = ["hh", "rm-bench", "llmbar"]
+
+
+def cost(run):
+    """Wall seconds and training tokens (mean tokens/s over the steps × wall time) of a run."""
+    seconds_file = os.path.join(out, "runs", run + ".seconds")
+    if not os.path.exists(seconds_file):
+        return None
+    seconds = sum(int(line) for line in open(seconds_file) if line.strip())
+    rows = list(csv.DictReader(open(os.path.join(out, "runs", run, "metrics.csv"))))
+    rate = sum(float(r["tokens_per_s"]) for r in rows) / max(len(rows), 1)
+    return {"seconds": seconds, "tokens": round(rate * seconds), "steps": len(rows)}
+
+
+results = {"arms": {}}
+stage1 = cost("stage1")
+for arm in arms:
+    entry = {"benchmarks": {}}
+    if arm != "untrained":
+        entry["training"] = cost(arm)
+        if arm.startswith("gram"):
+            entry["stage1"] = stage1
+    for bench in benches:
+        path = os.path.join(out, "reports", arm, bench + ".json")
+        if os.path.exists(path):
+            report = json.load(open(path))
+            entry["benchmarks"][bench] = {
+                "score": report["overall"]["accuracy"],
+                "count": report["overall"]["count"],
+                "interval": report.get("interval"),
+                "consistency": report["consistency"]["rate"],
+                "entries": report["entries"],
+            }
+    results["arms"][arm] = entry
+json.dump(results, open(os.path.join(out, "results.json"), "w"), indent=1)
+
+lines = ["| arm | " + " | ".join(benches) + " | training (min) |", "|---|" + "---|" * (len(benches) + 1)]
+for arm, entry in results["arms"].items():
+    cells = []
+    for bench in benches:
+        b = entry["benchmarks"].get(bench)
+        if b is None:
+            cells.append("—")
+            continue
+        i = b["interval"]
+        ci = f" [{100 * i['low']:.1f}, {100 * i['high']:.1f}]" if i else ""
+        cells.append(f"{100 * b['score']:.1f}%{ci}, pc {100 * b['consistency']:.0f}%")
+    minutes = [entry.get(k) for k in ("stage1", "training") if entry.get(k)]
+    cells.append(" + ".join(f"{c['seconds'] / 60:.1f}" for c in minutes) or "—")
+    lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+open(os.path.join(out, "results.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
