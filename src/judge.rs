@@ -29,6 +29,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::dtype::Dtype;
+use crate::model::layout::VALUE_HEAD;
 use crate::model::{KvCache, Llama, LoadReport, common_prefix};
 use crate::prompt::{PromptBuilder, PromptTemplate, reward_sequence, verdict_tokens};
 use crate::tokenizer::{ChatTemplateKwargs, TextCodec};
@@ -264,6 +265,25 @@ impl GramJudge {
         self.value_head.is_some()
     }
 
+    /// A reward model's verdicts: `r` for `(prompt, response_a)` and `(prompt, response_b)`,
+    /// `p_a = σ(r_a − r_b)` in both orders.
+    fn judge_by_value_head(&mut self, pairs: &[Pair]) -> Result<Vec<Verdict>> {
+        let codec = self.prompts.codec();
+        let max_len = self.prompts.max_len();
+        let mut sequences = Vec::with_capacity(2 * pairs.len());
+        for pair in pairs {
+            for response in [&pair.response_a, &pair.response_b] {
+                sequences.push(reward_sequence(codec, &pair.prompt, response, max_len)?);
+            }
+        }
+        let rewards = self.margins(&sequences)?;
+        self.stats.pairs += pairs.len();
+        Ok(rewards
+            .chunks_exact(2)
+            .map(|r| Verdict::from_margins(r[0] - r[1], r[1] - r[0]))
+            .collect())
+    }
+
     /// The model being used.
     pub fn model(&self) -> &Llama {
         &self.model
@@ -381,14 +401,17 @@ impl GramJudge {
         }
         self.stats.computed_tokens += b * width;
         self.stats.batches += 1;
+        // Scores read per sequence: the two verdict logits, or one reward.
+        let outputs = if self.value_head.is_some() { 1 } else { 2 };
         let config = &self.model.config;
         self.stats.flops += b as f64
-            * (config.forward_flops(width, 2 * skip + width) + 4.0 * config.hidden_size as f64);
+            * (config.forward_flops(width, 2 * skip + width)
+                + 2.0 * (outputs * config.hidden_size) as f64);
         let last = self.model.last_hidden_states(&batch, prefix, self.pad_id);
-        // [B, 2] verdict logits, or [B, 1] rewards.
-        let (scores, width) = match &self.value_head {
-            None => (self.model.token_logits(last, &self.verdict_tokens), 2),
-            Some(w) => (last.matmul(w.clone()), 1),
+        // [B, outputs]
+        let scores = match &self.value_head {
+            None => self.model.token_logits(last, &self.verdict_tokens),
+            Some(w) => last.matmul(w.clone()),
         };
         // A failed device computation (e.g. a buffer over the adapter's limits) surfaces here,
         // at the read-back: an error, not a panic.
@@ -398,7 +421,7 @@ impl GramJudge {
         let scores = scores.try_into_data().map_err(|e| fail(&e))?;
         let scores = scores.try_to_vec::<f32>().map_err(|e| fail(&e))?;
         for (k, &i) in chunk.iter().enumerate() {
-            margins[i] = match width {
+            margins[i] = match outputs {
                 2 => (scores[2 * k] - scores[2 * k + 1]) as f64,
                 _ => scores[k] as f64,
             };
@@ -433,30 +456,6 @@ impl Judge for GramJudge {
         Ok(margins
             .chunks_exact(2)
             .map(|m| Verdict::from_margins(m[0], m[1]))
-            .collect())
-    }
-}
-
-/// The tensor a Bradley–Terry reward model's value head is stored as.
-const VALUE_HEAD: &str = "score.weight";
-
-impl GramJudge {
-    /// A reward model's verdicts: `r` for `(prompt, response_a)` and `(prompt, response_b)`,
-    /// `p_a = σ(r_a − r_b)` in both orders.
-    fn judge_by_value_head(&mut self, pairs: &[Pair]) -> Result<Vec<Verdict>> {
-        let codec = self.prompts.codec();
-        let max_len = self.prompts.max_len();
-        let mut sequences = Vec::with_capacity(2 * pairs.len());
-        for pair in pairs {
-            for response in [&pair.response_a, &pair.response_b] {
-                sequences.push(reward_sequence(codec, &pair.prompt, response, max_len)?);
-            }
-        }
-        let rewards = self.margins(&sequences)?;
-        self.stats.pairs += pairs.len();
-        Ok(rewards
-            .chunks_exact(2)
-            .map(|r| Verdict::from_margins(r[0] - r[1], r[1] - r[0]))
             .collect())
     }
 }

@@ -26,6 +26,11 @@
 use super::config::ModelConfig;
 use super::variant::Variant;
 
+/// A Bradley–Terry reward model's scalar value head, stored `[1, d]` beside the table's
+/// tensors (Hugging Face's `LlamaForSequenceClassification` name): written by training's
+/// export, read by the judge.
+pub const VALUE_HEAD: &str = "score.weight";
+
 /// How a stored tensor becomes a model parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -215,7 +215,7 @@ fn unused_tensors(source: &std::path::Path, left: &BTreeMap<String, StoredTensor
     } else {
         String::new()
     };
-    let hint = if left.contains_key("score.weight") {
+    let hint = if left.contains_key(layout::VALUE_HEAD) {
         " — `score.weight` is a scalar value head (a Bradley–Terry reward model, e.g. from \
          `gram finetune --objective bt`): `gram judge`, `eval`, `rank`, `reward` and `serve` \
          read it, but it cannot be trained further"

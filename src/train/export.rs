@@ -3,15 +3,13 @@
 use super::Learner;
 use crate::Result;
 use crate::checkpoint::{HostTensor, save_hf_dir_streaming};
+use crate::model::layout::VALUE_HEAD;
 use crate::model::layout::{self, TensorLayout};
 use crate::tokenizer::TextCodec;
 use burn::module::Module;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// The Bradley–Terry head's name in an exported directory, `[1, d]`.
-const SCORE: &str = "score.weight";
 
 /// The model's weights under Hugging Face names and layouts ([`crate::model::Llama::hf_tensors`]:
 /// the weight-layout table, LoRA adapters merged), plus `score.weight` (`[1, d]`) for a
@@ -20,7 +18,7 @@ pub fn hf_tensors(model: &Learner) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = model.llama.hf_tensors()?;
     if let Some(w) = &model.score {
         out.insert(
-            SCORE.into(),
+            VALUE_HEAD.into(),
             crate::model::weights::host(w.val().transpose())?,
         );
     }
@@ -44,7 +42,7 @@ pub fn export(model: &Learner, codec: &TextCodec, dir: &Path) -> Result<()> {
     let score = model.score.as_ref().map(|w| w.val().transpose());
     let model = &model;
     if let Some(w) = &score {
-        shapes.push((SCORE.into(), w.dims().to_vec()));
+        shapes.push((VALUE_HEAD.into(), w.dims().to_vec()));
     }
     let fetch = |name: &str| match (rows.get(name), &score) {
         (Some(t), _) => model.llama.hf_tensor(t).map(Cow::Owned),

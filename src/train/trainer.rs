@@ -207,7 +207,7 @@ impl Trainer {
     ) -> Result<Vec<StepMetrics>> {
         check_examples(train, self.options.objective, "training")?;
         check_examples(eval, self.options.objective, "evaluation")?;
-        let schedule: Schedule = (self.options).schedule(total, self.hidden_size());
+        let schedule: Schedule = self.options.schedule(total, self.hidden_size());
         let every = |n: usize, step: usize| n > 0 && step % n == 0;
         let mut history = Vec::new();
         while self.step < total {
