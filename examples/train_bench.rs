@@ -11,7 +11,7 @@
 //! Stage 2 (default): each pair in both orders, micro-batches of `--batch-size` (default 4 = 2
 //! pairs × 2 orders), the label-smoothed verdict loss. Stage 1: one generation example per pair
 //! (prompt, then both responses), micro-batches of 2 by default, the mean token cross-entropy
-//! over full-vocabulary logits. Both sides: the top `--train-layers` layers and the final norm
+//! over the full vocabulary. Both sides: the top `--train-layers` layers and the final norm
 //! train, AdamW at the default lr (1e-4 on SmolLM2), gradients clipped to norm 1, one optimizer step per micro-batch, one
 //! untimed step first. The two sides alternate round by round; each reports its best round.
 //!

@@ -1,25 +1,30 @@
-//! The loss core of GRAM training: the preference loss of stage 2 and the masked token
-//! cross-entropy of stage 1.
+//! The loss core of GRAM training: the preference loss of stage 2, and the vocabulary-sized
+//! part of stage 1's token cross-entropy, the log-sum-exp of the projected hidden states.
 //!
-//! Both losses have two implementations with one public entry point each:
-//!
-//! - on a wgpu device, hand-written WGSL kernels (`shaders/*.wgsl`) run as a burn backend
-//!   extension ([`LossBackend`]) with hand-written backward passes registered with burn's
-//!   autodiff (see `loss/autodiff.rs`);
-//! - anywhere else (the `flex` CPU backend), a reference written with plain tensor operations
-//!   ([`preference_loss_reference`], [`masked_token_cross_entropy_reference`]), whose gradient
-//!   autodiff derives.
+//! - [`preference_loss`]: on a wgpu device, hand-written WGSL kernels (`shaders/*.wgsl`) run as
+//!   a burn backend extension ([`LossBackend`]) with a hand-written backward pass registered
+//!   with burn's autodiff (see `loss/autodiff.rs`); anywhere else (the `flex` CPU backend), a
+//!   reference written with plain tensor operations ([`preference_loss_reference`]), whose
+//!   gradient autodiff derives.
+//! - [`projected_log_sum_exp`]: `log Σ_v e^(h_t · w_v)` over chunks of rows, so that stage 1
+//!   never holds the `[tokens, vocab]` logits or their gradient; one backend extension for wgpu
+//!   and flex with a hand-written backward pass (`loss/projection.rs`), its row reductions WGSL
+//!   kernels on wgpu.
 //!
 //! The entry points take tensors on any device, with or without `.autodiff()`, in any float
-//! type, and return an f32 loss of shape `[1]`; call `.backward()` on it as on any other
-//! tensor. 16-bit logits are widened to f32 at the entry (the gradient flows back through the
-//! cast), so the losses are always computed in f32 and the WGSL kernels run for every dtype.
+//! type, and return f32; call `.backward()` on a loss as on any other tensor. 16-bit inputs are
+//! widened to f32 at the entry (the gradient flows back through the cast) or, for a 16-bit
+//! weight, multiplied with f32 accumulation, so the losses are computed in f32 and the WGSL
+//! kernels run for every dtype.
 //!
 //! Which path ran is observable: [`wgsl_launches`] counts the WGSL kernels dispatched (forward
 //! and backward), so a test can assert that the kernels, not the fallback, did the work.
 
 mod autodiff;
 mod kernels;
+mod projection;
+
+pub use projection::ProjectionBackend;
 
 use burn::backend::{
     Backend, Dispatch, DispatchDevice, backend_extension,
@@ -104,84 +109,71 @@ pub fn preference_loss_reference(
     -(log_p * weights).sum_dim(1).mean()
 }
 
-/// Mean negative log-likelihood of the target tokens over the tokens the mask counts.
+/// Bytes of f32 logits one chunk of [`projected_log_sum_exp`] may hold: 32 MiB, a quarter of the
+/// smallest storage-buffer binding a GPU may cap at (WebGPU's guaranteed 128 MiB).
+pub const PROJECTION_CHUNK_BYTES: usize = 1 << 25;
+
+/// Rows of logits per chunk of [`projected_log_sum_exp`] for a vocabulary of `vocab` tokens:
+/// as many as [`PROJECTION_CHUNK_BYTES`] holds (682 for SmolLM2's 49,152, 220 for Qwen3's
+/// 151,936), at least one.
+pub fn projection_chunk_rows(vocab: usize) -> usize {
+    (PROJECTION_CHUNK_BYTES / (4 * vocab.max(1))).max(1)
+}
+
+/// Row-wise log-sum-exp of the logits `hidden · Wᵀ`, without the `[tokens, vocab]` logits.
 ///
-/// `logits` is `[tokens, vocab]`, `targets` is `[tokens]` (token ids), `mask` is `[tokens]`
-/// with 1.0 for a token that counts and 0.0 for one that does not (prompt, padding; fractional
-/// weights are allowed). Returns, in nats, shape `[1]`:
+/// `hidden` is `[tokens, d]`, `weight` is `W`, `[vocab, d]`, in any float type (the product is
+/// taken in `W`'s type with f32 accumulation, [`crate::dtype::linear`]). Returns, in nats, f32
+/// `[tokens]`:
 ///
 /// ```text
-/// loss = Σ_t mask_t·(logsumexp(z_t) − z_t[target_t]) / max(Σ_t mask_t, 1)
+/// lse_t = log Σ_v e^(h_t · w_v)
 /// ```
 ///
-/// so a fully masked batch has loss 0 and zero gradients. The gradient is
-/// `∂loss/∂z[t, v] = mask_t/N·(softmax(z_t)[v] − [v = target_t])` with `N = max(Σ mask, 1)`;
-/// the mask is treated as a constant (no gradient flows into it).
+/// This is the vocabulary-sized half of a token cross-entropy, `−log p(y_t) = lse_t − h_t·w_y`
+/// ([`crate::model::VocabMatrix::token_cross_entropy`] adds the other half). Its gradients are
 ///
-/// The targets of masked tokens are ignored, so padding may carry any id (e.g. −100). A counted
-/// token whose target is outside `[0, vocab)` makes the loss NaN (checked on the device, not
-/// here, so training never waits for a read-back).
+/// ```text
+/// ∂lse_t/∂h_t = softmax(z_t) · W,    ∂lse_t/∂W = softmax(z_t)ᵀ · h_t,    z_t = h_t · Wᵀ,
+/// ```
 ///
-/// On wgpu the forward kernel runs one workgroup per token row: an online log-sum-exp (running
-/// maximum and rescaled sum of exponentials, merged across the workgroup), stable for any
-/// finite logits, saving only the per-row log-sum-exp (`tokens` floats) for the backward
-/// kernel, which writes `g·mask_t/N·(e^(z − lse) − onehot)` straight into the one gradient
-/// buffer. The logits themselves are still materialised: `tokens·vocab·4` bytes, e.g. 2048
-/// tokens × 49 152 vocabulary × 4 B = 403 MB, plus as much again for their gradient. Fusing
-/// the output projection into these kernels over chunks of tokens would bound both at
-/// `chunk·vocab·4` bytes (16 MB for 80-token chunks); that fusion is not implemented.
+/// both formed `chunk_rows` rows at a time ([`projection_chunk_rows`] is the default), so the
+/// largest temporary is `chunk_rows × vocab` f32 values rather than the logits and their
+/// gradient, `2 × tokens × vocab`. On wgpu the row reductions are WGSL kernels
+/// (`row_log_sum_exp`, and `row_softmax_scaled` for the gradient), counted by
+/// [`wgsl_launches`]; elsewhere they are plain tensor operations. Works with and without
+/// `.autodiff()`; see `loss/projection.rs` for the backward pass.
 ///
 /// # Errors
 ///
-/// [`Error::Invalid`] if the shapes disagree or `tokens` or `vocab` is 0.
-pub fn masked_token_cross_entropy(
-    logits: Tensor<2>,
-    targets: Tensor<1, Int>,
-    mask: Tensor<1>,
+/// [`Error::Invalid`] if the widths differ, `tokens` or `vocab` is 0, or `chunk_rows` is 0.
+pub fn projected_log_sum_exp(
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    chunk_rows: usize,
 ) -> Result<Tensor<1>> {
-    check_token_inputs(&logits, &targets, &mask)?;
-    let (logits, mask) = (logits.cast(FloatDType::F32), mask.cast(FloatDType::F32));
-    if runs_wgsl_kernels(&logits) {
-        Ok(Tensor::from_dispatch(
-            <Dispatch as LossBackend>::masked_token_cross_entropy(
-                logits.into_dispatch(),
-                targets.into_dispatch(),
-                mask.into_dispatch(),
-            ),
-        ))
-    } else {
-        Ok(masked_token_cross_entropy_reference(logits, targets, mask))
+    let [tokens, d] = hidden.dims();
+    let [vocab, weight_d] = weight.dims();
+    if tokens == 0 || vocab == 0 || d != weight_d || chunk_rows == 0 {
+        return Err(Error::invalid(format!(
+            "projected log-sum-exp: hidden [{tokens}, {d}] and weight [{vocab}, {weight_d}] must be non-empty and equally wide, in chunks of at least one row (got {chunk_rows})"
+        )));
     }
-}
-
-/// [`masked_token_cross_entropy`] written with plain tensor operations (log-softmax, gather,
-/// masked sum); autodiff derives its gradient. Runs on every backend; shapes are not validated,
-/// but out-of-range targets behave as in the kernels (ignored when masked, NaN when counted).
-pub fn masked_token_cross_entropy_reference(
-    logits: Tensor<2>,
-    targets: Tensor<1, Int>,
-    mask: Tensor<1>,
-) -> Tensor<1> {
-    let vocab = logits.dims()[1] as i64;
-    let out_of_range = targets
-        .clone()
-        .lower_elem(0)
-        .bool_or(targets.clone().greater_equal_elem(vocab));
-    let counted = mask.clone().not_equal_elem(0.0);
-    let log_p = activation::log_softmax(logits, 1);
-    let target_log_p = log_p
-        .gather(1, targets.clamp(0, vocab - 1).unsqueeze_dim::<2>(1))
-        .squeeze_dim::<1>(1);
-    let masked_nll =
-        (-target_log_p * mask.clone()).mask_fill(out_of_range.bool_and(counted), f32::NAN);
-    masked_nll.sum() / mask.sum().clamp_min(1.0)
+    let hidden = hidden.cast(FloatDType::F32);
+    Ok(Tensor::from_dispatch(
+        <Dispatch as ProjectionBackend>::projected_log_sum_exp(
+            hidden.into_dispatch(),
+            weight.into_dispatch(),
+            chunk_rows,
+        ),
+    ))
 }
 
 /// The loss kernels as a burn backend extension. Implemented by the wgpu backend (`Cube`, the
 /// forward kernels) and by `Autodiff<Cube>` (forward kernels plus the backward kernels); the
 /// `#[backend_extension]` macro implements it for `Dispatch`, routing each call to whichever of
-/// the two the input tensors live on. Call through [`preference_loss`] and
-/// [`masked_token_cross_entropy`], which choose between these kernels and the reference.
+/// the two the input tensors live on. Call through [`preference_loss`], which chooses between
+/// these kernels and the reference.
 #[backend_extension(Autodiff, Cube)]
 pub trait LossBackend: Backend {
     /// Mean preference loss, `[1]`, of `margin_logits` `[batch, 2]` against `correct` `[batch]`.
@@ -190,21 +182,15 @@ pub trait LossBackend: Backend {
         correct: IntTensor<Self>,
         epsilon: f32,
     ) -> FloatTensor<Self>;
-
-    /// Masked mean token cross-entropy, `[1]`, of `logits` `[tokens, vocab]`.
-    fn masked_token_cross_entropy(
-        logits: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        mask: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
 }
 
 /// WGSL loss kernels dispatched by this process so far, forward and backward passes together.
 ///
 /// A preference loss dispatches one forward kernel and, when its gradient is taken, one
-/// backward kernel; a token cross-entropy dispatches two forward kernels (the per-row
-/// log-sum-exp and the masked mean) and one backward kernel. The plain-tensor-op fallback
-/// (any device other than wgpu) dispatches none.
+/// backward kernel. A projected log-sum-exp dispatches one `row_log_sum_exp` per chunk of
+/// rows, plus one `row_softmax_scaled` per chunk for its gradient (in the forward pass when
+/// only the hidden states train, in the backward pass when the weight does). The
+/// plain-tensor-op fallback (any device other than wgpu) dispatches none.
 pub fn wgsl_launches() -> u64 {
     WGSL_LAUNCHES.load(Ordering::Relaxed)
 }
@@ -262,37 +248,6 @@ fn check_preference_inputs(
     if !(0.0..=1.0).contains(&epsilon) {
         return Err(Error::invalid(format!(
             "preference loss: label smoothing epsilon must be in [0, 1], got {epsilon}"
-        )));
-    }
-    Ok(())
-}
-
-fn check_token_inputs(
-    logits: &Tensor<2>,
-    targets: &Tensor<1, Int>,
-    mask: &Tensor<1>,
-) -> Result<()> {
-    let [tokens, vocab] = logits.dims();
-    let [target_count] = targets.dims();
-    let [mask_count] = mask.dims();
-    if tokens == 0 || vocab == 0 {
-        return Err(Error::invalid(format!(
-            "token cross-entropy: logits must be non-empty [tokens, vocab], got [{tokens}, {vocab}]"
-        )));
-    }
-    if target_count != tokens || mask_count != tokens {
-        return Err(Error::invalid(format!(
-            "token cross-entropy: {tokens} logit rows but {target_count} targets and {mask_count} mask values"
-        )));
-    }
-    // The kernels index with 32-bit integers.
-    if runs_wgsl_kernels(logits)
-        && tokens
-            .checked_mul(vocab)
-            .is_none_or(|n| n > u32::MAX as usize)
-    {
-        return Err(Error::invalid(format!(
-            "token cross-entropy: [{tokens}, {vocab}] logits exceed 2^32 elements; split the batch"
         )));
     }
     Ok(())

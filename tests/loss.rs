@@ -1,9 +1,13 @@
 //! The loss core against independent answers.
 //!
-//! On `Device::flex()` the public functions run the plain-tensor-op reference; those tests
-//! compare its values and autodiff gradients with the closed forms evaluated in `f64` here.
-//! On wgpu (lavapipe in CI) the public functions run the WGSL kernels; those tests compare the
-//! kernels' values and hand-written gradients with the reference on the same numbers.
+//! Preference loss: on `Device::flex()` the public function runs the plain-tensor-op
+//! reference, whose values and autodiff gradients are compared with the closed form evaluated
+//! in `f64` here; on wgpu (lavapipe in CI) it runs the WGSL kernels, compared with the
+//! reference on the same numbers.
+//!
+//! Projected log-sum-exp: its hand-written backward pass runs on both backends (plain tensor
+//! operations on flex, WGSL row kernels on wgpu), and both are compared with the closed form
+//! in `f64`: values, the hidden states' gradient and the weight's.
 //!
 //! Tolerance: every element must satisfy |actual − expected| <= 1e-4·|expected| + 1e-6·max|expected|
 //! (a relative error of 1e-4, with a floor for entries far below the tensor's scale).
@@ -12,8 +16,7 @@ mod common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gram::loss::{
-    DEFAULT_LABEL_SMOOTHING, masked_token_cross_entropy, masked_token_cross_entropy_reference,
-    preference_loss, preference_loss_reference,
+    DEFAULT_LABEL_SMOOTHING, preference_loss, preference_loss_reference, projected_log_sum_exp,
 };
 
 // ---- test data -----------------------------------------------------------------------------
@@ -92,95 +95,84 @@ impl PreferenceBatch {
     }
 }
 
-/// A token batch: logits `[tokens, vocab]`, targets and mask.
-struct TokenBatch {
+/// Hidden states `[tokens, d]`, a projection `W` `[vocab, d]`, and the per-row weights `c` of
+/// the test objective `Σ_t c_t·lse_t` (distinct, so each row's incoming gradient differs).
+struct ProjectionBatch {
+    tokens: usize,
+    d: usize,
     vocab: usize,
-    logits: Vec<f32>,
-    targets: Vec<i64>,
-    mask: Vec<f32>,
+    hidden: Vec<f32>,
+    weight: Vec<f32>,
+    row_weights: Vec<f32>,
 }
 
-impl TokenBatch {
-    /// Random logits in ±`spread`, random targets, and the given mask (its length is the
-    /// number of tokens). Masked tokens get the padding target −100.
-    fn random(vocab: usize, mask: &[f32], spread: f32, seed: u64) -> Self {
+impl ProjectionBatch {
+    /// Hidden states in ±`spread`, weights in ±1, row weights in [0.5, 1.5].
+    fn random(tokens: usize, d: usize, vocab: usize, spread: f32, seed: u64) -> Self {
         let mut numbers = Numbers(seed);
-        let tokens = mask.len();
+        let mut draw = |n: usize, low: f32, high: f32| -> Vec<f32> {
+            (0..n).map(|_| numbers.uniform(low, high)).collect()
+        };
         Self {
+            tokens,
+            d,
             vocab,
-            logits: (0..tokens * vocab)
-                .map(|_| numbers.uniform(-spread, spread))
-                .collect(),
-            targets: mask
-                .iter()
-                .map(|&m| {
-                    if m == 0.0 {
-                        -100
-                    } else {
-                        numbers.below(vocab) as i64
-                    }
-                })
-                .collect(),
-            mask: mask.to_vec(),
+            hidden: draw(tokens * d, -spread, spread),
+            weight: draw(vocab * d, -1.0, 1.0),
+            row_weights: draw(tokens, 0.5, 1.5),
         }
     }
 
-    /// Puts logits of ±100 into row `row`, with its target at +100 or −100.
-    fn with_extreme_row(mut self, row: usize, target_high: bool) -> Self {
-        let vocab = self.vocab;
-        for (v, z) in self.logits[row * vocab..(row + 1) * vocab]
-            .iter_mut()
-            .enumerate()
-        {
-            *z = if v % 3 == 0 { 100.0 } else { -100.0 };
-        }
-        let target = if target_high { 3 } else { 4 };
-        self.targets[row] = target;
-        self
-    }
-
-    fn tokens(&self) -> usize {
-        self.mask.len()
-    }
-
-    fn tensors(&self, device: &Device) -> (Tensor<2>, Tensor<1, Int>, Tensor<1>) {
-        let logits = TensorData::new(self.logits.clone(), [self.tokens(), self.vocab]);
+    /// `(hidden, weight, c)` on `device`, each input marked as needing a gradient where the
+    /// device records one (the weight only if `weight_trains`).
+    fn tensors(&self, device: &Device, weight_trains: bool) -> (Tensor<2>, Tensor<2>, Tensor<1>) {
+        let hidden = TensorData::new(self.hidden.clone(), [self.tokens, self.d]);
+        let weight = Tensor::from_data(
+            TensorData::new(self.weight.clone(), [self.vocab, self.d]),
+            device,
+        );
         (
-            trainable(Tensor::from_data(logits, device)),
+            trainable(Tensor::from_data(hidden, device)),
+            if weight_trains {
+                trainable(weight)
+            } else {
+                weight
+            },
             Tensor::from_data(
-                TensorData::new(self.targets.clone(), [self.tokens()]),
+                TensorData::new(self.row_weights.clone(), [self.tokens]),
                 device,
             ),
-            Tensor::from_data(TensorData::new(self.mask.clone(), [self.tokens()]), device),
         )
     }
 
-    /// Loss Σ mask·nll / max(Σ mask, 1) and gradient mask_t/N·(softmax − onehot), in f64.
-    fn closed_form(&self) -> (f64, Vec<f64>) {
-        let count = self.mask.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
-        let mut loss = 0.0;
-        let mut grad = vec![0.0; self.logits.len()];
-        for t in 0..self.tokens() {
-            let row = &self.logits[t * self.vocab..(t + 1) * self.vocab];
-            let max = row.iter().fold(f64::MIN, |m, &z| m.max(z as f64));
-            let lse = max
-                + row
-                    .iter()
-                    .map(|&z| (z as f64 - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            let weight = self.mask[t] as f64 / count;
-            if weight == 0.0 {
-                continue;
-            }
-            let target = self.targets[t] as usize;
-            loss += weight * (lse - row[target] as f64);
-            for (v, &z) in row.iter().enumerate() {
-                let onehot = if v == target { 1.0 } else { 0.0 };
-                grad[t * self.vocab + v] = weight * ((z as f64 - lse).exp() - onehot);
+    /// `lse_t`, `∂/∂h` and `∂/∂W` of `Σ_t c_t·lse_t`, in f64: `c_t·softmax(z_t)·W` and
+    /// `Σ_t c_t·softmax(z_t)ᵀ·h_t` with `z_t = h_t·Wᵀ`.
+    fn closed_form(&self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (d, vocab) = (self.d, self.vocab);
+        let mut lse = Vec::new();
+        let mut d_hidden = vec![0.0; self.tokens * d];
+        let mut d_weight = vec![0.0; vocab * d];
+        for t in 0..self.tokens {
+            let h = &self.hidden[t * d..(t + 1) * d];
+            let z: Vec<f64> = (0..vocab)
+                .map(|v| {
+                    let w = &self.weight[v * d..(v + 1) * d];
+                    h.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum()
+                })
+                .collect();
+            let max = z.iter().fold(f64::MIN, |m, &x| m.max(x));
+            let row_lse = max + z.iter().map(|&x| (x - max).exp()).sum::<f64>().ln();
+            lse.push(row_lse);
+            let c = self.row_weights[t] as f64;
+            for (v, &zv) in z.iter().enumerate() {
+                let p = c * (zv - row_lse).exp();
+                for k in 0..d {
+                    d_hidden[t * d + k] += p * self.weight[v * d + k] as f64;
+                    d_weight[v * d + k] += p * h[k] as f64;
+                }
             }
         }
-        (loss, grad)
+        (lse, d_hidden, d_weight)
     }
 }
 
@@ -248,19 +240,49 @@ fn preference_reference(pairs: &PreferenceBatch, epsilon: f32) -> (f32, Vec<f32>
     loss_and_gradient(loss, &logits)
 }
 
-fn tokens_on(device: &Device, batch: &TokenBatch) -> (f32, Vec<f32>) {
-    // Two forward kernels (row log-sum-exp, masked mean) and one backward kernel.
-    with_kernel_count("token cross-entropy", kernels_on(device, 3), || {
-        let (logits, targets, mask) = batch.tensors(device);
-        let loss = masked_token_cross_entropy(logits.clone(), targets, mask).expect("valid inputs");
-        loss_and_gradient(loss, &logits)
-    })
+/// `lse`, the hidden states' gradient and (if `weight_trains`) the weight's from
+/// [`projected_log_sum_exp`] on `device` in chunks of `chunk_rows`, with the kernel count
+/// asserted: one `row_log_sum_exp` and one `row_softmax_scaled` per chunk on wgpu.
+fn projection_on(
+    device: &Device,
+    batch: &ProjectionBatch,
+    chunk_rows: usize,
+    weight_trains: bool,
+) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let chunks = batch.tokens.div_ceil(chunk_rows) as u64;
+    with_kernel_count(
+        "projected log-sum-exp",
+        kernels_on(device, 2 * chunks),
+        || {
+            let (hidden, weight, c) = batch.tensors(device, weight_trains);
+            let lse = projected_log_sum_exp(hidden.clone(), weight.clone(), chunk_rows)
+                .expect("valid inputs");
+            let values = lse.clone().into_data().try_to_vec::<f32>().unwrap();
+            let grads = (lse * c).sum().backward();
+            let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+            let d_hidden = read(hidden.grad(&grads).expect("the hidden states' gradient"));
+            (values, d_hidden, weight.grad(&grads).map(read))
+        },
+    )
 }
 
-fn tokens_reference(batch: &TokenBatch) -> (f32, Vec<f32>) {
-    let (logits, targets, mask) = batch.tensors(&Device::flex().autodiff());
-    let loss = masked_token_cross_entropy_reference(logits.clone(), targets, mask);
-    loss_and_gradient(loss, &logits)
+/// The projection's values and gradients against the closed form, with the weight frozen and
+/// training, in chunks of each of `chunk_sizes` rows.
+fn check_projection(device: &Device, batch: &ProjectionBatch, chunk_sizes: &[usize], what: &str) {
+    let (lse, d_hidden, d_weight) = batch.closed_form();
+    for &chunk_rows in chunk_sizes {
+        for weight_trains in [false, true] {
+            let what = format!("{what}, chunks of {chunk_rows}, weight trains: {weight_trains}");
+            let (got_lse, got_hidden, got_weight) =
+                projection_on(device, batch, chunk_rows, weight_trains);
+            assert_close(&format!("{what}: lse"), &got_lse, &lse);
+            assert_close(&format!("{what}: ∂/∂h"), &got_hidden, &d_hidden);
+            match got_weight {
+                Some(got) => assert_close(&format!("{what}: ∂/∂W"), &got, &d_weight),
+                None => assert!(!weight_trains, "{what}: the weight got no gradient"),
+            }
+        }
+    }
 }
 
 fn assert_close(what: &str, actual: &[f32], expected: &[f64]) {
@@ -341,47 +363,20 @@ fn label_smoothing_matches_pytorch_convention() {
 }
 
 #[test]
-fn flex_token_cross_entropy_matches_closed_form() {
+fn flex_projected_log_sum_exp_matches_closed_form() {
     let device = Device::flex().autodiff();
-    let cases = [
+    for (batch, what) in [
+        (ProjectionBatch::random(7, 5, 1000, 1.0, 4), "7 × 1000"),
+        (ProjectionBatch::random(1, 8, 37, 1.0, 5), "1 × 37"),
+        // |z| up to ~100: the log-sum-exp must not overflow.
         (
-            TokenBatch::random(1000, &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], 5.0, 4),
-            "7 × 1000",
+            ProjectionBatch::random(5, 4, 257, 30.0, 6),
+            "5 × 257, large logits",
         ),
-        (TokenBatch::random(37, &[1.0], 3.0, 5), "1 × 37"),
-        (
-            TokenBatch::random(257, &[1.0, 1.0, 0.0, 0.5, 1.0], 2.0, 6)
-                .with_extreme_row(0, true)
-                .with_extreme_row(1, false)
-                .with_extreme_row(2, false),
-            "5 × 257 with ±100 logits",
-        ),
-    ];
-    for (batch, what) in &cases {
-        assert_matches_closed_form(what, tokens_on(&device, batch), batch.closed_form());
+    ] {
+        // Chunks that divide the rows, that do not, and one chunk for all.
+        check_projection(&device, &batch, &[1, 2, 3, batch.tokens], what);
     }
-}
-
-#[test]
-fn flex_fully_masked_batch_has_zero_loss_and_gradient() {
-    let device = Device::flex().autodiff();
-    let batch = TokenBatch::random(300, &[0.0; 3], 100.0, 7);
-    let (loss, grad) = tokens_on(&device, &batch);
-    assert_eq!(loss, 0.0);
-    assert!(
-        grad.iter().all(|&g| g == 0.0),
-        "gradient of a fully masked batch must be 0"
-    );
-}
-
-#[test]
-fn counted_token_with_impossible_target_gives_nan() {
-    let device = Device::flex();
-    let mut batch = TokenBatch::random(10, &[1.0, 1.0], 1.0, 8);
-    batch.targets[1] = 10;
-    let (logits, targets, mask) = batch.tensors(&device);
-    let loss = masked_token_cross_entropy(logits, targets, mask).expect("shapes are valid");
-    assert!(loss.into_data().try_to_vec::<f32>().unwrap()[0].is_nan());
 }
 
 #[test]
@@ -396,11 +391,13 @@ fn malformed_inputs_are_errors() {
     assert!(preference_loss(logits.clone(), correct.clone(), -0.1).is_err());
     assert!(preference_loss(logits, correct, f32::NAN).is_err());
 
-    let logits = Tensor::<2>::zeros([4, 10], &device);
-    let targets = Tensor::<1, Int>::zeros([4], &device);
-    let short_mask = Tensor::<1>::ones([3], &device);
-    let err = masked_token_cross_entropy(logits, targets, short_mask).unwrap_err();
-    assert!(err.to_string().contains("3 mask values"), "{err}");
+    let hidden = Tensor::<2>::zeros([4, 8], &device);
+    let narrower = Tensor::<2>::zeros([10, 6], &device);
+    let err = projected_log_sum_exp(hidden.clone(), narrower, 2).unwrap_err();
+    assert!(err.to_string().contains("[10, 6]"), "{err}");
+    let weight = Tensor::<2>::zeros([10, 8], &device);
+    assert!(projected_log_sum_exp(hidden, weight.clone(), 0).is_err());
+    assert!(projected_log_sum_exp(Tensor::zeros([0, 8], &device), weight, 2).is_err());
 }
 
 // ---- WGSL kernels on wgpu against the reference --------------------------------------------
@@ -427,68 +424,50 @@ fn wgpu_preference_loss_matches_reference() {
 }
 
 #[test]
-fn wgpu_token_cross_entropy_matches_reference() {
+fn wgpu_projected_log_sum_exp_matches_closed_form() {
     let Some(device) = wgpu_device() else {
         return;
     };
-    let cases = [
+    // Few chunk shapes: on a cold cache lavapipe tunes a matmul for each new shape.
+    for (batch, chunks, what) in [
+        (ProjectionBatch::random(7, 5, 1000, 1.0, 14), 3, "7 × 1000"),
+        (ProjectionBatch::random(1, 8, 37, 1.0, 15), 1, "1 × 37"),
         (
-            TokenBatch::random(1000, &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.5], 5.0, 14),
-            "7 × 1000",
-        ),
-        (TokenBatch::random(37, &[1.0], 3.0, 15), "1 × 37"),
-        (
-            TokenBatch::random(49_152, &[1.0, 0.0, 1.0], 4.0, 16).with_extreme_row(2, false),
+            ProjectionBatch::random(3, 4, 49_152, 1.0, 16),
+            2,
             "3 × 49152",
         ),
         (
-            TokenBatch::random(1000, &[1.0, 1.0, 0.0, 1.0, 1.0], 2.0, 17)
-                .with_extreme_row(0, true)
-                .with_extreme_row(1, false)
-                .with_extreme_row(2, true),
-            "5 × 1000 with ±100 logits",
+            ProjectionBatch::random(5, 4, 257, 30.0, 17),
+            5,
+            "5 × 257, large logits",
         ),
-    ];
-    for (batch, what) in &cases {
-        assert_matches(what, tokens_on(&device, batch), tokens_reference(batch));
+    ] {
+        check_projection(&device, &batch, &[chunks], what);
     }
 }
 
 #[test]
-fn wgpu_fully_masked_batch_has_zero_loss_and_gradient() {
-    let Some(device) = wgpu_device() else {
-        return;
-    };
-    let batch = TokenBatch::random(1000, &[0.0; 3], 100.0, 18);
-    let (loss, grad) = tokens_on(&device, &batch);
-    assert_eq!(loss, 0.0);
-    assert!(
-        grad.iter().all(|&g| g == 0.0),
-        "gradient of a fully masked batch must be 0"
-    );
-}
-
-#[test]
-fn wgpu_forward_without_autodiff_and_on_strided_logits() {
-    // Without autodiff the call routes to the plain forward kernels; a transposed view
-    // exercises the copy to a contiguous layout.
+fn wgpu_forward_without_autodiff_and_on_strided_inputs() {
+    // Without autodiff the calls route to the plain forward kernels; a transposed view of the
+    // hidden states exercises strided inputs.
     let Some(device) = wgpu_device().map(Device::without_autodiff) else {
         return;
     };
-    let batch = TokenBatch::random(300, &[1.0, 1.0, 0.0, 1.0], 3.0, 19);
-    let (_, targets, mask) = batch.tensors(&device);
-    let (tokens, vocab) = (batch.tokens(), batch.vocab);
-    let columns: Vec<f32> = (0..vocab * tokens)
-        .map(|i| batch.logits[(i % tokens) * vocab + i / tokens])
+    let batch = ProjectionBatch::random(9, 6, 300, 1.0, 19);
+    let (_, weight, _) = batch.tensors(&device, false);
+    let columns: Vec<f32> = (0..batch.d * batch.tokens)
+        .map(|i| batch.hidden[(i % batch.tokens) * batch.d + i / batch.tokens])
         .collect();
     let strided =
-        Tensor::<2>::from_data(TensorData::new(columns, [vocab, tokens]), &device).transpose();
-    let loss = with_kernel_count("forward-only token cross-entropy", 2, || {
-        masked_token_cross_entropy(strided, targets, mask).expect("valid inputs")
+        Tensor::<2>::from_data(TensorData::new(columns, [batch.d, batch.tokens]), &device)
+            .transpose();
+    // One row_log_sum_exp per chunk of 4 rows, nothing else.
+    let lse = with_kernel_count("forward-only projected log-sum-exp", 3, || {
+        projected_log_sum_exp(strided, weight, 4).expect("valid inputs")
     });
-    let expected = tokens_reference(&batch).0;
-    let actual = loss.into_data().try_to_vec::<f32>().unwrap()[0];
-    assert_close("no-autodiff loss", &[actual], &[expected as f64]);
+    let actual = lse.into_data().try_to_vec::<f32>().unwrap();
+    assert_close("no-autodiff lse", &actual, &batch.closed_form().0);
 
     let pairs = PreferenceBatch::random(5, 20);
     let (logits, correct) = pairs.tensors(&device);

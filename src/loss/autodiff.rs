@@ -1,10 +1,9 @@
 //! [`LossBackend`] on the wgpu backend: forward kernels alone on `Cube`, and forward kernels with
 //! hand-written backward passes on `Autodiff<Cube>`.
 //!
-//! For autodiff each loss registers one graph node whose parent is the logits tensor; the
-//! labels, targets and mask are constants. The backward step receives the gradient of the
-//! `[1]` loss and launches the matching backward kernel, which writes the logits' gradient in
-//! one pass.
+//! For autodiff the loss registers one graph node whose parent is the logits tensor; the labels
+//! are constants. The backward step receives the gradient of the `[1]` loss and launches the
+//! backward kernel, which writes the logits' gradient in one pass.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -15,7 +14,7 @@ use burn::backend::wgpu::CubeTensor;
 use burn::backend::{Autodiff, Cube};
 
 use super::LossBackend;
-use super::kernels::{self, TokenCrossEntropySaved};
+use super::kernels;
 
 impl LossBackend for Cube {
     fn preference_loss(
@@ -24,14 +23,6 @@ impl LossBackend for Cube {
         epsilon: f32,
     ) -> FloatTensor<Self> {
         kernels::preference_forward(margin_logits, correct, epsilon)
-    }
-
-    fn masked_token_cross_entropy(
-        logits: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        mask: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        kernels::token_cross_entropy_forward(logits, targets, mask).0
     }
 }
 
@@ -46,21 +37,6 @@ impl Backward<Cube, 1> for PreferenceLossBackward {
         let (margin_logits, correct, epsilon) = ops.state;
         unary::<Cube, _>(ops.parents, ops.node, grads, |grad_loss| {
             kernels::preference_backward(margin_logits, correct, epsilon, grad_loss)
-        });
-    }
-}
-
-/// Backward step of the token cross-entropy; its state is (logits, targets, mask, saved).
-#[derive(Debug)]
-struct TokenCrossEntropyBackward;
-
-impl Backward<Cube, 1> for TokenCrossEntropyBackward {
-    type State = (CubeTensor, CubeTensor, CubeTensor, TokenCrossEntropySaved);
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (logits, targets, mask, saved) = ops.state;
-        unary::<Cube, _>(ops.parents, ops.node, grads, |grad_loss| {
-            kernels::token_cross_entropy_backward(logits, targets, mask, saved, grad_loss)
         });
     }
 }
@@ -87,32 +63,6 @@ impl<C: CheckpointStrategy> LossBackend for Autodiff<Cube, C> {
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(kernels::preference_forward(margin_logits, correct, epsilon))
-            }
-        }
-    }
-
-    fn masked_token_cross_entropy(
-        logits: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        mask: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        let (logits, node) = logits.into_parts();
-        let mask = mask.into_primitive();
-        match TokenCrossEntropyBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (loss, saved) = kernels::token_cross_entropy_forward(
-                    logits.clone(),
-                    targets.clone(),
-                    mask.clone(),
-                );
-                prep.finish((logits, targets, mask, saved), loss)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(kernels::token_cross_entropy_forward(logits, targets, mask).0)
             }
         }
     }

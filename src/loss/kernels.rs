@@ -55,27 +55,14 @@ const PREFERENCE_BACKWARD: WgslKernel = WgslKernel {
     name: "preference_backward",
     source: include_str!("../../shaders/preference_backward.wgsl"),
 };
-const TOKEN_CROSS_ENTROPY_FORWARD: WgslKernel = WgslKernel {
-    name: "token_cross_entropy_forward",
-    source: include_str!("../../shaders/token_cross_entropy_forward.wgsl"),
+const ROW_LOG_SUM_EXP: WgslKernel = WgslKernel {
+    name: "row_log_sum_exp",
+    source: include_str!("../../shaders/row_log_sum_exp.wgsl"),
 };
-const MASKED_MEAN: WgslKernel = WgslKernel {
-    name: "masked_mean",
-    source: include_str!("../../shaders/masked_mean.wgsl"),
+const ROW_SOFTMAX_SCALED: WgslKernel = WgslKernel {
+    name: "row_softmax_scaled",
+    source: include_str!("../../shaders/row_softmax_scaled.wgsl"),
 };
-const TOKEN_CROSS_ENTROPY_BACKWARD: WgslKernel = WgslKernel {
-    name: "token_cross_entropy_backward",
-    source: include_str!("../../shaders/token_cross_entropy_backward.wgsl"),
-};
-
-/// What the token cross-entropy forward pass hands to its backward pass besides the inputs.
-#[derive(Clone, Debug)]
-pub(super) struct TokenCrossEntropySaved {
-    /// `[tokens]`: log Σ_v e^(z[t, v]) per row.
-    pub log_sum_exp: CubeTensor,
-    /// `[1]`: 1 / max(Σ mask, 1).
-    pub scale: CubeTensor,
-}
 
 /// Mean preference loss `[1]` of `margin_logits` `[batch, 2]` against `correct` `[batch]`.
 pub(super) fn preference_forward(
@@ -130,85 +117,47 @@ pub(super) fn preference_backward(
     grad_logits
 }
 
-/// Masked mean token cross-entropy `[1]`, and what the backward pass needs.
-pub(super) fn token_cross_entropy_forward(
-    logits: CubeTensor,
-    targets: CubeTensor,
-    mask: CubeTensor,
-) -> (CubeTensor, TokenCrossEntropySaved) {
+/// `[rows]`: `log Σ_v e^(z[t, v])` of each row of `logits` `[rows, vocab]`.
+pub(super) fn row_log_sum_exp(logits: CubeTensor) -> CubeTensor {
     let logits = as_f32(logits);
-    let targets = as_i32(targets);
-    let mask = as_f32(mask);
-    let [tokens, vocab] = [logits.meta.shape()[0], logits.meta.shape()[1]];
-
-    let log_sum_exp = empty_f32(&logits, [tokens]);
-    let masked_nll = empty_f32(&logits, [tokens]);
-    let row_params = params(&logits, &[tokens as u32, vocab as u32]);
+    let [rows, vocab] = [logits.meta.shape()[0], logits.meta.shape()[1]];
+    let log_sum_exp = empty_f32(&logits, [rows]);
+    let params = params(&logits, &[rows as u32, vocab as u32]);
     launch(
         &logits,
-        TOKEN_CROSS_ENTROPY_FORWARD,
-        one_workgroup_per_row(tokens),
-        vec![
-            binding(&logits),
-            binding(&targets),
-            binding(&mask),
-            binding(&log_sum_exp),
-            binding(&masked_nll),
-            binding(&row_params),
-        ],
+        ROW_LOG_SUM_EXP,
+        one_workgroup_per_row(rows),
+        vec![binding(&logits), binding(&log_sum_exp), binding(&params)],
     );
-
-    let loss = empty_f32(&logits, [1]);
-    let scale = empty_f32(&logits, [1]);
-    let mean_params = params(&logits, &[tokens as u32]);
-    launch(
-        &logits,
-        MASKED_MEAN,
-        CubeCount::Static(1, 1, 1),
-        vec![
-            binding(&masked_nll),
-            binding(&mask),
-            binding(&loss),
-            binding(&scale),
-            binding(&mean_params),
-        ],
-    );
-    (loss, TokenCrossEntropySaved { log_sum_exp, scale })
+    log_sum_exp
 }
 
-/// Gradient `[tokens, vocab]` of the masked mean token cross-entropy given the loss's own
-/// gradient `[1]`.
-pub(super) fn token_cross_entropy_backward(
+/// `[rows, vocab]`: `factor[t] · e^(z[t, v] − log_sum_exp[t])`, each row's softmax times its
+/// factor, from `logits` `[rows, vocab]` and the row's saved log-sum-exp `[rows]`.
+pub(super) fn row_softmax_scaled(
     logits: CubeTensor,
-    targets: CubeTensor,
-    mask: CubeTensor,
-    saved: TokenCrossEntropySaved,
-    grad_loss: CubeTensor,
+    log_sum_exp: CubeTensor,
+    factor: CubeTensor,
 ) -> CubeTensor {
     let logits = as_f32(logits);
-    let targets = as_i32(targets);
-    let mask = as_f32(mask);
-    let grad_loss = as_f32(grad_loss);
-    let [tokens, vocab] = [logits.meta.shape()[0], logits.meta.shape()[1]];
-
-    let grad_logits = empty_f32(&logits, [tokens, vocab]);
-    let params = params(&logits, &[tokens as u32, vocab as u32]);
+    let log_sum_exp = as_f32(log_sum_exp);
+    let factor = as_f32(factor);
+    let [rows, vocab] = [logits.meta.shape()[0], logits.meta.shape()[1]];
+    let out = empty_f32(&logits, [rows, vocab]);
+    let params = params(&logits, &[rows as u32, vocab as u32]);
     launch(
         &logits,
-        TOKEN_CROSS_ENTROPY_BACKWARD,
-        one_workgroup_per_row(tokens),
+        ROW_SOFTMAX_SCALED,
+        one_workgroup_per_row(rows),
         vec![
             binding(&logits),
-            binding(&targets),
-            binding(&mask),
-            binding(&saved.log_sum_exp),
-            binding(&saved.scale),
-            binding(&grad_loss),
-            binding(&grad_logits),
+            binding(&log_sum_exp),
+            binding(&factor),
+            binding(&out),
             binding(&params),
         ],
     );
-    grad_logits
+    out
 }
 
 /// `rows` workgroups, folded into a second dimension past the per-dimension limit; the kernels

@@ -129,6 +129,59 @@ impl VocabMatrix {
         Tensor::cat(parts, D - 1)
     }
 
+    /// Mean token cross-entropy of `hidden` `[tokens, d]` against `targets` (one token id per
+    /// row), in nats, `[1]`, without the `[tokens, vocab]` logits:
+    ///
+    /// ```text
+    /// loss = mean_t ( log Σ_b e^(lse_{b,t}) − h_t · w_{y_t} ),   lse_{b,t} = log Σ_{v ∈ b} e^(h_t · w_v)
+    /// ```
+    ///
+    /// Each block's log-sum-exp is [`crate::loss::projected_log_sum_exp`] (chunks of
+    /// [`crate::loss::projection_chunk_rows`] rows), the blocks are merged by one more
+    /// log-sum-exp over `[tokens, blocks]`, and the target logits are the target rows
+    /// ([`Self::embed`]) dotted with the hidden states. Gradients reach `hidden` and, when it
+    /// trains, `W`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Invalid`] if the counts differ, there are no tokens, or a target is
+    /// beyond the vocabulary.
+    pub fn token_cross_entropy(&self, hidden: Tensor<2>, targets: &[u32]) -> Result<Tensor<1>> {
+        let [vocab, _] = self.dims();
+        let [tokens, d] = hidden.dims();
+        if tokens != targets.len() || tokens == 0 {
+            return Err(crate::Error::invalid(format!(
+                "token cross-entropy: {tokens} hidden rows for {} targets",
+                targets.len()
+            )));
+        }
+        if let Some(t) = targets.iter().find(|&&t| t as usize >= vocab) {
+            return Err(crate::Error::invalid(format!(
+                "token cross-entropy: target token {t} is beyond the vocabulary ({vocab})"
+            )));
+        }
+        let hidden = hidden.cast(FloatDType::F32);
+        let chunk_rows = crate::loss::projection_chunk_rows(vocab);
+        let per_block = self
+            .blocks
+            .iter()
+            .map(|b| crate::loss::projected_log_sum_exp(hidden.clone(), b.val(), chunk_rows))
+            .collect::<Result<Vec<_>>>()?;
+        let log_sum_exp = match <[Tensor<1>; 1]>::try_from(per_block) {
+            Ok([one]) => one,
+            Err(per_block) => {
+                let per_block = Tensor::stack::<2>(per_block, 1);
+                let max = per_block.clone().max_dim(1).detach();
+                ((per_block - max.clone()).exp().sum_dim(1).log() + max).squeeze_dim(1)
+            }
+        };
+        let ids = targets.iter().map(|&t| t as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens]), &hidden.device());
+        let target_rows = self.embed(ids).reshape([tokens, d]);
+        let target_logits = (hidden * target_rows).sum_dim(1).squeeze_dim(1);
+        Ok((log_sum_exp - target_logits).mean())
+    }
+
     /// The rows of `tokens`, `[tokens.len(), d]`, in the matrix's float type.
     ///
     /// Panics if a token is beyond the vocabulary (the judge and the trainer check their

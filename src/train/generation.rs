@@ -3,14 +3,15 @@
 //! An example is `x ++ y` where `x` is the prompt block ([`generation_input`]) and `y` both
 //! answer blocks ([`generation_target`]); the loss is the mean over `y` of
 //! `−log p(y_t | y_<t, x)`, and only the hidden rows of target positions are projected onto the
-//! vocabulary. The held-out metric is the mean token loss.
+//! vocabulary, a chunk of rows at a time ([`crate::model::VocabMatrix::token_cross_entropy`]), so
+//! the `[tokens, vocab]` logits are never held whole. The held-out metric is the mean token loss.
 
 use super::{ExampleBuilder, Learner, Task, TrainExample, TrainOptions, scalar};
+use crate::Result;
 use crate::data::{Content, Record};
 use crate::model::right_pad;
 use crate::prompt::{generation_input, generation_target};
 use crate::tokenizer::TextCodec;
-use crate::{Result, loss};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
 
@@ -101,17 +102,18 @@ impl Task for Generation {
         let (mut rows, mut targets) = (Vec::new(), Vec::new());
         for (b, example) in batch.iter().enumerate() {
             let (ids, target_start) = parts(example);
-            for t in target_start..ids.len() {
+            for (t, &id) in ids.iter().enumerate().skip(target_start) {
                 rows.push((b * width + t - 1) as i64);
-                targets.push(ids[t] as i64);
+                targets.push(id);
             }
         }
         let n = rows.len();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
         let at_targets = hidden.reshape([batch.len() * width, d]).select(0, rows);
-        let logits = model.llama.logits(at_targets);
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &device);
-        loss::masked_token_cross_entropy(logits, targets, Tensor::ones([n], &device))
+        model
+            .llama
+            .output_weight()
+            .token_cross_entropy(at_targets, &targets)
     }
 
     /// The mean token loss over all target tokens.
