@@ -300,6 +300,15 @@ fn vocabulary_blocks_fit_one_buffer_binding_on_wgpu() {
     assert!(VocabMatrix::rows_per_block(&device, 576, 4) >= 49_152);
 }
 
+/// The largest elementwise difference of two equally long lists.
+fn gap(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 /// A model whose embedding (tied to the output projection) is cut into blocks of 300 rows
 /// (300, 300, 300, 100) embeds, projects and reads verdict rows as the whole matrix does,
 /// including tokens on both sides of each block boundary, and exports the same tensors.
@@ -326,13 +335,6 @@ fn check_vocab_blocks(device: &Device) {
     };
     let (logits, verdicts) = outputs(&cut);
     let (want_logits, want_verdicts) = outputs(&model);
-    let gap = |a: &[f32], b: &[f32]| {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max)
-    };
     assert!(gap(&logits, &want_logits) < 1e-5, "logits differ");
     assert!(
         gap(&verdicts, &want_verdicts) < 1e-5,
@@ -402,13 +404,6 @@ fn check_token_cross_entropy(device: &Device) {
             read(h.grad(&grads).unwrap()),
             read(w.grad(&grads).unwrap()),
         )
-    };
-    let gap = |a: &[f32], b: &[f32]| {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max)
     };
     for rows in [vocab, 300] {
         let (loss, d_h, d_w) = projected(rows);
