@@ -5,6 +5,7 @@
 
 mod common;
 
+use burn::module::Module;
 use burn::tensor::Device;
 use gram::model::Llama;
 use gram::train::{Objective, RunDir, RunInputs, TrainOptions, Trainer};
@@ -238,4 +239,67 @@ fn resume_refuses_changed_settings_naming_each() {
     assert_eq!(resumed.step(), 1);
     drop(resumed);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A checkpoint holds only the weights that train (with `--train-layers 1` of two layers: the
+/// top layer and the final norm). The frozen rest comes from the model the run is resumed
+/// with, and the resumed run ends with the weights of a run never interrupted.
+#[test]
+fn a_checkpoint_holds_only_the_weights_that_train() {
+    let data = common::verdict_data(4, VOCAB, 7);
+    let base = model();
+    let mut o = options();
+    o.train_layers = Some(1);
+    let straight_dir = common::temp_dir("crash-partial-straight");
+    let mut straight = Trainer::new(base.clone(), o.clone(), Some(straight_dir.clone())).unwrap();
+    straight.run(&data, &[], 4, |_| true).unwrap();
+
+    let dir = common::temp_dir("crash-partial");
+    let mut first = Trainer::new(base.clone(), o.clone(), Some(dir.clone())).unwrap();
+    first.run(&data, &[], 4, |m| m.step < 2).unwrap();
+    drop(first);
+    let saved = burn::store::ModuleRecord::load(dir.join("checkpoint-2/model.bpk")).unwrap();
+    let whole = base.clone().into_record();
+    // Each layer holds 9 tensors (4 attention and 3 MLP projections, 2 norms); the embedding
+    // and the final norm make 20. The checkpoint: the top layer and the final norm.
+    assert_eq!((saved.len(), whole.len()), (10, 20));
+
+    let mut resumed = Trainer::resume(base, o, dir.clone()).unwrap();
+    assert_eq!(resumed.step(), 2);
+    resumed.run(&data, &[], 4, |_| true).unwrap();
+    let worst = common::trained_weights(&resumed)
+        .iter()
+        .zip(common::trained_weights(&straight))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-6, "weights differ by {worst}");
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(straight_dir);
+}
+
+/// The fingerprint a resumed run compares for the frozen weights' source: equal for a copy,
+/// different for other bytes of the same size where the samples reach, and for a folder whose
+/// file changed.
+#[test]
+fn the_weights_fingerprint_tells_other_weights_of_the_same_size() {
+    let dir = common::temp_dir("fingerprint");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let file = dir.join("model.safetensors");
+    std::fs::write(&file, &bytes).unwrap();
+    let copy = dir.join("copy.safetensors");
+    std::fs::copy(&file, &copy).unwrap();
+    let print = gram::io::fingerprint(&file);
+    assert!(print.starts_with("1 files, 3000000 bytes"), "{print}");
+    // Another name, the same bytes: a file alone is fingerprinted by its contents.
+    assert_eq!(gram::io::fingerprint(&copy), print);
+    let folder = gram::io::fingerprint(&dir);
+    // One byte in the middle (inside the 8th of the 16 sampled blocks): another fingerprint.
+    let mut other = bytes.clone();
+    other[1_400_000] ^= 1;
+    std::fs::write(&copy, &other).unwrap();
+    assert_ne!(gram::io::fingerprint(&copy), print);
+    assert_ne!(gram::io::fingerprint(&dir), folder);
+    assert_eq!(gram::io::fingerprint(&dir.join("missing")), "unreadable");
+    drop(dir);
 }

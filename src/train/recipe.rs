@@ -189,13 +189,19 @@ impl Recipe {
     }
 
     /// The settings beyond the options that a resumed run must share with the checkpoint:
-    /// the model, initial weights, data and held-out paths (absolute where they exist), format,
+    /// the model and initial-weights paths and a fingerprint of the files the weights come from
+    /// ([`crate::io::fingerprint`]), data and held-out paths (absolute where they exist), format,
     /// sequence length, judge prompt template, labels, chat wrapping and the replica count.
     pub fn inputs(&self) -> super::RunInputs {
         let path = crate::io::absolute;
         let optional = |p: &Option<PathBuf>| p.as_deref().map(path).unwrap_or("none".into());
         vec![
             ("--model".into(), path(&self.model)),
+            // Checkpoints hold only the weights that train; the rest is reloaded from here.
+            (
+                "weights (contents of --init, else --model)".into(),
+                crate::io::fingerprint(self.init.as_ref().unwrap_or(&self.model)),
+            ),
             ("--init".into(), optional(&self.init)),
             ("--data".into(), path(&self.data)),
             ("--eval".into(), optional(&self.eval)),

@@ -1,13 +1,13 @@
-//! A run's output folder: the resume states in `checkpoint-<step>/` (weights, optimizer
-//! moments, step, options and inputs; see [`RunDir::save_state`] for why a crash at any instant
-//! leaves a complete one), `metrics.csv` (one row per optimizer step), `metrics.svg` (its plot)
+//! A run's output folder: the resume states in `checkpoint-<step>/` (the weights that train,
+//! optimizer moments, step, options and inputs; see [`RunDir::save_state`] for why a crash at
+//! any instant leaves a complete one), `metrics.csv` (one row per optimizer step), `metrics.svg` (its plot)
 //! and `lock` (the pid of the run writing the folder, see [`RunLock`]). The exported model goes
 //! to `model/` ([`RunDir::model_dir`]). Folders written before numbered checkpoints hold one
 //! `checkpoint/`, still resumed from.
 
 use super::{Learner, TrainOptions};
 use crate::{Error, Result};
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
@@ -157,10 +157,14 @@ impl RunDir {
         let staging = self.path.join(format!(".{STATE_PREFIX}{step}.partial"));
         remove_dir_if_present(&staging)?;
         std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        // Only the weights that train: the frozen rest is the model the run started from, loaded
+        // again on resume (its files are fingerprinted in the inputs).
         let model_path = staging.join(MODEL_FILE);
+        let trainable = model.trainable_params().into_iter().map(|(id, _)| id);
         model
             .clone()
-            .save_file(&model_path)
+            .into_record_group(ParamGroup::from_ids(trainable.collect()))
+            .save(&model_path)
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))?;
         crate::io::sync_file(&model_path)?;
         let optimizer_path = staging.join(OPTIMIZER_FILE);
@@ -260,14 +264,26 @@ impl RunDir {
         Ok((state, dir))
     }
 
-    /// `model`'s weights replaced by the ones saved in `dir` (matched by parameter id). Read
-    /// into memory whole, so the run may later remove the folder it resumed from.
+    /// `model`'s trainable weights replaced by the ones saved in `dir` (matched by module path,
+    /// their parameter ids restored so the optimizer's moments find them); the frozen rest stays
+    /// as loaded from the run's model. A checkpoint holding fewer tensors than the run trains is
+    /// refused. Read into memory whole, so the run may later remove the folder it resumed from.
     pub(crate) fn load_weights(dir: &Path, model: Learner) -> Result<Learner> {
         let model_path = dir.join(MODEL_FILE);
         let record = ModuleRecord::from_bytes(read_bytes(&model_path)?)
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))?;
+        let trains = model.trainable_params().len();
+        if record.len() < trains {
+            return Err(Error::checkpoint(
+                &model_path,
+                format!(
+                    "holds {} tensors, but this run trains {trains}",
+                    record.len()
+                ),
+            ));
+        }
         model
-            .try_load_record(record)
+            .try_load_record(record.allow_partial(true))
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))
     }
 
