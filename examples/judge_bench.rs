@@ -23,7 +23,7 @@
 
 mod bench;
 
-use bench::{Result, Torch, arg_or, matmul_gflops, matmul_seconds};
+use bench::{Result, Torch, arg_or, cell, matmul_gflops, matmul_seconds, share};
 use burn::tensor::FloatDType;
 use clap::ValueEnum;
 use gram::dtype::Dtype;
@@ -128,10 +128,11 @@ fn main() -> Result<()> {
             Some(t) => Torch::number(&t.ask("judge")?, "seconds")?,
             None => f64::NAN,
         };
-        println!(
-            "round {}: gram {seconds:.2} s, PyTorch {torch_seconds:.2} s",
-            round + 1
-        );
+        let beside = match torch {
+            Some(_) => format!(", PyTorch {torch_seconds:.2} s"),
+            None => String::new(),
+        };
+        println!("round {}: gram {seconds:.2} s{beside}", round + 1);
         gram_best = gram_best.min(seconds);
         torch_best = torch_best.min(torch_seconds);
     }
@@ -140,23 +141,24 @@ fn main() -> Result<()> {
     println!("\n| judging, batch {batch_size} | gram | transformers + PyTorch | ratio |");
     println!("|---|---|---|---|");
     let torch_rate = n / torch_best;
+    let torch_peak = torch_peak.unwrap_or(f64::NAN);
     println!(
-        "| pairs/s | {:.3} | {:.3} | {:.2} |",
+        "| pairs/s | {:.3} | {} | {} |",
         n / gram_best,
-        torch_rate,
-        torch_best / gram_best
+        cell(torch_rate, 3),
+        cell(torch_best / gram_best, 2)
     );
     println!(
-        "| f32 matmul {matmul_size}³, GFLOP/s | {gram_f32_peak:.1} | {:.1} | {:.2} |",
-        torch_peak.unwrap_or(f64::NAN),
-        gram_f32_peak / torch_peak.unwrap_or(f64::NAN)
+        "| f32 matmul {matmul_size}³, GFLOP/s | {gram_f32_peak:.1} | {} | {} |",
+        cell(torch_peak, 1),
+        cell(gram_f32_peak / torch_peak, 2)
     );
     let gram_achieved = gram_flops / gram_best / 1e9;
     let torch_achieved = whole_flops / torch_best / 1e9;
     println!(
-        "| achieved GFLOP/s (% of own matmul rate) | {gram_achieved:.1} ({:.0}%) | {torch_achieved:.1} ({:.0}%) | |",
+        "| achieved GFLOP/s (% of own matmul rate) | {gram_achieved:.1} ({:.0}%) | {} | |",
         100.0 * gram_achieved / gram_peak,
-        100.0 * torch_achieved / torch_peak.unwrap_or(f64::NAN)
+        share(torch_achieved, torch_peak)
     );
     println!(
         "| GFLOP per pair | {:.1} | {:.1} | |",

@@ -25,7 +25,7 @@
 
 mod bench;
 
-use bench::{Result, Torch, arg_or, matmul_gflops, matmul_seconds};
+use bench::{Result, Torch, arg_or, cell, matmul_gflops, matmul_seconds, share};
 use burn::tensor::FloatDType;
 use gram::checkpoint::Checkpoint;
 use gram::model::Llama;
@@ -159,8 +159,12 @@ fn main() -> Result<()> {
             }
             None => (f64::NAN, f64::NAN),
         };
+        let beside = match torch {
+            Some(_) => format!(", PyTorch {torch_seconds:.2} s (mean loss {torch_loss:.4})"),
+            None => String::new(),
+        };
         println!(
-            "round {}: gram {seconds:.2} s (mean loss {:.4}), PyTorch {torch_seconds:.2} s (mean loss {torch_loss:.4})",
+            "round {}: gram {seconds:.2} s (mean loss {:.4}){beside}",
             round + 1,
             loss / steps as f64
         );
@@ -174,33 +178,37 @@ fn main() -> Result<()> {
     println!("\n| stage {stage}, batch {batch_size} | gram | transformers + PyTorch | ratio |");
     println!("|---|---|---|---|");
     println!(
-        "| {unit} | {:.3} | {:.3} | {:.2} |",
+        "| {unit} | {:.3} | {} | {} |",
         per * n / gram_best,
-        per * n / torch_best,
-        torch_best / gram_best
+        cell(per * n / torch_best, 3),
+        cell(torch_best / gram_best, 2)
     );
     println!(
-        "| tokens/s | {:.0} | {:.0} | {:.2} |",
+        "| tokens/s | {:.0} | {} | {} |",
         tokens as f64 / gram_best,
-        tokens as f64 / torch_best,
-        torch_best / gram_best
+        cell(tokens as f64 / torch_best, 0),
+        cell(torch_best / gram_best, 2)
     );
-    let gb = |b: u64| b as f64 / 1e9;
+    let gram_gb = gram_memory as f64 / 1e9;
+    let torch_gb = match torch {
+        Some(_) => torch_memory as f64 / 1e9,
+        None => f64::NAN,
+    };
     println!(
-        "| peak memory, GB | {:.2} | {:.2} | {:.2} |",
-        gb(gram_memory),
-        gb(torch_memory),
-        gb(gram_memory) / gb(torch_memory)
+        "| peak memory, GB | {gram_gb:.2} | {} | {} |",
+        cell(torch_gb, 2),
+        cell(gram_gb / torch_gb, 2)
     );
     println!(
-        "| f32 matmul {matmul_size}³, GFLOP/s | {gram_peak:.1} | {torch_peak:.1} | {:.2} |",
-        gram_peak / torch_peak
+        "| f32 matmul {matmul_size}³, GFLOP/s | {gram_peak:.1} | {} | {} |",
+        cell(torch_peak, 1),
+        cell(gram_peak / torch_peak, 2)
     );
     let (gram_achieved, torch_achieved) = (flops / gram_best / 1e9, flops / torch_best / 1e9);
     println!(
-        "| model GFLOP/s (% of own matmul rate) | {gram_achieved:.1} ({:.0}%) | {torch_achieved:.1} ({:.0}%) | |",
+        "| model GFLOP/s (% of own matmul rate) | {gram_achieved:.1} ({:.0}%) | {} | |",
         100.0 * gram_achieved / gram_peak,
-        100.0 * torch_achieved / torch_peak
+        share(torch_achieved, torch_peak)
     );
     Ok(())
 }

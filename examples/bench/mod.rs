@@ -89,6 +89,25 @@ pub fn matmul_gflops(n: usize, seconds: f64) -> f64 {
     2.0 * (n as f64).powi(3) / seconds / 1e9
 }
 
+/// `x` with `precision` decimals for a table cell, or "—" where there is no number (the
+/// PyTorch side under `--no-torch`, and ratios to it).
+pub fn cell(x: f64, precision: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.precision$}")
+    } else {
+        "—".into()
+    }
+}
+
+/// An achieved rate and its share of the peak, "12.3 (45%)", or "—" without a number.
+pub fn share(achieved: f64, peak: f64) -> String {
+    if achieved.is_finite() && peak.is_finite() {
+        format!("{achieved:.1} ({:.0}%)", 100.0 * achieved / peak)
+    } else {
+        "—".into()
+    }
+}
+
 /// Reset this process's peak resident set (Linux `clear_refs`; a no-op elsewhere).
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
