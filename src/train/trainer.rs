@@ -132,10 +132,12 @@ impl Trainer {
     }
 
     /// Continue the run saved in `output`'s newest complete checkpoint
-    /// ([`RunDir::latest_checkpoint`]): weights (with their parameter ids, which key the
-    /// optimizer state), AdamW moments and the step. `metrics.csv` rows after that step are
-    /// dropped. The options given must match the saved ones except the step budget and the
-    /// eval/save intervals.
+    /// ([`RunDir::latest_checkpoint`]): the weights that train (with their parameter ids, which
+    /// key the optimizer state), AdamW moments and the step. A checkpoint holds nothing of the
+    /// frozen weights, so `llama` must be the model the run started from (the CLI checks its
+    /// files' fingerprint among the inputs). `metrics.csv` rows after that step are dropped.
+    /// The options given must match the saved ones except the step budget and the eval/save
+    /// intervals.
     pub fn resume(llama: Llama, options: TrainOptions, output: PathBuf) -> Result<Self> {
         Self::resume_with_inputs(llama, options, output, RunInputs::new())
     }
