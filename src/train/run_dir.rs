@@ -1,9 +1,9 @@
 //! A run's output folder: the resume states in `checkpoint-<step>/` (the weights that train,
 //! optimizer moments, step, options and inputs; see [`RunDir::save_state`] for why a crash at
 //! any instant leaves a complete one), `metrics.csv` (one row per optimizer step),
-//! `metrics.svg` (its plot) and `lock` (the pid of the run writing the folder, see [`RunLock`]). The exported model goes
-//! to `model/` ([`RunDir::model_dir`]). Folders written before numbered checkpoints hold one
-//! `checkpoint/`, still resumed from.
+//! `metrics.svg` (its plot) and `lock` (the pid of the run writing the folder, see
+//! [`RunLock`]). The exported model goes to `model/` ([`RunDir::model_dir`]). Folders written
+//! before numbered checkpoints hold one `checkpoint/`, still resumed from.
 
 use super::{Learner, TrainOptions};
 use crate::{Error, Result};
