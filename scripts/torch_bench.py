@@ -21,7 +21,8 @@ transformers ones:
 * stage 2 ("objective": "gram"): right-padded micro-batches with an attention mask, hidden states
   at each sequence's last real token, the two verdict rows of the output projection, the
   label-smoothed loss −(1−ε)·log p(correct) − ε·log p(other) (= −log σ(Δ) + ε·Δ up to a
-  constant), AdamW, gradients clipped to norm 1;
+  constant), AdamW with burn's ε = 1e-5 (PyTorch's default is 1e-8), gradients clipped to
+  norm 1;
 * stage 1 ("objective": "generation"): the same batches, full-vocabulary logits at the target
   positions, mean token cross-entropy.
 
@@ -111,7 +112,10 @@ class Bench:
         for p in self.model.model.norm.parameters():
             p.requires_grad_(True)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=train["lr"], weight_decay=0.0)
+        # gram's optimizer is burn's AdamW, whose ε defaults to 1e-5: the same update here.
+        self.optimizer = torch.optim.AdamW(
+            trainable, lr=train["lr"], weight_decay=0.0, eps=train["adam_epsilon"]
+        )
         self.trainable = trainable
 
     def loss(self, batch) -> torch.Tensor:

@@ -6,6 +6,12 @@ use super::{Objective, Schedule};
 use crate::{Error, Result, loss};
 use serde::{Deserialize, Serialize};
 
+/// AdamW's ε, added to `√v̂` in the update `m̂ / (√v̂ + ε)`: burn's default, 1e-5, written out
+/// because PyTorch's (and so Hugging Face's and LLaMA-Factory's) is 1e-8. With gradients of
+/// order 1e-4 per weight the two give visibly different steps; the default learning rates here
+/// ([`TrainOptions::peak_lr`]) were measured with this one.
+pub const ADAM_EPSILON: f32 = 1e-5;
+
 /// The hyper-parameters of a run. Each default is written once, in its `#[arg]` attribute;
 /// [`TrainOptions::new`] reads them back from clap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]

@@ -291,6 +291,7 @@ impl RunDir {
     pub(crate) fn load_optimizer(dir: &Path, weight_decay: f64) -> Result<ModuleOptimizer> {
         let optimizer_path = dir.join(OPTIMIZER_FILE);
         AdamWConfig::new()
+            .with_epsilon(super::options::ADAM_EPSILON)
             .with_weight_decay(weight_decay as f32)
             .init()
             .from_bytes(read_bytes(&optimizer_path)?)

@@ -87,6 +87,7 @@ impl Trainer {
         }
         let model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
         let optimizer = AdamWConfig::new()
+            .with_epsilon(super::options::ADAM_EPSILON)
             .with_weight_decay(options.weight_decay as f32)
             .init();
         let params = model.trainable_params();
