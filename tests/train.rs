@@ -278,11 +278,7 @@ fn resume_continues_exactly() {
     for (a, b) in losses.iter().zip(&expected) {
         assert!((a - b).abs() < 1e-6, "losses {losses:?} vs {expected:?}");
     }
-    let worst = common::trained_weights(&resumed)
-        .iter()
-        .zip(common::trained_weights(&whole))
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let worst = common::weight_gap(&resumed, &whole);
     assert!(worst < 1e-6, "weights differ by {worst}");
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     let steps: Vec<&str> = csv

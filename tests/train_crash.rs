@@ -94,11 +94,7 @@ fn an_interrupted_save_resumes_from_the_newest_complete_checkpoint() {
     let mut resumed = Trainer::resume(model.clone(), options(), dir.clone()).unwrap();
     assert_eq!(resumed.step(), 2);
     resumed.run(&data, &[], 6, |_| true).unwrap();
-    let worst = common::trained_weights(&resumed)
-        .iter()
-        .zip(common::trained_weights(&straight))
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let worst = common::weight_gap(&resumed, &straight);
     assert!(worst < 1e-6, "weights differ by {worst}");
     drop(resumed);
     // The leftovers of the interrupted save are cleared by the next complete one.
@@ -267,11 +263,7 @@ fn a_checkpoint_holds_only_the_weights_that_train() {
     let mut resumed = Trainer::resume(base, o, dir.clone()).unwrap();
     assert_eq!(resumed.step(), 2);
     resumed.run(&data, &[], 4, |_| true).unwrap();
-    let worst = common::trained_weights(&resumed)
-        .iter()
-        .zip(common::trained_weights(&straight))
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let worst = common::weight_gap(&resumed, &straight);
     assert!(worst < 1e-6, "weights differ by {worst}");
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(straight_dir);

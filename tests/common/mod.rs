@@ -467,3 +467,12 @@ pub fn trained_weights(trainer: &gram::train::Trainer) -> Vec<f32> {
         .flat_map(|t| t.data)
         .collect()
 }
+
+/// The largest difference between any weight of two trainers' models.
+pub fn weight_gap(a: &gram::train::Trainer, b: &gram::train::Trainer) -> f32 {
+    trained_weights(a)
+        .iter()
+        .zip(trained_weights(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
