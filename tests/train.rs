@@ -457,15 +457,15 @@ fn a_shared_prefix_runs_once_with_the_same_loss_and_gradients() {
 /// Gradient checkpointing (recompute memory-bound activations in the backward pass) changes
 /// no loss or gradient, and the trainer keeps the device's strategy.
 /// Train `model` for one micro-batch without gradient checkpointing and `checkpointed` (the same
-/// weights) with it: the trainer's model is on burn's checkpointing device, and the loss and
-/// every gradient agree within 1e-6. Returns the number of gradients.
+/// weights) with it, both with options `o`: the trainer's model is on burn's checkpointing
+/// device, and the loss and every gradient agree within 1e-6. Returns the number of gradients.
 fn checkpointing_changes_nothing(
     model: Llama,
     checkpointed: Llama,
     data: &[TrainExample],
+    mut o: TrainOptions,
 ) -> usize {
     use burn::tensor::GradientCheckpointingStrategy;
-    let mut o = options(Objective::Gram, 4, 1e-3);
     let (plain_loss, plain) = Trainer::new(model, o.clone(), None)
         .unwrap()
         .gradients(data)
@@ -489,7 +489,22 @@ fn checkpointing_changes_nothing(
 fn gradient_checkpointing_keeps_loss_and_gradients() {
     let data = templated_verdict_data(2, 9);
     let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
-    checkpointing_changes_nothing(model.clone(), model, &data);
+    let o = options(Objective::Gram, 4, 1e-3);
+    checkpointing_changes_nothing(model.clone(), model, &data, o);
+}
+
+/// Stage 1 under gradient checkpointing (the projected log-sum-exp is a compute-bound node that
+/// keeps its state): the same loss and gradients with the projection training (all layers) and
+/// frozen (the top layer only; its row gradients are formed in the forward pass).
+#[test]
+fn gradient_checkpointing_keeps_stage1_loss_and_gradients() {
+    let data = generation_data(3, 6);
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
+    for train_layers in [None, Some(1)] {
+        let mut o = options(Objective::Generation, 3, 1e-3);
+        o.train_layers = train_layers;
+        checkpointing_changes_nothing(model.clone(), model.clone(), &data, o);
+    }
 }
 
 /// A model loaded onto burn's gradient-checkpointing device (as `Recipe` does) becomes trainable
@@ -510,7 +525,9 @@ fn gradient_checkpointing_with_lora_keeps_loss_and_gradients() {
         }
     }
     let device = cpu().autodiff().gradient_checkpointing();
-    let gradients = checkpointing_changes_nothing(model.clone(), model.to_device(&device), &data);
+    let o = options(Objective::Gram, 4, 1e-3);
+    let gradients =
+        checkpointing_changes_nothing(model.clone(), model.to_device(&device), &data, o);
     assert_eq!(gradients, 2 * 7 * 2, "A and B of 7 projections in 2 layers");
 }
 
