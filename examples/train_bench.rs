@@ -108,7 +108,7 @@ fn main() -> Result<()> {
             "objective": if stage == 2 { "gram" } else { "generation" },
             "train_layers": train_layers,
             "lr": lr,
-            "adam_epsilon": gram::train::ADAM_EPSILON,
+            "adam_epsilon": options.adam_epsilon,
             "label_smoothing": options.label_smoothing,
             "batches": json_batches,
         },

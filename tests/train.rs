@@ -605,3 +605,35 @@ fn stage1_text_is_the_prompt_block_then_both_answer_blocks() {
             .is_none()
     );
 }
+
+/// `--adam-epsilon` reaches the optimizer: one step with PyTorch's ε = 1e-8 moves the weights
+/// further than with ε = 1e-2 (AdamW's first step is lr·g/(|g| + ε) per weight), and a
+/// non-positive ε is refused.
+#[test]
+fn adam_epsilon_reaches_the_optimizer() {
+    let data = common::verdict_data(2, VOCAB, 3);
+    let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
+    let moved = |epsilon: f64| -> f64 {
+        let mut o = options(Objective::Gram, 4, 1e-3);
+        o.warmup_ratio = 0.0;
+        o.adam_epsilon = epsilon;
+        let mut trainer = Trainer::new(model.clone(), o, None).unwrap();
+        let start = common::trained_weights(&trainer);
+        trainer.run(&data, &[], 1, |_| true).unwrap();
+        (start.iter())
+            .zip(common::trained_weights(&trainer))
+            .map(|(a, b)| (a - b).abs() as f64)
+            .sum()
+    };
+    let (small, large) = (moved(1e-8), moved(1e-2));
+    assert!(
+        small > 2.0 * large,
+        "ε 1e-8 moved {small}, ε 1e-2 moved {large}"
+    );
+    let mut o = options(Objective::Gram, 4, 1e-3);
+    o.adam_epsilon = 0.0;
+    let err = Trainer::new(model, o, None)
+        .err()
+        .expect("ε = 0 is refused");
+    assert!(err.to_string().contains("--adam-epsilon"), "{err}");
+}

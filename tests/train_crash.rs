@@ -222,6 +222,13 @@ fn resume_refuses_changed_settings_naming_each() {
         "{message}"
     );
     let mut other = options();
+    other.adam_epsilon = 1e-8;
+    let message = refused(other, inputs(512, "a.jsonl"));
+    assert!(
+        message.contains("--adam-epsilon: checkpoint 0.00001, now 1e-8"),
+        "{message}"
+    );
+    let mut other = options();
     other.objective = Objective::BradleyTerry;
     let message = refused(other, inputs(512, "a.jsonl"));
     assert!(message.contains("objective"), "{message}");

@@ -46,7 +46,7 @@ pub use bradley_terry::comparison_example;
 pub use export::{export, hf_tensors};
 pub use generation::generation_example;
 pub use learner::Learner;
-pub use options::{ADAM_EPSILON, TrainOptions};
+pub use options::TrainOptions;
 pub use recipe::{Outcome, PreparedRun, Recipe};
 pub use run_dir::{RunDir, RunInputs, RunLock, StepMetrics, plot_svg, read_metrics};
 pub use schedule::Schedule;

@@ -6,12 +6,6 @@ use super::{Objective, Schedule};
 use crate::{Error, Result, loss};
 use serde::{Deserialize, Serialize};
 
-/// AdamW's ε, added to `√v̂` in the update `m̂ / (√v̂ + ε)`: burn's default, 1e-5, written out
-/// because PyTorch's (and so Hugging Face's and LLaMA-Factory's) is 1e-8. With gradients of
-/// order 1e-4 per weight the two give visibly different steps; the default learning rates here
-/// ([`TrainOptions::peak_lr`]) were measured with this one.
-pub const ADAM_EPSILON: f32 = 1e-5;
-
 /// The hyper-parameters of a run. Each default is written once, in its `#[arg]` attribute;
 /// [`TrainOptions::new`] reads them back from clap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -45,6 +39,12 @@ pub struct TrainOptions {
     /// AdamW weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// AdamW's ε, added to √v̂ in the update m̂ / (√v̂ + ε). The default is burn's, 1e-5;
+    /// PyTorch's (and so Hugging Face's and LLaMA-Factory's) is 1e-8, which takes larger steps
+    /// where gradients are small. The default learning rates were measured with 1e-5.
+    #[serde(default = "default_adam_epsilon")]
+    #[arg(long, default_value_t = 1e-5)]
+    pub adam_epsilon: f64,
     /// Clip gradients to this global norm (0: no clipping).
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
@@ -91,9 +91,15 @@ fn default_lora_alpha() -> f64 {
     TrainOptions::defaults().lora_alpha
 }
 
+/// AdamW's ε in resume states written before it was an option: the value they trained with.
+fn default_adam_epsilon() -> f64 {
+    TrainOptions::defaults().adam_epsilon
+}
+
 impl TrainOptions {
     /// The defaults for `objective`: one epoch, batch 4, the learning rate of
-    /// [`TrainOptions::peak_lr`] with 3 % warmup decaying to 10 %, weight decay 0, clip at norm 1, ε = [`loss::DEFAULT_LABEL_SMOOTHING`], LoRA α 16,
+    /// [`TrainOptions::peak_lr`] with 3 % warmup decaying to 10 %, AdamW with weight decay 0 and
+    /// ε 1e-5, clip at norm 1, label smoothing [`loss::DEFAULT_LABEL_SMOOTHING`], LoRA α 16,
     /// seed 0 (the flags' defaults).
     pub fn new(objective: Objective, verdict_tokens: [u32; 2], pad_id: u32) -> Self {
         TrainOptions {
@@ -112,6 +118,13 @@ impl TrainOptions {
             .try_get_matches_from(std::iter::empty::<String>())
             .expect("every training flag has a default");
         Self::from_arg_matches(&matches).expect("every training flag has a default")
+    }
+
+    /// The AdamW optimizer these options describe (weight decay and ε).
+    pub(crate) fn adamw(&self) -> burn::optim::AdamWConfig {
+        burn::optim::AdamWConfig::new()
+            .with_epsilon(self.adam_epsilon as f32)
+            .with_weight_decay(self.weight_decay as f32)
     }
 
     /// Optimizer steps for `examples` training examples.
@@ -209,6 +222,12 @@ impl TrainOptions {
             && !(lr > 0.0 && lr.is_finite())
         {
             return Err(Error::invalid(format!("--lr must be positive, got {lr}")));
+        }
+        if !(self.adam_epsilon > 0.0 && self.adam_epsilon.is_finite()) {
+            return Err(Error::invalid(format!(
+                "--adam-epsilon must be positive, got {}",
+                self.adam_epsilon
+            )));
         }
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(Error::invalid("--label-smoothing must be in [0, 1]"));

@@ -8,7 +8,7 @@
 use super::{Learner, TrainOptions};
 use crate::{Error, Result};
 use burn::module::{Module, ParamGroup};
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -287,12 +287,12 @@ impl RunDir {
             .map_err(|e| Error::checkpoint(&model_path, format!("{e:?}")))
     }
 
-    /// The AdamW state saved in `dir` (read into memory whole).
-    pub(crate) fn load_optimizer(dir: &Path, weight_decay: f64) -> Result<ModuleOptimizer> {
+    /// The AdamW state saved in `dir` (read into memory whole), for the optimizer `options`
+    /// describe.
+    pub(crate) fn load_optimizer(dir: &Path, options: &TrainOptions) -> Result<ModuleOptimizer> {
         let optimizer_path = dir.join(OPTIMIZER_FILE);
-        AdamWConfig::new()
-            .with_epsilon(super::options::ADAM_EPSILON)
-            .with_weight_decay(weight_decay as f32)
+        options
+            .adamw()
             .init()
             .from_bytes(read_bytes(&optimizer_path)?)
             .map_err(|e| Error::checkpoint(&optimizer_path, format!("{e:?}")))

@@ -10,7 +10,7 @@ use super::{
 use crate::model::Llama;
 use crate::{Error, Result, parallel};
 use burn::module::{Module, ParamId};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -86,10 +86,7 @@ impl Trainer {
             model = model.add_lora(rank, options.lora_alpha);
         }
         let model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
-        let optimizer = AdamWConfig::new()
-            .with_epsilon(super::options::ADAM_EPSILON)
-            .with_weight_decay(options.weight_decay as f32)
-            .init();
+        let optimizer = options.adamw().init();
         let params = model.trainable_params();
         Ok(Trainer {
             model,
@@ -165,7 +162,7 @@ impl Trainer {
         let options = &trainer.options;
         trainer.model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
         trainer.params = trainer.model.trainable_params();
-        trainer.optimizer = RunDir::load_optimizer(&dir, trainer.options.weight_decay)?;
+        trainer.optimizer = RunDir::load_optimizer(&dir, &trainer.options)?;
         trainer.step = state.step;
         run_dir.truncate_metrics(trainer.step)?;
         Ok(trainer)
