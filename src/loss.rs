@@ -114,7 +114,7 @@ pub fn preference_loss_reference(
 pub const PROJECTION_CHUNK_BYTES: usize = 1 << 25;
 
 /// Rows of logits per chunk of [`projected_log_sum_exp`] for a vocabulary of `vocab` tokens:
-/// as many as [`PROJECTION_CHUNK_BYTES`] holds (682 for SmolLM2's 49,152, 220 for Qwen3's
+/// as many as [`PROJECTION_CHUNK_BYTES`] holds (170 for SmolLM2's 49,152, 55 for Qwen3's
 /// 151,936), at least one.
 pub fn projection_chunk_rows(vocab: usize) -> usize {
     (PROJECTION_CHUNK_BYTES / (4 * vocab.max(1))).max(1)

@@ -478,3 +478,16 @@ fn wgpu_forward_without_autodiff_and_on_strided_inputs() {
     let actual = loss.into_data().try_to_vec::<f32>().unwrap()[0];
     assert_close("no-autodiff preference loss", &[actual], &[expected as f64]);
 }
+
+/// A chunk of the projection holds at most 32 MiB of f32 logits, and at least one row.
+#[test]
+fn projection_chunks_hold_at_most_32_mib_of_logits() {
+    use gram::loss::{PROJECTION_CHUNK_BYTES, projection_chunk_rows};
+    assert_eq!(PROJECTION_CHUNK_BYTES, 32 << 20);
+    assert_eq!(projection_chunk_rows(49_152), 170); // SmolLM2
+    assert_eq!(projection_chunk_rows(151_936), 55); // Qwen3
+    assert_eq!(projection_chunk_rows(1 << 30), 1);
+    for vocab in [1, 37, 49_152, 151_936, 1 << 22] {
+        assert!(projection_chunk_rows(vocab) * vocab * 4 <= PROJECTION_CHUNK_BYTES);
+    }
+}
