@@ -203,6 +203,17 @@ impl Judge for LongerJudge {
     }
 }
 
+/// [`LongerJudge`]'s report on `records` under `scorer`, with the default options.
+fn by_length(records: &[Record], scorer: &dyn eval::Scorer) -> eval::Report {
+    eval::evaluate(
+        &mut LongerJudge { calls: 0 },
+        records,
+        scorer,
+        &EvalOptions::default(),
+    )
+    .unwrap()
+}
+
 /// Always picks whatever is shown first.
 struct FirstJudge;
 
@@ -325,13 +336,7 @@ fn reports_carry_a_bootstrap_interval_of_the_headline() {
     let llmbar =
         data::read_preferences(shared_data().join("llmbar/Natural.json"), Format::Auto).unwrap();
     let options = EvalOptions::default();
-    let report = eval::evaluate(
-        &mut LongerJudge { calls: 0 },
-        &llmbar,
-        &eval::Accuracy,
-        &options,
-    )
-    .unwrap();
+    let report = by_length(&llmbar, &eval::Accuracy);
     let interval = report.interval.unwrap();
     assert_eq!(interval.resamples, eval::BOOTSTRAP_RESAMPLES);
     let (p, n) = (report.overall.accuracy, report.overall.count as f64);
@@ -345,24 +350,12 @@ fn reports_carry_a_bootstrap_interval_of_the_headline() {
         "{}",
         report.table()
     );
-    let again = eval::evaluate(
-        &mut LongerJudge { calls: 0 },
-        &llmbar,
-        &eval::Accuracy,
-        &options,
-    )
-    .unwrap();
+    let again = by_length(&llmbar, &eval::Accuracy);
     assert_eq!(again.interval, report.interval);
 
     let rm_bench =
         data::read_preferences(shared_data().join("rm-bench/chat.json"), Format::Auto).unwrap();
-    let report = eval::evaluate(
-        &mut LongerJudge { calls: 0 },
-        &rm_bench,
-        &eval::RmBench,
-        &options,
-    )
-    .unwrap();
+    let report = by_length(&rm_bench, &eval::RmBench);
     let interval = report.interval.unwrap();
     assert!(
         interval.low < report.overall.accuracy && report.overall.accuracy < interval.high,
