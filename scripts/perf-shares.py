@@ -4,11 +4,12 @@
     perf record -F 499 -o perf.data target/release/examples/judge_bench --pairs 8 --no-torch
     python3 scripts/perf-shares.py perf.data
 
-Each sampled symbol is put in one class — matmul (gemm micro-kernels and packing), attention
-(softmax exponentials, flex's attention kernel), elementwise (flex's unary/binary/zip/SIMD
-loops), memory (allocation, page faults, copies), load (dequantising and transposing weights,
-tokenizing) or other — and the shares are printed with load excluded, so that they describe
-the forward passes.
+Each sampled symbol is put in one class — matmul (gemm micro-kernels and packing: flex's gemm
+crate, or the system BLAS's sgemm and its thread server), attention (softmax exponentials,
+flex's attention kernel), elementwise (flex's unary/binary/zip/SIMD loops), memory
+(allocation, page faults, copies), threads (the scheduler: waking, yielding and switching
+threads), load (dequantising and transposing weights, tokenizing) or other — and the shares
+are printed with load excluded, so that they describe the forward passes.
 """
 
 import re
@@ -18,9 +19,10 @@ from collections import defaultdict
 
 CLASSES = [
     ("load", r"dequantize|weights::transpose|tokenizers|gguf|checkpoint"),
-    ("matmul", r"gemm"),
+    ("matmul", r"gemm|blas_thread_server|exec_blas|inner_thread"),
     ("attention", r"expf|xflowf|attention|softmax"),
     ("elementwise", r"macerator|burn_flex::(zip|ops::unary|ops::binary)|scalar_op|FnOnce::call_once"),
+    ("threads", r"sched|finish_task_switch|futex|switch_to|syscall|irqentry"),
     ("memory", r"page|memmove|memset|memcpy|alloc|malloc|free|mmap|munmap|clear_page|copy_2d|mem_cgroup|memcg|lruvec"),
 ]
 
@@ -41,7 +43,7 @@ def main() -> int:
     load = shares.pop("load", 0.0)
     total = sum(shares.values())
     print(f"(load excluded: {load:.1f}% of samples)")
-    for kind in ["matmul", "attention", "elementwise", "memory", "other"]:
+    for kind in ["matmul", "attention", "elementwise", "memory", "threads", "other"]:
         print(f"{kind:12s} {100 * shares[kind] / total:5.1f}%")
     return 0
 

@@ -173,7 +173,10 @@ fn initialise(name: &str) -> Result<Device> {
 /// A one-line description of a device, for logs.
 pub fn describe(device: &Device) -> String {
     if *device == Device::flex() {
-        return "cpu (burn flex, pure Rust)".into();
+        return match crate::matmul::blas::name() {
+            Some(blas) => format!("cpu (burn flex; f32 products through {blas})"),
+            None => "cpu (burn flex, pure Rust)".into(),
+        };
     }
     match device.identity() {
         Some(identity) => format!("wgpu: {identity:?}"),

@@ -5,7 +5,7 @@
 //! the residual stream, RMSNorm, RoPE, attention scores and softmax, logits and losses.
 //! A projection casts its input to the weight's type, multiplies with f32 accumulation (cubecl's
 //! matmul accumulates 16-bit inputs in f32; flex's gemm likewise) and casts the result back to
-//! f32; see [`crate::model::Projection`].
+//! f32; see [`crate::matmul::linear`].
 //!
 //! What each backend has (burn 0.22.1):
 //!
@@ -14,7 +14,7 @@
 //! | wgpu (WGSL) | yes | where the adapter reports `SHADER_F16` | no (WGSL has no bf16): bf16 checkpoints load as f16 |
 //! | `cpu` (flex) | yes | yes | yes (matmul widens to f32) |
 
-use burn::tensor::{Device, FloatDType, Tensor};
+use burn::tensor::{Device, FloatDType};
 
 use crate::{Error, Result};
 
@@ -62,28 +62,5 @@ impl Dtype {
             Dtype::F16 => "f16",
             Dtype::Bf16 => "bf16",
         }
-    }
-}
-
-/// `x · weight (+ bias)` for `weight` `[in, out]` broadcast over `x`'s leading dimensions,
-/// multiplied in the weight's float type and returned in `x`'s.
-///
-/// With a 16-bit weight and f32 activations, `x` is rounded to the weight's type, the product
-/// accumulates in f32 inside the matmul kernel, and the result is widened back to f32 before
-/// the (f32) bias is added. With matching types this is burn's `linear`, unchanged.
-pub fn linear<const D: usize>(
-    x: Tensor<D>,
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
-) -> Tensor<D> {
-    let dtype = x.dtype();
-    if weight.dtype() == dtype {
-        return burn::tensor::module::linear(x, weight, bias);
-    }
-    let weight_dtype = weight.dtype();
-    let y = burn::tensor::module::linear(x.cast(weight_dtype), weight, None).cast(dtype);
-    match bias {
-        Some(bias) => y + bias.cast(dtype).unsqueeze(),
-        None => y,
     }
 }

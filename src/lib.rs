@@ -17,6 +17,7 @@
 //! | [`tokenizer`] | tokenizer and chat-template rendering |
 //! | [`device`] | choosing a wgpu adapter or the CPU |
 //! | [`dtype`] | the float type weights are held in (`--dtype`), and what each backend supports |
+//! | [`matmul`] | the products `x · W` of every projection: 16-bit weights, the system's BLAS on the CPU |
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes (plain tensor ops on the CPU) |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
 //! | [`prompt`] | the texts a model reads: judge prompt template and builder, verdict tokens, the stage-1 and reward-model layouts |
@@ -43,6 +44,7 @@ pub mod interrupt;
 pub mod io;
 pub mod judge;
 pub mod loss;
+pub mod matmul;
 pub mod merge;
 pub mod model;
 pub mod pair;

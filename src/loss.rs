@@ -123,7 +123,7 @@ pub fn projection_chunk_rows(vocab: usize) -> usize {
 /// Row-wise log-sum-exp of the logits `hidden · Wᵀ`, without the `[tokens, vocab]` logits.
 ///
 /// `hidden` is `[tokens, d]`, `weight` is `W`, `[vocab, d]`, in any float type (the product is
-/// taken in `W`'s type with f32 accumulation, [`crate::dtype::linear`]). Returns, in nats, f32
+/// taken in `W`'s type with f32 accumulation, [`crate::matmul::linear`]). Returns, in nats, f32
 /// `[tokens]`:
 ///
 /// ```text

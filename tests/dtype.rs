@@ -257,16 +257,7 @@ fn judge_command_takes_dtype() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
-        let p_a: Vec<f64> = std::fs::read_to_string(&output)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["p_a"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect();
-        (run.status.success(), stderr, p_a)
+        (run.status.success(), stderr, common::p_a_column(&output))
     };
     let (ok, stderr, exact) = judge("cpu", "f32");
     assert!(ok && stderr.contains("weights: F32"), "{stderr}");

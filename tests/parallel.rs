@@ -248,18 +248,7 @@ fn judging_on_two_replicas_equals_one_device() {
         );
         assert!(said.contains("judged 40 pairs"), "{said}");
     }
-    let p_a = |path: &Path| -> Vec<f64> {
-        std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["p_a"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect()
-    };
-    let (a, b) = (p_a(&one), p_a(&two));
+    let (a, b) = (common::p_a_column(&one), common::p_a_column(&two));
     assert_eq!(a.len(), 40);
     let worst = a
         .iter()

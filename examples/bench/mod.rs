@@ -62,7 +62,9 @@ pub fn hh_pairs(n: usize) -> Result<Vec<Preference>> {
 }
 
 /// Seconds of the best of five `n × n` by `n × n` matmuls in `dtype` on `device` (after a
-/// warm-up), each summed and its sum read as a number.
+/// warm-up), each summed and its sum read as a number. The product is the one gram's
+/// projections use ([`gram::matmul::linear`]: the system's BLAS for f32 on `cpu` where one is
+/// installed, burn's matmul otherwise).
 ///
 /// On wgpu, `into_data()` returns before the device has finished: only reading the elements
 /// (`to_vec`) waits. A probe that stopped the clock at `into_data()` reported 30,000 GFLOP/s on
@@ -71,7 +73,9 @@ pub fn matmul_seconds(device: &Device, n: usize, dtype: FloatDType) -> f64 {
     let a = Tensor::<2>::random([n, n], Distribution::Default, device).cast(dtype);
     let b = Tensor::<2>::random([n, n], Distribution::Default, device).cast(dtype);
     let product = || {
-        let sum = a.clone().matmul(b.clone()).sum().cast(FloatDType::F32);
+        let sum = gram::matmul::linear(a.clone(), b.clone(), None)
+            .sum()
+            .cast(FloatDType::F32);
         let _ = sum.into_data().try_to_vec::<f32>();
     };
     product(); // warm-up (and autotune)

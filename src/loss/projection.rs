@@ -201,7 +201,7 @@ fn narrow<const D: usize>(tensor: &Tensor<D>, rows: &Range<usize>) -> Tensor<D> 
 
 /// `z_c = h_c · Wᵀ`, multiplied in `W`'s float type, as f32.
 fn logits(hidden: Tensor<2>, weight: &Tensor<2>) -> Tensor<2> {
-    crate::dtype::linear(hidden, weight.clone().transpose(), None).cast(FloatDType::F32)
+    crate::matmul::linear(hidden, weight.clone().transpose(), None).cast(FloatDType::F32)
 }
 
 /// `lse_t = log Σ_v e^(h_t · w_v)`, `[tokens]`.
@@ -225,7 +225,7 @@ fn log_sum_exp_and_row_gradients(
         let chunk_lse = row_log_sum_exp(z.clone());
         let ones = Tensor::ones([rows.len()], &z.device());
         let p = row_softmax_scaled(z, chunk_lse.clone(), ones);
-        row_gradients.push(crate::dtype::linear(p, weight.clone(), None));
+        row_gradients.push(crate::matmul::linear(p, weight.clone(), None));
         lse.push(chunk_lse);
     }
     (Tensor::cat(lse, 0), Tensor::cat(row_gradients, 0))
@@ -249,7 +249,7 @@ fn gradients(
             narrow(lse, &rows),
             narrow(g, &rows),
         );
-        d_hidden.push(crate::dtype::linear(p.clone(), weight.clone(), None));
+        d_hidden.push(crate::matmul::linear(p.clone(), weight.clone(), None));
         d_weight = d_weight + p.transpose().matmul(h);
     }
     (Tensor::cat(d_hidden, 0), d_weight.cast(weight.dtype()))

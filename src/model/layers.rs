@@ -63,10 +63,10 @@ pub struct Projection {
 
 impl Projection {
     /// `x · W (+ b) (+ adapter)`, multiplied in `W`'s float type, returned in `x`'s
-    /// ([`crate::dtype::linear`]).
+    /// ([`crate::matmul::linear`]).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let bias = self.bias.as_ref().map(|b| b.val());
-        let y = crate::dtype::linear(x.clone(), self.weight.val(), bias);
+        let y = crate::matmul::linear(x.clone(), self.weight.val(), bias);
         match &self.lora {
             Some(lora) => y + lora.forward(x),
             None => y,

@@ -42,7 +42,6 @@ pub use variant::{Activation, Variant};
 pub use vocab::VocabMatrix;
 pub use weights::LoadReport;
 
-use burn::backend::DispatchDevice;
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use std::cell::OnceCell;
@@ -304,11 +303,7 @@ impl CausalMask {
 
     /// Whether attention on `device` runs as burn's fused op.
     pub(crate) fn fused(device: &Device) -> bool {
-        !device.is_autodiff()
-            && matches!(
-                device.clone().inner().as_dispatch(),
-                DispatchDevice::Flex(_)
-            )
+        !device.is_autodiff() && crate::matmul::on_flex(device)
     }
 
     /// `[G·T, P+T]`, true where query row `r` (position `P + (r mod T)`; the `G` query heads

@@ -116,15 +116,15 @@ impl VocabMatrix {
     }
 
     /// `h · Wᵀ` over the whole vocabulary, `[.., vocab]` for `h` `[.., d]`: each block
-    /// multiplied in its float type ([`crate::dtype::linear`]), the results concatenated.
+    /// multiplied in its float type ([`crate::matmul::linear`]), the results concatenated.
     pub fn logits<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
         if let [block] = self.blocks.as_slice() {
-            return crate::dtype::linear(hidden, block.val().transpose(), None);
+            return crate::matmul::linear(hidden, block.val().transpose(), None);
         }
         let parts: Vec<Tensor<D>> = self
             .blocks
             .iter()
-            .map(|b| crate::dtype::linear(hidden.clone(), b.val().transpose(), None))
+            .map(|b| crate::matmul::linear(hidden.clone(), b.val().transpose(), None))
             .collect();
         Tensor::cat(parts, D - 1)
     }

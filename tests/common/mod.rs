@@ -476,3 +476,16 @@ pub fn weight_gap(a: &gram::train::Trainer, b: &gram::train::Trainer) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// The `p_a` of each line of a `gram judge` output file (none if the file is missing).
+pub fn p_a_column(path: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["p_a"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}

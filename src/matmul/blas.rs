@@ -1,0 +1,275 @@
+//! f32 matrix products on the CPU through the system's BLAS (`cblas_sgemm`), loaded at run time.
+//!
+//! burn's CPU backend (flex) multiplies with the pure-Rust gemm crate. On the 2-core AVX-512
+//! CI machine that reached about 90 GFLOP/s on the model's shapes, where Debian's OpenBLAS
+//! 0.3.21 (`libopenblas0`, its Cooperlake kernels) reached 180–206 GFLOP/s on the same shapes
+//! (`[400, 576] × [576, 1536]`, `[300, 1536] × [1536, 576]`, `[300, 576] × [576, 192]`, 1024³)
+//! and PyTorch's MKL 90–200. So when one of [`LIBRARIES`] can be opened, every f32 product
+//! that [`super::linear`] takes on `cpu` is one `cblas_sgemm` call, and its gradients under
+//! autodiff are two more:
+//!
+//! ```text
+//! forward    Y = X · W                 [m, n] = [m, k] · [k, n]
+//! backward   ∂/∂X = G · Wᵀ             [m, k]
+//!            ∂/∂W = Xᵀ · G             [k, n]
+//! ```
+//!
+//! Nothing is linked at build time, so the same binary runs where no BLAS is installed, with
+//! flex's gemm. `GRAM_BLAS=off` keeps gemm even where a BLAS is found (to compare the two, or
+//! to rule the library out). Transposed views are passed as BLAS transposes, not copied.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, Backend, Dispatch, DispatchKindConversion, DispatchTensor, Flex, backend_extension,
+};
+use burn::tensor::{DType, Shape, Tensor};
+use std::cell::Cell;
+use std::os::raw::c_int;
+use std::sync::OnceLock;
+
+/// The libraries tried, in order: OpenBLAS (Linux, Windows, Homebrew on macOS) and Apple's
+/// Accelerate framework.
+pub const LIBRARIES: &[&str] = &[
+    "libopenblas.so.0",
+    "libopenblas.so",
+    "libopenblas.dylib",
+    "/System/Library/Frameworks/Accelerate.framework/Accelerate",
+    "libopenblas.dll",
+];
+
+/// CBLAS's `enum CBLAS_ORDER` / `CBLAS_TRANSPOSE` values.
+const ROW_MAJOR: c_int = 101;
+const NO_TRANSPOSE: c_int = 111;
+const TRANSPOSE: c_int = 112;
+
+/// `cblas_sgemm`: `C ← α·op(A)·op(B) + β·C` (LP64: 32-bit integer sizes).
+type Sgemm = unsafe extern "C" fn(
+    order: c_int,
+    trans_a: c_int,
+    trans_b: c_int,
+    m: c_int,
+    n: c_int,
+    k: c_int,
+    alpha: f32,
+    a: *const f32,
+    lda: c_int,
+    b: *const f32,
+    ldb: c_int,
+    beta: f32,
+    c: *mut f32,
+    ldc: c_int,
+);
+
+/// A loaded BLAS: its `cblas_sgemm` and the library it came from (kept open).
+struct Library {
+    sgemm: Sgemm,
+    name: &'static str,
+    _library: libloading::Library,
+}
+
+/// The BLAS this process uses, opened on first use; `None` without one (or with
+/// `GRAM_BLAS=off`).
+fn library() -> Option<&'static Library> {
+    static LIBRARY: OnceLock<Option<Library>> = OnceLock::new();
+    LIBRARY
+        .get_or_init(|| {
+            if std::env::var("GRAM_BLAS").is_ok_and(|v| v == "off") {
+                return None;
+            }
+            LIBRARIES.iter().find_map(|&name| {
+                // SAFETY: loading a BLAS runs only its initialisers, and `cblas_sgemm` has the
+                // signature above in every CBLAS (LP64) build.
+                unsafe {
+                    let library = libloading::Library::new(name).ok()?;
+                    let sgemm = *library.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
+                    Some(Library {
+                        sgemm,
+                        name,
+                        _library: library,
+                    })
+                }
+            })
+        })
+        .as_ref()
+}
+
+/// The library f32 products on `cpu` go to, if one was found (e.g. `libopenblas.so.0`).
+pub fn name() -> Option<&'static str> {
+    library().map(|l| l.name)
+}
+
+/// Whether [`super::linear`] gives `x · w` to the BLAS: both f32, on `cpu`, a BLAS loaded, and
+/// sizes within its 32-bit integers.
+pub fn takes<const D: usize>(x: &Tensor<D>, w: &Tensor<2>) -> bool {
+    let fits = |n: usize| c_int::try_from(n).is_ok();
+    let rows: usize = x.dims()[..D - 1].iter().product();
+    let [k, n] = w.dims();
+    x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && super::on_flex(&x.device())
+        && fits(rows * k.max(n))
+        && fits(k * n)
+        && library().is_some()
+}
+
+/// Products this thread has given the BLAS so far, forward and backward passes together (a
+/// test compares it before and after its own products, so a silent fallback to gemm fails it).
+pub fn calls_on_this_thread() -> u64 {
+    CALLS.with(Cell::get)
+}
+
+thread_local! {
+    static CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// `a · b` for `a` `[m, k]` and `b` `[k, n]`, f32 on `cpu` ([`takes`] said yes), with or
+/// without autodiff.
+pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as BlasBackend>::blas_matmul(
+        a.into_dispatch(),
+        b.into_dispatch(),
+    ))
+}
+
+/// The BLAS product as a burn backend extension: forward on flex, forward and backward on
+/// `Autodiff<Flex>`.
+#[backend_extension(Autodiff, Flex)]
+pub trait BlasBackend: Backend {
+    /// `[m, n]`: `a · b` for f32 `a` `[m, k]` and `b` `[k, n]`.
+    fn blas_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl BlasBackend for Flex {
+    fn blas_matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+        sgemm(&a, &b)
+    }
+}
+
+#[derive(Debug)]
+struct MatmulBackward;
+
+impl<B: Backend> Backward<B, 2> for MatmulBackward
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    /// The two factors.
+    type State = (Tensor<2>, Tensor<2>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [a_node, b_node] = ops.parents;
+        let g = Tensor::<2>::from_primitive::<B>(grads.consume::<B>(&ops.node));
+        let (a, b) = ops.state;
+        if let Some(node) = a_node {
+            let d_a = matmul(g.clone(), b.transpose());
+            grads.register::<B>(node.id, primitive::<B>(d_a));
+        }
+        if let Some(node) = b_node {
+            let d_b = matmul(a.transpose(), g);
+            grads.register::<B>(node.id, primitive::<B>(d_b));
+        }
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> BlasBackend for Autodiff<B, C>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    fn blas_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (a, a_node) = a.into_parts();
+        let (b, b_node) = b.into_parts();
+        let a = Tensor::<2>::from_primitive::<B>(a);
+        let b = Tensor::<2>::from_primitive::<B>(b);
+        let y = primitive::<B>(matmul(a.clone(), b.clone()));
+        // Compute-bound: keep the factors rather than recompute under gradient checkpointing.
+        match MatmulBackward
+            .prepare::<C>([a_node, b_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((a, b), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+/// `tensor`'s primitive on `B`, where it was made.
+fn primitive<B: Backend>(tensor: Tensor<2>) -> FloatTensor<B>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    tensor
+        .try_into_primitive::<B>()
+        .expect("the product's tensors live on the backend its inputs came from")
+}
+
+/// How a `[rows, cols]` factor is handed to CBLAS (row-major): a contiguous-row matrix as is,
+/// a transposed view (contiguous columns) as `TRANSPOSE` of its storage, anything else copied
+/// to contiguous first. Returns the tensor to read, the transpose flag and the leading
+/// dimension.
+fn operand(t: &FlexTensor) -> (FlexTensor, c_int, c_int) {
+    let layout = t.layout();
+    let (rows, cols) = (layout.shape()[0], layout.shape()[1]);
+    let (row_stride, col_stride) = (layout.strides()[0], layout.strides()[1]);
+    if col_stride == 1 && (rows == 1 || row_stride >= cols as isize) {
+        let lead = if rows == 1 { cols } else { row_stride as usize };
+        return (t.clone(), NO_TRANSPOSE, lead.max(1) as c_int);
+    }
+    if row_stride == 1 && (cols == 1 || col_stride >= rows as isize) {
+        let lead = if cols == 1 { rows } else { col_stride as usize };
+        return (t.clone(), TRANSPOSE, lead.max(1) as c_int);
+    }
+    (t.to_contiguous(), NO_TRANSPOSE, cols.max(1) as c_int)
+}
+
+/// `a · b` by one `cblas_sgemm` call into a new `[m, n]` tensor.
+fn sgemm(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (m, k) = (a.layout().shape()[0], a.layout().shape()[1]);
+    let n = b.layout().shape()[1];
+    assert_eq!(
+        b.layout().shape()[0],
+        k,
+        "blas matmul: inner dimensions differ"
+    );
+    assert!(
+        a.dtype() == DType::F32 && b.dtype() == DType::F32,
+        "blas matmul: f32 only"
+    );
+    let library = library().expect("blas matmul called without a BLAS (see `takes`)");
+    if m == 0 || n == 0 || k == 0 {
+        return FlexTensor::zeros(Shape::from(vec![m, n]), DType::F32); // the empty sum
+    }
+    let mut out = FlexTensor::empty(Shape::from(vec![m, n]), DType::F32);
+    let ((a, trans_a, lda), (b, trans_b, ldb)) = (operand(a), operand(b));
+    let a_start = a.layout().start_offset();
+    let b_start = b.layout().start_offset();
+    let (a_data, b_data) = (a.storage::<f32>(), b.storage::<f32>());
+    let c = out.storage_mut::<f32>();
+    // SAFETY: the pointers address `a`, `b` and `c` at the offsets and leading dimensions their
+    // layouts give for `[m, k]`, `[k, n]` and a contiguous `[m, n]`; `takes` checked that
+    // every size fits a C int.
+    unsafe {
+        (library.sgemm)(
+            ROW_MAJOR,
+            trans_a,
+            trans_b,
+            m as c_int,
+            n as c_int,
+            k as c_int,
+            1.0,
+            a_data.as_ptr().add(a_start),
+            lda,
+            b_data.as_ptr().add(b_start),
+            ldb,
+            0.0,
+            c.as_mut_ptr(),
+            n as c_int,
+        );
+    }
+    CALLS.with(|calls| calls.set(calls.get() + 1));
+    out
+}

@@ -1,0 +1,242 @@
+//! `gram::matmul::linear` on the CPU: with a system BLAS, f32 products and both their
+//! gradients go to `cblas_sgemm`; they must equal flex's own matmul, and judging must give the
+//! same scores with the BLAS and without it (`GRAM_BLAS=off`).
+//!
+//! Without a BLAS these tests say so and pass; `GRAM_REQUIRE_BLAS=1` (as `.ci/run` sets after
+//! installing OpenBLAS) makes a missing BLAS a failure.
+
+mod common;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use gram::matmul::{blas, linear};
+
+/// Whether a BLAS was loaded; without one, a skip (or, under `GRAM_REQUIRE_BLAS=1`, a failure).
+fn blas_loaded() -> bool {
+    if blas::name().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var("GRAM_REQUIRE_BLAS").is_err(),
+        "GRAM_REQUIRE_BLAS is set but none of {:?} could be opened (apt-get install libopenblas0)",
+        blas::LIBRARIES
+    );
+    eprintln!("skipped: no system BLAS (install libopenblas0)");
+    false
+}
+
+/// Values in [-1, 1) from a fixed linear congruential sequence.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// The factors of `Σ c ⊙ (x · W + b)`: `x` `[batch, rows, k]`, `W` `[k, n]` (made as `[n, k]`
+/// and transposed when `transposed`, the view a tied output projection is), `b`, `c`.
+struct Case {
+    batch: usize,
+    rows: usize,
+    k: usize,
+    n: usize,
+    transposed: bool,
+}
+
+impl Case {
+    /// `(y, ∂/∂x, ∂/∂W, ∂/∂b)` with the product taken by `product`, on `cpu` with autodiff.
+    fn run(&self, product: impl Fn(Tensor<3>, Tensor<2>, Tensor<1>) -> Tensor<3>) -> [Vec<f32>; 4] {
+        let Case {
+            batch,
+            rows,
+            k,
+            n,
+            transposed,
+        } = *self;
+        let device = Device::flex().autodiff();
+        let tensor = |count: usize, seed| {
+            Tensor::<1>::from_data(TensorData::new(values(count, seed), [count]), &device)
+        };
+        let x = tensor(batch * rows * k, 1)
+            .reshape([batch, rows, k])
+            .require_grad();
+        let w = if transposed {
+            tensor(k * n, 2).reshape([n, k]).require_grad()
+        } else {
+            tensor(k * n, 2).reshape([k, n]).require_grad()
+        };
+        let b = tensor(n, 3).require_grad();
+        let c = tensor(batch * rows * n, 4).reshape([batch, rows, n]);
+        let factor = if transposed {
+            w.clone().transpose()
+        } else {
+            w.clone()
+        };
+        let y = product(x.clone(), factor, b.clone());
+        let grads = (y.clone() * c).sum().backward();
+        [
+            read(y),
+            read(x.grad(&grads).expect("x's gradient")),
+            read(w.grad(&grads).expect("W's gradient")),
+            read(b.grad(&grads).expect("b's gradient")),
+        ]
+    }
+}
+
+#[test]
+fn blas_products_and_gradients_equal_flex_matmul() {
+    if !blas_loaded() {
+        return;
+    }
+    let cases = [
+        // degenerate sizes: one row, one inner element, one output column
+        Case {
+            batch: 1,
+            rows: 1,
+            k: 1,
+            n: 1,
+            transposed: false,
+        },
+        Case {
+            batch: 1,
+            rows: 7,
+            k: 1,
+            n: 5,
+            transposed: false,
+        },
+        Case {
+            batch: 1,
+            rows: 1,
+            k: 33,
+            n: 1,
+            transposed: true,
+        },
+        // leading dimensions folded into rows; the model's widths
+        Case {
+            batch: 3,
+            rows: 37,
+            k: 96,
+            n: 40,
+            transposed: false,
+        },
+        Case {
+            batch: 1,
+            rows: 300,
+            k: 576,
+            n: 192,
+            transposed: false,
+        },
+        Case {
+            batch: 2,
+            rows: 45,
+            k: 64,
+            n: 257,
+            transposed: true,
+        },
+    ];
+    for case in &cases {
+        let before = blas::calls_on_this_thread();
+        let got = case.run(|x, w, b| linear(x, w, Some(b)));
+        let calls = blas::calls_on_this_thread() - before;
+        let want = case.run(|x, w, b| x.matmul(w.unsqueeze()) + b.unsqueeze());
+        let shape = format!(
+            "[{}, {}, {}] · [{}, {}]",
+            case.batch, case.rows, case.k, case.k, case.n
+        );
+        assert_eq!(calls, 3, "{shape}: forward, ∂/∂x and ∂/∂W through the BLAS");
+        for (what, (got, want)) in ["y", "∂/∂x", "∂/∂W", "∂/∂b"]
+            .iter()
+            .zip(got.iter().zip(&want))
+        {
+            assert_eq!(got.len(), want.len());
+            let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let gap = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                gap <= 2e-6 * scale * (case.k.max(case.rows) as f32).sqrt(),
+                "{shape}: {what} differs by {gap} (scale {scale})"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_f32_products_on_the_cpu_go_to_the_blas() {
+    if !blas_loaded() {
+        return;
+    }
+    let cpu = Device::flex();
+    let x = Tensor::<2>::ones([4, 8], &cpu);
+    let w = Tensor::<2>::ones([8, 3], &cpu);
+    assert!(blas::takes(&x, &w));
+    assert!(blas::takes(
+        &x.clone(),
+        &w.clone().cast(burn::tensor::FloatDType::F32)
+    ));
+    let half = w.clone().cast(burn::tensor::FloatDType::F16);
+    assert!(
+        !blas::takes(&x.clone().cast(burn::tensor::FloatDType::F16), &half),
+        "f16 stays with flex"
+    );
+    let before = blas::calls_on_this_thread();
+    let y = read(linear(x.clone(), half, None));
+    assert_eq!(
+        blas::calls_on_this_thread(),
+        before,
+        "a 16-bit weight's product is flex's"
+    );
+    assert!(y.iter().all(|&v| v == 8.0));
+    if let Some(gpu) = common::wgpu_device() {
+        let x = Tensor::<2>::ones([4, 8], &gpu);
+        assert!(
+            !blas::takes(&x, &Tensor::<2>::ones([8, 3], &gpu)),
+            "wgpu runs its own matmul"
+        );
+    }
+}
+
+/// `gram judge` on two pairs of the default model, with the BLAS and with `GRAM_BLAS=off`:
+/// the same verdicts and p_a to f32 rounding, and the log says which ran.
+#[test]
+fn judging_gives_the_same_scores_with_and_without_the_blas() {
+    if !blas_loaded() {
+        return;
+    }
+    let input = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pairs.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let judge = |blas: &str| {
+        let output = dir.path().join(format!("{blas}.jsonl"));
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_gram"))
+            .args(["judge", "--device", "cpu", "--limit", "2", "--model"])
+            .arg(common::model_path())
+            .arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(&output)
+            .env("GRAM_BLAS", blas)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "GRAM_BLAS={blas}: {stderr}");
+        (stderr, common::p_a_column(&output))
+    };
+    let (with_log, with) = judge("on");
+    let (without_log, without) = judge("off");
+    assert!(with_log.contains("f32 products through"), "{with_log}");
+    assert!(without_log.contains("pure Rust"), "{without_log}");
+    assert_eq!(with.len(), 2);
+    for (a, b) in with.iter().zip(&without) {
+        assert!((a - b).abs() < 1e-4, "p_a {a} with the BLAS, {b} without");
+    }
+}
