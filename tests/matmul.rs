@@ -1,5 +1,5 @@
 //! `gram::matmul::linear` on the CPU: with a system BLAS, f32 products and both their
-//! gradients go to `cblas_sgemm`; they must equal flex's own matmul, and judging must give the
+//! gradients go to `cblas_sgemm` (in blocks of rows or columns across rayon's threads); they must equal flex's own matmul, and judging must give the
 //! same scores with the BLAS and without it (`GRAM_BLAS=off`).
 //!
 //! Without a BLAS these tests say so and pass; `GRAM_REQUIRE_BLAS=1` (as `.ci/run` sets after
@@ -118,6 +118,14 @@ fn blas_products_and_gradients_equal_flex_matmul() {
             k: 33,
             n: 1,
             transposed: true,
+        },
+        // wider than tall: split by columns of Y (B plain and transposed)
+        Case {
+            batch: 1,
+            rows: 3,
+            k: 64,
+            n: 300,
+            transposed: false,
         },
         // leading dimensions folded into rows; the model's widths
         Case {
