@@ -88,9 +88,12 @@ train() {
     log "training $name"
     local start
     start=$(date +%s)
+    local status=0
     "$GRAM" "$command" --output "$dir" --device "$DEVICE" --train-layers "$TRAIN_LAYERS" \
-        --max-len "$MAX_LEN" --save-every 50 --quiet "${resume[@]}" "$@"
+        --max-len "$MAX_LEN" --save-every 50 --quiet "${resume[@]}" "$@" || status=$?
+    # Every segment's time counts, an interrupted one's too (it resumes from a checkpoint).
     echo $(($(date +%s) - start)) >>"$dir.seconds"
+    return $status
 }
 
 train stage1 pretrain --model "$MODEL" --data "$OUT/data/unlabeled.jsonl"
