@@ -143,12 +143,13 @@ class Bench:
         return torch.nn.functional.cross_entropy(logits, torch.tensor(targets))
 
     def train(self) -> dict:
+        batches = self.workload["train"]["batches"]
+        self.model.train()
         if self.optimizer is None:
             self.prepare_training()
-        self.model.train()
-        batches = self.workload["train"]["batches"]
-        # One untimed step (first-call allocations), as gram's side does.
-        self.step(batches[0])
+            # One untimed step before the first round (first-call allocations), as gram's side
+            # does: once, so that both sides take the same optimizer steps in every round.
+            self.step(batches[0])
         reset_peak_rss()
         start = time.perf_counter()
         losses = [self.step(batch) for batch in batches]
