@@ -30,6 +30,7 @@
 //! | [`train`] | the training loop, one file per objective (stage 1, stage 2, Bradley–Terry), the run folder, options, the recipe |
 //! | [`serve`] | the HTTP reward server: lifecycle, batcher, HTTP, routes, OpenRLHF adapter |
 //! | [`io`], [`progress`], [`interrupt`], [`error`] | atomic output files, progress lines, Ctrl-C/SIGTERM, errors |
+//! | `extension` (private) | what the burn backend extensions (`loss`, `matmul::blas`) share |
 //!
 //! The `gram` binary (`src/cli/`) is a thin clap layer over these.
 
@@ -40,6 +41,7 @@ pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod eval;
+mod extension;
 pub mod interrupt;
 pub mod io;
 pub mod judge;

@@ -15,28 +15,12 @@
 mod common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::Numbers;
 use gram::loss::{
     DEFAULT_LABEL_SMOOTHING, preference_loss, preference_loss_reference, projected_log_sum_exp,
 };
 
 // ---- test data -----------------------------------------------------------------------------
-
-/// Deterministic uniform numbers (xorshift64*), so failures reproduce.
-struct Numbers(u64);
-
-impl Numbers {
-    fn uniform(&mut self, low: f32, high: f32) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-        low + (high - low) * (bits as f32 / (1u64 << 24) as f32)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((self.uniform(0.0, 1.0) * n as f32) as usize).min(n - 1)
-    }
-}
 
 /// A preference batch: verdict logits `[batch, 2]` (row-major) and labels.
 struct PreferenceBatch {

@@ -24,17 +24,10 @@ fn blas_loaded() -> bool {
     false
 }
 
-/// Values in [-1, 1) from a fixed linear congruential sequence.
+/// `n` values in [-1, 1) from the seeded sequence of [`common::Numbers`].
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let mut numbers = common::Numbers(seed);
+    (0..n).map(|_| numbers.uniform(-1.0, 1.0)).collect()
 }
 
 fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {

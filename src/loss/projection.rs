@@ -34,6 +34,7 @@ use burn::tensor::{FloatDType, Tensor};
 use std::ops::Range;
 
 use super::{kernels, runs_wgsl_kernels};
+use crate::extension::primitive;
 
 /// The projected log-sum-exp as a burn backend extension: forward only on the wgpu (`Cube`) and
 /// flex backends, forward and backward on `Autodiff` of either. Call it through
@@ -175,16 +176,6 @@ where
     let hidden = Tensor::<2>::from_primitive::<B>(hidden);
     let weight = Tensor::<2>::from_primitive::<B>(weight);
     primitive::<B, _>(log_sum_exp(&hidden, &weight, chunk_rows))
-}
-
-/// `tensor`'s primitive on `B`, where it was made.
-fn primitive<B: Backend, const D: usize>(tensor: Tensor<D>) -> FloatTensor<B>
-where
-    DispatchTensor: DispatchKindConversion<B>,
-{
-    tensor
-        .try_into_primitive::<B>()
-        .expect("the projection's tensors live on the backend its inputs came from")
 }
 
 /// The row ranges of `rows` rows in chunks of at most `chunk_rows`.

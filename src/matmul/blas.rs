@@ -18,6 +18,7 @@
 //! flex's gemm. `GRAM_BLAS=off` keeps gemm even where a BLAS is found (to compare the two, or
 //! to rule the library out). Transposed views are passed as BLAS transposes, not copied.
 
+use crate::extension::primitive;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -166,11 +167,11 @@ where
         let (a, b) = ops.state;
         if let Some(node) = a_node {
             let d_a = matmul(g.clone(), b.transpose());
-            grads.register::<B>(node.id, primitive::<B>(d_a));
+            grads.register::<B>(node.id, primitive::<B, 2>(d_a));
         }
         if let Some(node) = b_node {
             let d_b = matmul(a.transpose(), g);
-            grads.register::<B>(node.id, primitive::<B>(d_b));
+            grads.register::<B>(node.id, primitive::<B, 2>(d_b));
         }
     }
 }
@@ -184,7 +185,7 @@ where
         let (b, b_node) = b.into_parts();
         let a = Tensor::<2>::from_primitive::<B>(a);
         let b = Tensor::<2>::from_primitive::<B>(b);
-        let y = primitive::<B>(matmul(a.clone(), b.clone()));
+        let y = primitive::<B, 2>(matmul(a.clone(), b.clone()));
         // Compute-bound: keep the factors rather than recompute under gradient checkpointing.
         match MatmulBackward
             .prepare::<C>([a_node, b_node])
@@ -195,16 +196,6 @@ where
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
-}
-
-/// `tensor`'s primitive on `B`, where it was made.
-fn primitive<B: Backend>(tensor: Tensor<2>) -> FloatTensor<B>
-where
-    DispatchTensor: DispatchKindConversion<B>,
-{
-    tensor
-        .try_into_primitive::<B>()
-        .expect("the product's tensors live on the backend its inputs came from")
 }
 
 /// How a `[rows, cols]` factor is handed to CBLAS (row-major): a contiguous-row matrix as is,

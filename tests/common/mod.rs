@@ -489,3 +489,20 @@ pub fn p_a_column(path: &std::path::Path) -> Vec<f64> {
         })
         .collect()
 }
+
+/// Deterministic uniform numbers (xorshift64*), so failures reproduce.
+pub struct Numbers(pub u64);
+
+impl Numbers {
+    pub fn uniform(&mut self, low: f32, high: f32) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        low + (high - low) * (bits as f32 / (1u64 << 24) as f32)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.uniform(0.0, 1.0) * n as f32) as usize).min(n - 1)
+    }
+}
