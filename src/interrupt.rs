@@ -46,7 +46,7 @@ impl StopFlag {
                 raised.store(true, Ordering::SeqCst);
                 eprintln!("\n{notice}");
                 termination_signal().await;
-                std::process::exit(130);
+                exit_now(130);
             });
         });
         StopFlag(flag)
@@ -56,4 +56,24 @@ impl StopFlag {
     pub fn raised(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+}
+
+/// End the process now with `code`, without running exit handlers; stdout and stderr are
+/// flushed first.
+///
+/// For exits while another thread may still be computing (the second Ctrl-C, a server that
+/// stops without its busy judge): libc's `exit` runs native libraries' destructors, and
+/// OpenBLAS's joins its thread pool, which can wait forever on a pool thread that a call in
+/// flight had woken (seen: `gram serve` hung in `blas_thread_shutdown_` after SIGTERM).
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    #[cfg(unix)]
+    // SAFETY: `_exit` only ends the process; no Rust state is touched afterwards.
+    unsafe {
+        libc::_exit(code)
+    }
+    #[cfg(not(unix))]
+    std::process::exit(code)
 }

@@ -194,7 +194,16 @@ impl std::fmt::Debug for ServeConfig {
 pub struct Server {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    thread: JoinHandle<Result<()>>,
+    thread: JoinHandle<Result<Stopped>>,
+}
+
+/// How the server thread ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// The judge finished its work and its thread exited.
+    WithTheJudge,
+    /// The shutdown deadline passed with the judge still computing; its thread was left running.
+    WithoutTheJudge,
 }
 
 impl Server {
@@ -227,11 +236,15 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        join(self.thread)
+        join(self.thread).map(|_| ())
     }
 }
 
 /// Serve until SIGINT or SIGTERM, then shut down gracefully.
+///
+/// If the judge is still computing at the shutdown deadline, the process ends at once with
+/// status 0 ([`crate::interrupt::exit_now`]): the exit handlers of a native library still in
+/// use (OpenBLAS joins its thread pool) could otherwise wait on it forever.
 pub fn serve<F, J>(factory: F, config: ServeConfig) -> Result<()>
 where
     F: FnOnce() -> Result<J> + Send + 'static,
@@ -239,11 +252,14 @@ where
 {
     let (addr, thread) = launch(factory, config, crate::interrupt::termination_signal())?;
     eprintln!("gram serve: listening on http://{addr}");
-    join(thread)
+    match join(thread)? {
+        Stopped::WithTheJudge => Ok(()),
+        Stopped::WithoutTheJudge => crate::interrupt::exit_now(0),
+    }
 }
 
 /// Wait for the server or worker thread; a panic there becomes an error.
-fn join(thread: JoinHandle<Result<()>>) -> Result<()> {
+fn join<T>(thread: JoinHandle<Result<T>>) -> Result<T> {
     thread
         .join()
         .unwrap_or_else(|_| Err(Error::invalid("the server thread panicked")))
@@ -255,7 +271,7 @@ fn launch<F, J>(
     factory: F,
     config: ServeConfig,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, JoinHandle<Result<()>>)>
+) -> Result<(SocketAddr, JoinHandle<Result<Stopped>>)>
 where
     F: FnOnce() -> Result<J> + Send + 'static,
     J: Judge + 'static,
@@ -357,12 +373,12 @@ where
             std::thread::sleep(Duration::from_millis(10));
         }
         if worker.is_finished() {
-            join(worker)
+            join(worker).map(|()| Stopped::WithTheJudge)
         } else {
             eprintln!(
                 "gram serve: the judge was still busy at the shutdown deadline; stopping without it"
             );
-            Ok(())
+            Ok(Stopped::WithoutTheJudge)
         }
     });
     Ok((addr, thread))
