@@ -96,16 +96,6 @@ train() {
     return $status
 }
 
-train stage1 pretrain --model "$MODEL" --data "$OUT/data/unlabeled.jsonl"
-for budget in $BUDGETS; do
-    data=$OUT/data/hh-$budget.jsonl
-    train "bt-$budget" finetune --objective bt --model "$MODEL" --data "$data"
-    train "stage2-$budget" finetune --model "$MODEL" --data "$data"
-    train "gram-$budget" finetune --model "$OUT/runs/stage1/model" --data "$data"
-    train "gram-eps0-$budget" finetune --model "$OUT/runs/stage1/model" --data "$data" \
-        --label-smoothing 0
-done
-
 # ---- evaluation ------------------------------------------------------------------------
 evaluate() { # evaluate ARM MODEL
     local arm=$1 model=$2
@@ -124,8 +114,19 @@ evaluate() { # evaluate ARM MODEL
             --report "$reports/$bench.json" >/dev/null
     done
 }
+
+# ---- the study -------------------------------------------------------------------------
+# One budget at a time, its four arms trained and then evaluated, so a study stopped part-way
+# has a whole budget's table rather than eight trained models and no scores.
 evaluate untrained "$MODEL"
+train stage1 pretrain --model "$MODEL" --data "$OUT/data/unlabeled.jsonl"
 for budget in $BUDGETS; do
+    data=$OUT/data/hh-$budget.jsonl
+    train "bt-$budget" finetune --objective bt --model "$MODEL" --data "$data"
+    train "stage2-$budget" finetune --model "$MODEL" --data "$data"
+    train "gram-$budget" finetune --model "$OUT/runs/stage1/model" --data "$data"
+    train "gram-eps0-$budget" finetune --model "$OUT/runs/stage1/model" --data "$data" \
+        --label-smoothing 0
     for arm in bt stage2 gram gram-eps0; do
         evaluate "$arm-$budget" "$OUT/runs/$arm-$budget/model"
     done
