@@ -142,14 +142,22 @@ benches = ["hh", "rm-bench", "llmbar"]
 
 
 def cost(run):
-    """Wall seconds and training tokens (mean tokens/s over the steps × wall time) of a run."""
+    """What a run cost: wall seconds (every segment, loading and export included), the steps'
+    own seconds and training tokens (from metrics.csv's per-step wall time and tokens/s)."""
     seconds_file = os.path.join(out, "runs", run + ".seconds")
     if not os.path.exists(seconds_file):
         return None
     seconds = sum(int(line) for line in open(seconds_file) if line.strip())
     rows = list(csv.DictReader(open(os.path.join(out, "runs", run, "metrics.csv"))))
-    rate = sum(float(r["tokens_per_s"]) for r in rows) / max(len(rows), 1)
-    return {"seconds": seconds, "tokens": round(rate * seconds), "steps": len(rows)}
+    timed = [r for r in rows if r.get("seconds")]
+    entry = {"seconds": seconds, "steps": len(rows)}
+    if timed and len(timed) == len(rows):
+        entry["step_seconds"] = round(sum(float(r["seconds"]) for r in rows))
+        entry["tokens"] = round(sum(float(r["seconds"]) * float(r["tokens_per_s"]) for r in rows))
+    else:  # metrics.csv from before its seconds column: mean rate × wall time
+        rate = sum(float(r["tokens_per_s"]) for r in rows) / max(len(rows), 1)
+        entry["tokens"] = round(rate * seconds)
+    return entry
 
 
 results = {"arms": {}}

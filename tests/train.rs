@@ -287,8 +287,12 @@ fn resume_continues_exactly() {
         .map(|l| l.split(',').next().unwrap())
         .collect();
     assert_eq!(steps, ["1", "2", "3", "4", "5", "6", "7"], "{csv}");
-    assert!(csv.starts_with("step,lr,loss,eval,tokens_per_s\n"));
+    assert!(csv.starts_with("step,lr,loss,eval,tokens_per_s,seconds\n"));
     let rows = train::read_metrics(&dir.join("metrics.csv")).unwrap();
+    assert!(
+        rows.iter().all(|m| m.seconds.is_some_and(|s| s > 0.0)),
+        "every step's wall time: {csv}"
+    );
     let evaluated: Vec<usize> = rows
         .iter()
         .filter(|m| m.eval.is_some())

@@ -26,7 +26,7 @@ const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const STATE_FILE: &str = "trainer_state.json";
 const METRICS_FILE: &str = "metrics.csv";
-const METRICS_HEADER: &str = "step,lr,loss,eval,tokens_per_s";
+const METRICS_HEADER: &str = "step,lr,loss,eval,tokens_per_s,seconds";
 const PLOT_FILE: &str = "metrics.svg";
 const EXPORT_DIR: &str = "model";
 
@@ -40,8 +40,11 @@ pub struct StepMetrics {
     pub loss: f64,
     /// Held-out metric when evaluated: pairwise accuracy (Gram, Bradley–Terry) or loss (Generation).
     pub eval: Option<f64>,
-    /// Real (unpadded) tokens per second over the step.
+    /// Real (unpadded) tokens per second over the step's training (evaluation excluded).
     pub tokens_per_s: f64,
+    /// Wall-clock seconds of the step, its evaluation included: summed over the rows, what
+    /// the run cost. `None` in files written before the column existed.
+    pub seconds: Option<f64>,
 }
 
 /// The settings of a run beyond its [`TrainOptions`] that a resumed run must share, as
@@ -313,8 +316,9 @@ impl RunDir {
             line.push_str(METRICS_HEADER);
             line.push('\n');
         }
+        let seconds = m.seconds.map(|v| format!("{v:.3}")).unwrap_or_default();
         line.push_str(&format!(
-            "{},{:.6e},{:.6},{eval},{:.1}\n",
+            "{},{:.6e},{:.6},{eval},{:.1},{seconds}\n",
             m.step, m.lr, m.loss, m.tokens_per_s
         ));
         file.write_all(line.as_bytes())
@@ -444,7 +448,8 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Read `metrics.csv` back (rows that do not parse are skipped).
+/// Read `metrics.csv` back (rows that do not parse are skipped; files from before the
+/// `seconds` column read with `seconds: None`).
 pub fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     Ok(text
@@ -458,6 +463,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
                 loss: f.get(2)?.parse().ok()?,
                 eval: f.get(3).and_then(|v| v.parse().ok()),
                 tokens_per_s: f.get(4)?.parse().ok()?,
+                seconds: f.get(5).and_then(|v| v.parse().ok()),
             })
         })
         .collect())

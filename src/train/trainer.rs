@@ -217,16 +217,18 @@ impl Trainer {
             let tokens_per_s = tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
             let last = self.step == total;
             let eval_due = !eval.is_empty() && (last || every(self.options.eval_every, self.step));
+            let held_out = if eval_due {
+                Some(self.evaluate(eval)?)
+            } else {
+                None
+            };
             let metrics = StepMetrics {
                 step: self.step,
                 lr,
                 loss,
-                eval: if eval_due {
-                    Some(self.evaluate(eval)?)
-                } else {
-                    None
-                },
+                eval: held_out,
                 tokens_per_s,
+                seconds: Some(start.elapsed().as_secs_f64()),
             };
             if let Some(dir) = &self.run_dir {
                 dir.append_metrics(&metrics)?;
