@@ -325,20 +325,20 @@ impl RunDir {
             .map_err(|e| Error::io(&path, e))
     }
 
-    /// Drop `metrics.csv` rows for steps after `step` (on resume: they were never saved).
+    /// Drop `metrics.csv` rows for steps after `step` (on resume: they were never saved); the
+    /// header becomes today's, so rows appended next match it (older rows lack `seconds`).
     pub fn truncate_metrics(&self, step: usize) -> Result<()> {
         let path = self.metrics_path();
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(());
         };
-        let kept: String = text
-            .lines()
-            .filter(|line| {
+        let kept: String = std::iter::once(METRICS_HEADER)
+            .chain(text.lines().skip(1).filter(|line| {
                 line.split(',')
                     .next()
                     .and_then(|s| s.parse::<usize>().ok())
                     .is_none_or(|s| s <= step)
-            })
+            }))
             .map(|line| format!("{line}\n"))
             .collect();
         crate::io::write_atomic(&path, kept.as_bytes())
