@@ -150,7 +150,19 @@ impl Attention {
         let device = q.device();
         let out = if CausalMask::fused(&device) {
             // softmax(q kᵀ / √hd, bottom-right causal) v, query head j reading key/value head
-            // j / G, in one op: [B, h, T, hd].
+            // j / G, in one op: [B, h, T, hd]. flex reads the grouped heads natively; wgpu's
+            // kernels want as many key/value heads as query heads, so those are repeated.
+            let (k, v) = if crate::matmul::on_flex(&device) || group == 1 {
+                (k, v)
+            } else {
+                let repeat = |x: Tensor<4>| {
+                    let [_, _, s, _] = x.dims();
+                    x.unsqueeze_dim::<5>(2)
+                        .expand([b, kv, group, s, hd])
+                        .reshape([b, h, s, hd])
+                };
+                (repeat(k), repeat(v))
+            };
             let options = AttentionModuleOptions {
                 scale: None,
                 softcap: None,

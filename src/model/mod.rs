@@ -278,12 +278,13 @@ pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 /// The causal mask of one decoder pass over `T` tokens after a prefix of `P`: query position
 /// `P + i` sees keys `0..=P + i`.
 ///
-/// On burn's `flex` CPU backend without autodiff, attention runs as burn's fused attention op
-/// ([`CausalMask::fused`]), whose `is_causal` mask is aligned to the bottom-right corner of the
-/// `[T, P+T]` score matrix (exactly the rule above) and which reads grouped key/value heads
-/// natively. Elsewhere (wgpu, where burn's flash kernel does not take grouped heads, and under
-/// autodiff, where burn decomposes the op) attention is written out with an explicit
-/// `[G·T, P+T]` mask, built once per pass on first use and shared by the layers.
+/// Without autodiff, attention runs as burn's fused attention op ([`CausalMask::fused`]), whose
+/// `is_causal` mask is aligned to the bottom-right corner of the `[T, P+T]` score matrix
+/// (exactly the rule above): on `cpu` flex reads grouped key/value heads natively; on wgpu
+/// they are repeated to one per query head, and burn's autotune picks its flash kernel (no
+/// `[T, P+T]` scores held) or its plain kernels by shape. Under autodiff, where burn would
+/// decompose the op anyway, attention is written out with an explicit `[G·T, P+T]` mask, built
+/// once per pass on first use and shared by the layers.
 pub(crate) struct CausalMask {
     prefix: usize,
     t: usize,
@@ -303,7 +304,7 @@ impl CausalMask {
 
     /// Whether attention on `device` runs as burn's fused op.
     pub(crate) fn fused(device: &Device) -> bool {
-        !device.is_autodiff() && crate::matmul::on_flex(device)
+        !device.is_autodiff()
     }
 
     /// `[G·T, P+T]`, true where query row `r` (position `P + (r mod T)`; the `G` query heads
