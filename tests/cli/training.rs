@@ -2,18 +2,23 @@
 
 use super::*;
 
-/// The one data row of `metrics.csv` after a 1-step run: (step, loss, eval).
+/// The one data row of `metrics.csv` after a 1-step run: (step, loss, eval); its tokens/s and
+/// wall seconds must be positive.
 fn single_metrics_row(dir: &Path) -> (usize, f64, Option<f64>) {
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("step,lr,loss,eval,tokens_per_s"),
+        Some("step,lr,loss,eval,tokens_per_s,seconds"),
         "{csv}"
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 1, "{csv}");
     let row = &rows[0];
+    for column in [4, 5] {
+        let value: f64 = row[column].parse().unwrap();
+        assert!(value > 0.0, "{csv}");
+    }
     (
         row[0].parse().unwrap(),
         row[2].parse().unwrap(),
