@@ -1,6 +1,6 @@
 //! `gram::matmul::linear` on the CPU: with a system BLAS, f32 products and both their
-//! gradients go to `cblas_sgemm` (in blocks of rows or columns across rayon's threads); they must equal flex's own matmul, and judging must give the
-//! same scores with the BLAS and without it (`GRAM_BLAS=off`).
+//! gradients go to `cblas_sgemm`, one call each; they must equal flex's own matmul, and judging
+//! must give the same scores with the BLAS and without it (`GRAM_BLAS=off`).
 //!
 //! Without a BLAS these tests say so and pass; `GRAM_REQUIRE_BLAS=1` (as `.ci/run` sets after
 //! installing OpenBLAS) makes a missing BLAS a failure.
@@ -16,11 +16,11 @@ fn blas_loaded() -> bool {
         return true;
     }
     assert!(
-        std::env::var("GRAM_REQUIRE_BLAS").is_err(),
+        !common::required("GRAM_REQUIRE_BLAS"),
         "GRAM_REQUIRE_BLAS is set but none of {:?} could be opened (apt-get install libopenblas0)",
         blas::LIBRARIES
     );
-    eprintln!("skipped: no system BLAS (install libopenblas0)");
+    common::say_skipped("no system BLAS (install libopenblas0)");
     false
 }
 

@@ -241,7 +241,7 @@ fn gradients(
             narrow(g, &rows),
         );
         d_hidden.push(crate::matmul::linear(p.clone(), weight.clone(), None));
-        d_weight = d_weight + p.transpose().matmul(h);
+        d_weight = d_weight + crate::matmul::linear(p.transpose(), h, None);
     }
     (Tensor::cat(d_hidden, 0), d_weight.cast(weight.dtype()))
 }

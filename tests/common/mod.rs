@@ -142,11 +142,7 @@ pub fn wgpu_device() -> Option<burn::tensor::Device> {
             "{test}: GRAM_REQUIRE_GPU=1 but there is no wgpu adapter: install a Vulkan driver \
              (Debian/Ubuntu: mesa-vulkan-drivers libvulkan1 for lavapipe; see .ci/install-lavapipe.sh)"
         );
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: no wgpu adapter (install mesa-vulkan-drivers): {test}"
-        );
+        say_skipped("no wgpu adapter (install mesa-vulkan-drivers)");
         return None;
     }
     Some(
@@ -157,7 +153,22 @@ pub fn wgpu_device() -> Option<burn::tensor::Device> {
 
 /// Whether `GRAM_REQUIRE_GPU=1`: tests that need a wgpu adapter fail instead of skipping.
 pub fn require_gpu() -> bool {
-    std::env::var("GRAM_REQUIRE_GPU").is_ok_and(|v| v.trim() == "1")
+    required("GRAM_REQUIRE_GPU")
+}
+
+/// Whether the environment variable `var` is `1`: what a test needs must then be present (CI
+/// sets `GRAM_REQUIRE_GPU` and `GRAM_REQUIRE_BLAS`), and its absence fails the test.
+pub fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v.trim() == "1")
+}
+
+/// Say on stderr, past the test harness's capture (so it shows for a passing test too), that
+/// the current test skipped for `reason`.
+pub fn say_skipped(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {reason}: {test}");
 }
 
 /// A tiny Llama config (width 32, 4 query / 2 key-value heads, tied embeddings) for training
