@@ -20,7 +20,8 @@
 # table.
 #
 # Resumable: every step's output is written atomically by gram and a step whose output exists
-# is skipped; a training run that was stopped continues from its last checkpoint (--resume).
+# is skipped; a training run that was stopped continues from its last checkpoint, an
+# evaluation from its journal of verdicts (both with --resume).
 # On the 2-core CI machine, at the rates measured there (stage 2 at these settings about
 # 0.15 steps/s, so an hour for 1,000 pairs; judging about 0.3–0.5 pairs/s, so an hour to
 # evaluate one model), the study takes most of a day; a GPU (DEVICE=auto) a fraction of it.
@@ -110,8 +111,10 @@ evaluate() { # evaluate ARM MODEL
         rm-bench) set -- "$OUT"/data/rm-bench/*.json ;;
         llmbar) set -- "$DATA"/llmbar/*.json ;;
         esac
+        local resume=()
+        [ -f "$reports/$bench.json.journal.jsonl" ] && resume=(--resume)
         "$GRAM" eval --model "$model" --device "$DEVICE" "${EVAL_LIMIT[@]}" --benchmark "$@" \
-            --report "$reports/$bench.json" >/dev/null
+            --report "$reports/$bench.json" "${resume[@]}" >/dev/null
     done
 }
 

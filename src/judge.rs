@@ -300,6 +300,11 @@ impl GramJudge {
         self.load_report.as_ref()
     }
 
+    /// Sequences per forward pass.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     /// The verdict token ids `[A, B]`.
     pub fn verdict_tokens(&self) -> [u32; 2] {
         self.verdict_tokens

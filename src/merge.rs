@@ -185,46 +185,55 @@ impl Parts {
 pub fn write_verdicts(output: &Path, start: usize, rows: &[Vec<Verdict>]) -> Result<()> {
     let mut file = AtomicFile::create(output)?;
     for (k, verdicts) in rows.iter().enumerate() {
-        let verdicts: Vec<[String; 3]> = verdicts
-            .iter()
-            .map(|v| [v.p_a, v.p_a_forward, v.p_a_reverse].map(|p| p.to_string()))
-            .collect();
-        file.write_json_line(&json!({"row": start + k, "verdicts": verdicts}))?;
+        file.write_json_line(&verdict_line(start + k, verdicts))?;
     }
     file.commit()
 }
 
-/// The rows of a [`write_verdicts`] file, checked to be rows `start..end` in order.
-pub fn read_verdicts(path: &Path, start: usize, end: usize) -> Result<Vec<Vec<Verdict>>> {
+/// One line of a verdicts file: row `row`'s verdicts, each probability a decimal string.
+pub fn verdict_line(row: usize, verdicts: &[Verdict]) -> serde_json::Value {
+    let verdicts: Vec<[String; 3]> = verdicts
+        .iter()
+        .map(|v| [v.p_a, v.p_a_forward, v.p_a_reverse].map(|p| p.to_string()))
+        .collect();
+    json!({"row": row, "verdicts": verdicts})
+}
+
+/// The row number and verdicts of a [`verdict_line`], or why `line` is not one.
+pub fn parse_verdict_line(line: &str) -> std::result::Result<(usize, Vec<Verdict>), String> {
     #[derive(Deserialize)]
     struct Line {
         row: usize,
         verdicts: Vec<[String; 3]>,
     }
+    let line: Line = serde_json::from_str(line).map_err(|e| format!("not a verdict line: {e}"))?;
+    let number = |text: &String| {
+        text.parse::<f64>()
+            .map_err(|_| format!("`{text}` is not a probability"))
+    };
+    let mut verdicts = Vec::with_capacity(line.verdicts.len());
+    for [p_a, forward, reverse] in &line.verdicts {
+        verdicts.push(Verdict {
+            p_a: number(p_a)?,
+            p_a_forward: number(forward)?,
+            p_a_reverse: number(reverse)?,
+        });
+    }
+    Ok((line.row, verdicts))
+}
+
+/// The rows of a [`write_verdicts`] file, checked to be rows `start..end` in order.
+pub fn read_verdicts(path: &Path, start: usize, end: usize) -> Result<Vec<Vec<Verdict>>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut rows = Vec::with_capacity(end.saturating_sub(start));
     for (i, line) in text.lines().enumerate() {
         let at = |message: String| Error::data(path, Some(i + 1), None, message);
-        let line: Line =
-            serde_json::from_str(line).map_err(|e| at(format!("not a verdict line: {e}")))?;
-        if line.row != start + rows.len() {
+        let (row, verdicts) = parse_verdict_line(line).map_err(at)?;
+        if row != start + rows.len() {
             return Err(at(format!(
-                "row {} where row {} was expected",
-                line.row,
+                "row {row} where row {} was expected",
                 start + rows.len()
             )));
-        }
-        let mut verdicts = Vec::with_capacity(line.verdicts.len());
-        for [p_a, forward, reverse] in &line.verdicts {
-            let number = |text: &String| {
-                text.parse::<f64>()
-                    .map_err(|_| at(format!("`{text}` is not a probability")))
-            };
-            verdicts.push(Verdict {
-                p_a: number(p_a)?,
-                p_a_forward: number(forward)?,
-                p_a_reverse: number(reverse)?,
-            });
         }
         rows.push(verdicts);
     }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const STEPS: usize = 4;
@@ -66,20 +66,6 @@ fn steps_logged(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("gram finetune still running {limit:?} after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Two labeled pairs (short rows of `examples/pairs.jsonl`): 4 examples, 2 per step.
 fn data(dir: &Path) -> PathBuf {
     let text =
@@ -103,36 +89,9 @@ fn sigint_then_resume_equals_an_uninterrupted_run() {
 
     // Interrupted: SIGINT as soon as the first step is logged.
     let interrupted = dir.path().join("interrupted");
-    let mut child = finetune(&data, &interrupted, false)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while steps_logged(&interrupted) == 0 {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-            panic!("finetune exited ({status}) before its first step:\n{stderr}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "no step logged in 10 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = wait_with_timeout(&mut child, Duration::from_secs(300));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(
-        !status.success(),
-        "an interrupted run must not exit 0:\n{stderr}"
-    );
+    let stderr = common::interrupt_when(&mut finetune(&data, &interrupted, false), || {
+        steps_logged(&interrupted) > 0
+    });
     assert!(
         stderr.contains("interrupted after step") && stderr.contains("--resume"),
         "{stderr}"

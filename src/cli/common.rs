@@ -138,6 +138,22 @@ impl JudgeArgs {
         }))
     }
 
+    /// What decides the verdicts, for a resumed run to compare with the run it continues: a
+    /// fingerprint of the model's files ([`gram::io::fingerprint`]), the prompt template's
+    /// text, labels, chat-template options, longest input and dtype.
+    pub fn settings(&self) -> gram::Result<serde_json::Value> {
+        let (a, b) = self.prompt.labels()?;
+        Ok(serde_json::json!({
+            "model": gram::io::fingerprint(&self.model),
+            "template": self.prompt.template_text()?,
+            "labels": [a, b],
+            "chat_template": !self.prompt.no_chat_template,
+            "chat_template_kwargs": self.prompt.chat_template_kwargs()?,
+            "max_len": self.max_len,
+            "dtype": format!("{:?}", self.dtype.dtype).to_lowercase(),
+        }))
+    }
+
     /// Load the model-backed judge these options describe.
     pub fn load(&self) -> gram::Result<gram::judge::GramJudge> {
         self.load_on(&gram::device::select(&self.device)?)

@@ -21,6 +21,7 @@
 //! scorer's [`Report`]. What scorers share is in `score.rs`.
 
 mod accuracy;
+mod journal;
 mod judgebench;
 mod rewardbench;
 mod rewardbench2;
@@ -28,6 +29,7 @@ mod rm_bench;
 mod score;
 
 pub use accuracy::Accuracy;
+pub use journal::Journal;
 pub use judgebench::{
     Decision, JUDGEBENCH_CATEGORIES, JudgeBench, JudgeBenchScores, JudgeBenchTally, judgebench,
     judgebench_category,
@@ -278,6 +280,11 @@ pub fn judge_records(
     scorer: &dyn Scorer,
     options: &EvalOptions,
 ) -> Result<Vec<Vec<Verdict>>> {
+    judge_records_after(judge, records, scorer, options, Vec::new(), |_| Ok(true))
+}
+
+/// Check that every record is labeled and scorable by `scorer`, before any judging.
+pub fn check_records(records: &[Record], scorer: &dyn Scorer) -> Result<()> {
     for record in records {
         if record.preferences().is_empty() {
             return Err(record
@@ -286,10 +293,38 @@ pub fn judge_records(
         }
         scorer.check(record)?;
     }
-    let comparisons: Vec<Vec<Pair>> = records.iter().map(|r| scorer.comparisons(r)).collect();
+    Ok(())
+}
+
+/// [`judge_records`] for a run that continues an earlier one: `done` holds the verdicts on the
+/// first `done.len()` records, and only the rest are judged. After each call to the judge,
+/// `on_call` gets the verdicts of the records that call judged (to journal them; see
+/// [`Journal`]) and says whether to go on; when it says stop, the verdicts so far are returned,
+/// fewer than `records`.
+pub fn judge_records_after(
+    judge: &mut impl Judge,
+    records: &[Record],
+    scorer: &dyn Scorer,
+    options: &EvalOptions,
+    done: Vec<Vec<Verdict>>,
+    mut on_call: impl FnMut(&[Vec<Verdict>]) -> Result<bool>,
+) -> Result<Vec<Vec<Verdict>>> {
+    check_records(records, scorer)?;
+    if done.len() > records.len() {
+        return Err(Error::invalid(format!(
+            "verdicts on {} records are done, but there are {}",
+            done.len(),
+            records.len()
+        )));
+    }
+    let first = done.len();
+    let comparisons: Vec<Vec<Pair>> = records[first..]
+        .iter()
+        .map(|r| scorer.comparisons(r))
+        .collect();
     let total: usize = comparisons.iter().map(Vec::len).sum();
     let mut progress = Progress::new("pairs", total, options.progress);
-    let mut per_record = Vec::with_capacity(records.len());
+    let mut per_record = done;
     for call in calls(&comparisons, options) {
         let own = &comparisons[call];
         let pairs: Vec<Pair> = own.iter().flatten().cloned().collect();
@@ -301,6 +336,7 @@ pub fn judge_records(
                 pairs.len()
             )));
         }
+        let called = per_record.len();
         let mut rest = verdicts.as_slice();
         for record in own {
             let (mine, tail) = rest.split_at(record.len());
@@ -308,6 +344,9 @@ pub fn judge_records(
             rest = tail;
         }
         progress.advance(pairs.len(), "");
+        if !on_call(&per_record[called..])? {
+            break;
+        }
     }
     Ok(per_record)
 }

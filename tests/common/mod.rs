@@ -171,6 +171,69 @@ pub fn say_skipped(reason: &str) {
     let _ = writeln!(std::io::stderr(), "skipped: {reason}: {test}");
 }
 
+/// Wait for `child` to exit, at most `limit` (then kill it and fail: a process that ignores the
+/// signal it was sent).
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the process is still running {limit:?} after its signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Run `command` (stderr captured) and send it SIGINT once `ready()` holds, failing if it
+/// exits first or nothing is ready within 10 minutes; returns its stderr once it has exited,
+/// after checking that it exited non-zero, as an interrupted run must.
+pub fn interrupt_when(command: &mut std::process::Command, ready: impl Fn() -> bool) -> String {
+    use std::time::{Duration, Instant};
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let stderr = read_stderr(&mut child);
+            panic!("exited ({status}) before it was interrupted:\n{stderr}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "not ready to interrupt in 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = wait_for_exit(&mut child, Duration::from_secs(300));
+    let stderr = read_stderr(&mut child);
+    assert!(
+        !status.success(),
+        "an interrupted run must not exit 0:\n{stderr}"
+    );
+    stderr
+}
+
+/// All of a finished `child`'s captured stderr.
+fn read_stderr(child: &mut std::process::Child) -> String {
+    let mut stderr = String::new();
+    let pipe = child.stderr.as_mut().expect("stderr captured");
+    std::io::Read::read_to_string(pipe, &mut stderr).unwrap();
+    stderr
+}
+
 /// A tiny Llama config (width 32, 4 query / 2 key-value heads, tied embeddings) for training
 /// tests on random weights.
 pub fn tiny_config(vocab_size: usize, layers: usize) -> gram::config::ModelConfig {
