@@ -23,9 +23,12 @@
 //! same for every pair, so its keys and values are kept for the judge's lifetime; sequences that
 //! share more than that (the two orders of a pair share the question; a ranking's comparisons
 //! share the prompt) form a *family* whose common prefix is run once when the family is run in
-//! batches of its own (batch sizes up to the family size, e.g. 1 or 2 on `cpu`). Only the
-//! remaining tokens of each sequence go through the model; the scores are the same as running
-//! every sequence whole (tested to 1e-4).
+//! batches of its own (batch sizes up to the family size, e.g. 1 or 2 on `cpu`). Families nest:
+//! within one, the sequences that share still more form families of their own — RM-Bench's 3 × 3
+//! grid of one prompt shows each of its six responses first in three comparisons, a best-of-n
+//! ranking each candidate first in n − 1, and that response is run once, not three or n − 1
+//! times. Only the remaining tokens of each sequence go through the model; the scores are the
+//! same as running every sequence whole (tested to 1e-4).
 
 use crate::checkpoint::Checkpoint;
 use crate::dtype::Dtype;
@@ -133,18 +136,19 @@ pub struct GramJudge {
     load_report: Option<LoadReport>,
 }
 
-/// Sequences sharing a common prefix beyond the template's: `members` index the sequences,
-/// `prefix` is their common prefix length, capped so every member keeps a token to run.
+/// Sequences sharing a common prefix beyond what is already cached: `members` index the
+/// sequences, `prefix` is their common prefix length, capped so every member keeps a token to
+/// run.
 struct Family {
     members: Vec<usize>,
     prefix: usize,
 }
 
-/// Group sequences into families that share more than `shared` leading tokens (sorting by ids
-/// puts them next to each other), families ordered by their longest member so batches of
-/// similar lengths pad little.
-fn families(sequences: &[Vec<u32>], shared: usize) -> Vec<Family> {
-    let mut order: Vec<usize> = (0..sequences.len()).collect();
+/// Group the sequences `members` into families that share more than `shared` leading tokens
+/// (sorting by ids puts them next to each other), families ordered by their longest member so
+/// batches of similar lengths pad little.
+fn families(sequences: &[Vec<u32>], members: &[usize], shared: usize) -> Vec<Family> {
+    let mut order = members.to_vec();
     order.sort_by(|&a, &b| sequences[a].cmp(&sequences[b]));
     let mut families: Vec<Family> = Vec::new();
     for i in order {
@@ -319,9 +323,7 @@ impl GramJudge {
     /// value head, each sequence's reward `r` instead).
     ///
     /// Sequences run `batch_size` at a time, right-padded, grouped by shared prefix and length;
-    /// shared prefixes are run once (see the module docs). A family of sequences that fills at
-    /// least one batch runs in batches of its own after its common prefix; smaller families are
-    /// pooled, and there only the template's prefix is reused.
+    /// shared prefixes are run once, nested (see the module docs and [`GramJudge::run_family`]).
     pub fn margins(&mut self, sequences: &[Vec<u32>]) -> Result<Vec<f64>> {
         if let Some(i) = sequences.iter().position(|s| s.is_empty()) {
             return Err(Error::invalid(format!(
@@ -329,30 +331,53 @@ impl GramJudge {
             )));
         }
         let mut margins = vec![0.0; sequences.len()];
+        // Sequences that continue the template's fixed head start from its cache.
+        let template = &self.template_prefix;
+        let (after_template, whole): (Vec<usize>, Vec<usize>) =
+            (0..sequences.len()).partition(|&i| {
+                !template.is_empty()
+                    && sequences[i].len() > template.len()
+                    && sequences[i].starts_with(template)
+            });
+        if !after_template.is_empty() {
+            let cache = self.template_cache();
+            self.run_family(sequences, &after_template, Some(&cache), &mut margins)?;
+        }
+        self.run_family(sequences, &whole, None, &mut margins)?;
+        Ok(margins)
+    }
+
+    /// Score `members`, which all continue `past` (`None`: from the first token), into
+    /// `margins`. Members that share more than `past` form families ([`families`]); a family
+    /// that fills at least one batch has its common prefix run once, after `past`, and is
+    /// scored the same way from there — so a ranking's comparisons share the prompt, and
+    /// within it the first response that several of them show first. The rest are pooled and
+    /// run in batches after `past`.
+    fn run_family(
+        &mut self,
+        sequences: &[Vec<u32>],
+        members: &[usize],
+        past: Option<&KvCache>,
+        margins: &mut [f64],
+    ) -> Result<()> {
+        let shared = past.map_or(0, KvCache::len);
         let mut pooled = Vec::new();
-        for family in families(sequences, self.template_prefix.len()) {
+        for family in families(sequences, members, shared) {
             let own_batches = family.members.len() > 1
                 && family.members.len() >= self.batch_size
-                && family.prefix > self.template_prefix.len();
+                && family.prefix > shared;
             if !own_batches {
                 pooled.extend(family.members);
                 continue;
             }
-            let cache = self.prefix_cache(&sequences[family.members[0]][..family.prefix]);
-            for chunk in family.members.chunks(self.batch_size) {
-                self.run_batch(sequences, chunk, Some(&cache), &mut margins)?;
-            }
+            let head = &sequences[family.members[0]][shared..family.prefix];
+            let cache = self.prefill(head, past);
+            self.run_family(sequences, &family.members, Some(&cache), margins)?;
         }
         for chunk in pooled.chunks(self.batch_size) {
-            let template_fits = !self.template_prefix.is_empty()
-                && chunk.iter().all(|&i| {
-                    sequences[i].len() > self.template_prefix.len()
-                        && sequences[i].starts_with(&self.template_prefix)
-                });
-            let cache = template_fits.then(|| self.template_cache());
-            self.run_batch(sequences, chunk, cache.as_ref(), &mut margins)?;
+            self.run_batch(sequences, chunk, past, margins)?;
         }
-        Ok(margins)
+        Ok(())
     }
 
     /// The keys and values of the template prefix, run on first use.
@@ -362,17 +387,6 @@ impl GramJudge {
             self.template_cache = Some(self.prefill(&ids, None));
         }
         self.template_cache.clone().expect("filled above")
-    }
-
-    /// The cache of `ids`, continuing the template's cache when `ids` starts with it.
-    fn prefix_cache(&mut self, ids: &[u32]) -> KvCache {
-        let template = self.template_prefix.len();
-        if template > 0 && ids.len() > template && ids.starts_with(&self.template_prefix) {
-            let past = self.template_cache();
-            self.prefill(&ids[template..], Some(&past))
-        } else {
-            self.prefill(ids, None)
-        }
     }
 
     /// Run `ids` after `past` and keep the keys and values, counting the work.

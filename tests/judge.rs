@@ -181,6 +181,60 @@ fn a_family_larger_than_a_batch_shares_its_prompt() {
     shared_prefixes_change_no_score(&Device::flex(), options, &ranking);
 }
 
+/// Families nest: RM-Bench's 3 × 3 grid of one prompt shows each response first in three of its
+/// eighteen sequences, and at batch 1 every distinct prefix is run exactly once — the tokens
+/// computed are the nodes of the sequences' token trie — with the scores of whole sequences.
+#[test]
+fn nested_families_run_every_distinct_prefix_once() {
+    let prompt = "Name a prime number and say why it is prime.";
+    let chosen = [
+        "Seven: its only divisors are 1 and 7.",
+        "**7**, divisible only by 1 and itself.",
+        "7 (no divisors but 1 and 7).",
+    ];
+    let rejected = [
+        "Nine, it is odd.",
+        "**9**, because it is odd.",
+        "9 (odd numbers are prime).",
+    ];
+    let grid: Vec<Pair> = (chosen.iter())
+        .flat_map(|c| rejected.iter().map(move |r| Pair::new(prompt, *c, *r)))
+        .collect();
+    let options = JudgeOptions {
+        batch_size: 1,
+        ..JudgeOptions::default()
+    };
+    let mut judge = judge_on(&Device::flex(), options);
+    let mut sequences = Vec::new();
+    for p in &grid {
+        for (a, b) in [
+            (&p.response_a, &p.response_b),
+            (&p.response_b, &p.response_a),
+        ] {
+            sequences.push(judge.prompts().sequence(&p.prompt, a, b).unwrap().ids);
+        }
+    }
+    let reference = whole_sequence_margins(&judge, &sequences);
+    let margins = judge.margins(&sequences).unwrap();
+    for (m, r) in margins.iter().zip(&reference) {
+        assert!((m - r).abs() < 1e-4, "{margins:?} vs {reference:?}");
+    }
+    // The token trie's nodes: every distinct non-empty prefix.
+    let mut prefixes = std::collections::HashSet::new();
+    for ids in &sequences {
+        for end in 1..=ids.len() {
+            prefixes.insert(&ids[..end]);
+        }
+    }
+    let stats = judge.stats();
+    assert_eq!(stats.padding, 0);
+    assert_eq!(
+        stats.computed_tokens,
+        prefixes.len(),
+        "{stats:?}: not every shared prefix ran once"
+    );
+}
+
 /// The verdict read from two output rows equals the full-vocabulary logits at that position.
 #[test]
 fn verdict_logits_equal_full_logits_at_the_last_position() {
