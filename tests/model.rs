@@ -1,5 +1,6 @@
 //! The model reproduces Hugging Face transformers' logits for SmolLM2-135M-Instruct, on the CPU
-//! (burn flex) and on wgpu (lavapipe in CI), within 1e-3.
+//! (burn flex) and on wgpu (lavapipe in CI), within 1e-3; and its two attention paths agree on
+//! long sequences.
 
 mod common;
 
@@ -36,4 +37,45 @@ fn logits_match_transformers_on_wgpu() {
         return;
     };
     check_parity(&device);
+}
+
+/// On a long sequence the CPU's two attention paths agree: burn's fused op (what judging runs)
+/// and the explicit-mask products (what autodiff devices run), whole and continuing a cached
+/// prefix (the fused op's causal mask aligned to the bottom-right): every position's hidden
+/// state within 1e-4.
+#[test]
+fn long_sequences_attend_alike_fused_or_explicit() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    let mut checkpoint = Checkpoint::load(&common::model_path()).unwrap();
+    let text = "The quick brown fox jumps over the lazy dog, and then it runs away. ".repeat(40);
+    let ids = checkpoint.codec.encode(&text).unwrap();
+    assert!(ids.len() > 600, "{} tokens", ids.len());
+    let fused = Llama::from_checkpoint(&mut checkpoint, &Device::flex()).unwrap();
+    let mut again = Checkpoint::load(&common::model_path()).unwrap();
+    let explicit = Llama::from_checkpoint(&mut again, &Device::flex().autodiff()).unwrap();
+    let hidden = |model: &Llama| -> Vec<f32> {
+        let input = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]),
+            &model.device(),
+        );
+        model.hidden_states(input).into_data().to_vec().unwrap()
+    };
+    let worst = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    let gap = worst(&hidden(&fused), &hidden(&explicit));
+    assert!(gap < 1e-4, "fused vs explicit attention: {gap:.2e}");
+
+    // After a cached prefix of 100 tokens, the last position of the remaining 500+.
+    let last = |model: &Llama| -> Vec<f32> {
+        let cache = model.prefill(&ids[..100], None);
+        let hidden = model.last_hidden_states(&[&ids], Some(&cache), 0);
+        hidden.into_data().to_vec().unwrap()
+    };
+    let gap = worst(&last(&fused), &last(&explicit));
+    assert!(gap < 1e-4, "after a cached prefix: {gap:.2e}");
 }
