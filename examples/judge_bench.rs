@@ -1,12 +1,16 @@
-//! Benchmark: judge the first N pairs of HH-RLHF helpful-base (both orders) with gram and, in
-//! the same process tree, with the transformers + PyTorch recipe on the same token ids
+//! Benchmark: judge the first N pairs of HH-RLHF helpful-base (or, with `--workload rm-bench`,
+//! whole 3 × 3 grids of RM-Bench rows) in both orders with gram and, in the same process tree, with the transformers + PyTorch recipe on the same token ids
 //! (`scripts/torch_bench.py`, when `torch`, `transformers` and `gguf` are importable), and
 //! print both throughputs, their ratio, and each side's fraction of its own measured matmul rate.
 //!
 //! ```text
 //! cargo run --release --example judge_bench -- [--device cpu] [--dtype auto|f32|f16|bf16]
 //!     [--pairs 32] [--batch-size 1] [--rounds 2] [--model PATH] [--no-torch]
+//!     [--workload hh|rm-bench]
 //! ```
+//!
+//! RM-Bench's comparisons share more than a question: each response of a row is shown first in
+//! three of its eighteen ordered sequences, which gram's nested prefix sharing runs once.
 //!
 //! The two sides alternate, round by round (gram, PyTorch, gram, PyTorch, …), and each reports
 //! its best round, so a burst of load on a shared machine hurts both alike; the ratio is of
@@ -40,7 +44,21 @@ fn main() -> Result<()> {
     let dtype = Dtype::from_str(&dtype_flag, true).map_err(|_| "--dtype auto|f32|f16|bf16")?;
     let weights = dtype.resolve(&device)?;
     let model = bench::model_path();
-    let pairs = bench::hh_pairs(n_pairs)?;
+    let workload_name = bench::arg("--workload").unwrap_or_else(|| "hh".into());
+    let (pairs, described): (Vec<gram::Pair>, &str) = match workload_name.as_str() {
+        "hh" => {
+            let hh = bench::hh_pairs(n_pairs)?;
+            let pairs = hh
+                .iter()
+                .map(|p| gram::Pair::new(&p.prompt, &p.chosen, &p.rejected));
+            (pairs.collect(), "pairs of HH-RLHF helpful-base test")
+        }
+        "rm-bench" => (
+            bench::rm_bench_pairs(n_pairs)?,
+            "RM-Bench comparisons (whole 3 × 3 rows, the domains in turn)",
+        ),
+        other => return Err(format!("--workload hh|rm-bench, not {other}").into()),
+    };
 
     let options = JudgeOptions {
         batch_size,
@@ -52,18 +70,12 @@ fn main() -> Result<()> {
     // Both orders of every pair, as the judge builds them.
     let mut sequences = Vec::with_capacity(2 * pairs.len());
     for p in &pairs {
-        sequences.push(
-            judge
-                .prompts()
-                .sequence(&p.prompt, &p.chosen, &p.rejected)?
-                .ids,
-        );
-        sequences.push(
-            judge
-                .prompts()
-                .sequence(&p.prompt, &p.rejected, &p.chosen)?
-                .ids,
-        );
+        for (a, b) in [
+            (&p.response_a, &p.response_b),
+            (&p.response_b, &p.response_a),
+        ] {
+            sequences.push(judge.prompts().sequence(&p.prompt, a, b)?.ids);
+        }
     }
     let d = config.hidden_size as f64;
     let whole_flops: f64 = (sequences.iter())
@@ -77,7 +89,7 @@ fn main() -> Result<()> {
 
     println!("device: {}", gram::device::describe(&device));
     println!(
-        "workload: {} pairs of HH-RLHF helpful-base test, both orders, {} tokens per pair",
+        "workload: {} {described}, both orders, {} tokens per pair",
         pairs.len(),
         sequences.iter().map(Vec::len).sum::<usize>() / pairs.len()
     );

@@ -61,6 +61,34 @@ pub fn hh_pairs(n: usize) -> Result<Vec<Preference>> {
         .collect()
 }
 
+/// The comparisons of RM-Bench rows (`$GRAM_SHARED/data/rm-bench`), chosen response as A: rows
+/// taken from its four domain files in turn (chat, code, safety-refuse, safety-response), each
+/// row's 3 × 3 grid of chosen and rejected styles whole, until there are at least `n`.
+pub fn rm_bench_pairs(n: usize) -> Result<Vec<gram::Pair>> {
+    let shared = std::env::var("GRAM_SHARED").unwrap_or_else(|_| "../shared".into());
+    let scorer = gram::eval::scorer_for(Format::RmBench);
+    let mut domains = Vec::new();
+    for domain in ["chat", "code", "safety-refuse", "safety-response"] {
+        let file = PathBuf::from(&shared).join(format!("data/rm-bench/{domain}.json"));
+        domains.push(data::read_preferences(&file, Format::RmBench)?.into_iter());
+    }
+    let mut pairs = Vec::new();
+    while pairs.len() < n {
+        let before = pairs.len();
+        for rows in &mut domains {
+            if let Some(record) = rows.next()
+                && pairs.len() < n
+            {
+                pairs.extend(scorer.comparisons(&record));
+            }
+        }
+        if pairs.len() == before {
+            return Err(format!("RM-Bench has fewer than {n} comparisons").into());
+        }
+    }
+    Ok(pairs)
+}
+
 /// Seconds of the best of five `n × n` by `n × n` matmuls in `dtype` on `device` (after a
 /// warm-up), each summed and its sum read as a number. The product is the one gram's
 /// projections use ([`gram::matmul::linear`]: the system's BLAS for f32 on `cpu` where one is
