@@ -58,7 +58,7 @@ fn long_sequences_attend_alike_fused_or_explicit() {
             TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]),
             &model.device(),
         );
-        model.hidden_states(input).into_data().to_vec().unwrap()
+        model.hidden_states(input).into_data().try_to_vec::<f32>().unwrap()
     };
     let worst = |a: &[f32], b: &[f32]| {
         assert_eq!(a.len(), b.len());
@@ -74,7 +74,7 @@ fn long_sequences_attend_alike_fused_or_explicit() {
     let last = |model: &Llama| -> Vec<f32> {
         let cache = model.prefill(&ids[..100], None);
         let hidden = model.last_hidden_states(&[&ids], Some(&cache), 0);
-        hidden.into_data().to_vec().unwrap()
+        hidden.into_data().try_to_vec::<f32>().unwrap()
     };
     let gap = worst(&last(&fused), &last(&explicit));
     assert!(gap < 1e-4, "after a cached prefix: {gap:.2e}");
