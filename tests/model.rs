@@ -58,7 +58,11 @@ fn long_sequences_attend_alike_fused_or_explicit() {
             TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]),
             &model.device(),
         );
-        model.hidden_states(input).into_data().try_to_vec::<f32>().unwrap()
+        model
+            .hidden_states(input)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
     };
     let worst = |a: &[f32], b: &[f32]| {
         assert_eq!(a.len(), b.len());
