@@ -46,13 +46,13 @@ fn main() -> Result<()> {
     let model = bench::model_path();
     let workload_name = bench::arg("--workload").unwrap_or_else(|| "hh".into());
     let (pairs, described): (Vec<gram::Pair>, &str) = match workload_name.as_str() {
-        "hh" => {
-            let hh = bench::hh_pairs(n_pairs)?;
-            let pairs = hh
+        "hh" => (
+            bench::hh_pairs(n_pairs)?
                 .iter()
-                .map(|p| gram::Pair::new(&p.prompt, &p.chosen, &p.rejected));
-            (pairs.collect(), "pairs of HH-RLHF helpful-base test")
-        }
+                .map(gram::Preference::as_pair)
+                .collect(),
+            "pairs of HH-RLHF helpful-base test",
+        ),
         "rm-bench" => (
             bench::rm_bench_pairs(n_pairs)?,
             "RM-Bench comparisons (whole 3 × 3 rows, the domains in turn)",
