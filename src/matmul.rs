@@ -9,6 +9,7 @@
 //!   (flex's gemm on the CPU, cubecl's matmul on wgpu). The choice is made per product, so a
 //!   model mixes both freely and the results agree to f32 rounding.
 
+pub mod attention;
 pub mod blas;
 
 use burn::backend::DispatchDevice;

@@ -8,7 +8,7 @@
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use gram::matmul::{blas, linear};
+use gram::matmul::{attention, blas, linear};
 
 /// Whether a BLAS was loaded; without one, a skip (or, under `GRAM_REQUIRE_BLAS=1`, a failure).
 fn blas_loaded() -> bool {
@@ -239,5 +239,96 @@ fn judging_gives_the_same_scores_with_and_without_the_blas() {
     assert_eq!(with.len(), 2);
     for (a, b) in with.iter().zip(&without) {
         assert!((a - b).abs() < 1e-4, "p_a {a} with the BLAS, {b} without");
+    }
+}
+
+/// `softmax(q kᵀ / √d, causal from the bottom right) v` in plain tensor ops: key/value heads
+/// repeated for their query heads, keys after a row's position filled with −∞.
+fn plain_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let ([b, h, t, d], [_, kv, s, _]) = (q.dims(), k.dims());
+    let repeat = |x: Tensor<4>| {
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kv, h / kv, s, d])
+            .reshape([b, h, s, d])
+    };
+    let scores = q.matmul(repeat(k).swap_dims(2, 3)) / (d as f64).sqrt(); // [b, h, t, s]
+    let hidden: Vec<bool> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| j > s - t + i))
+        .collect();
+    let hidden = Tensor::<2, burn::tensor::Bool>::from_data(
+        TensorData::new(hidden, [t, s]),
+        &scores.device(),
+    );
+    let scores = scores.mask_fill(hidden.unsqueeze::<4>(), f32::NEG_INFINITY);
+    burn::tensor::activation::softmax(scores, 3).matmul(repeat(v))
+}
+
+/// The CPU attention kernel against plain tensor ops: grouped and ungrouped heads, batches, a
+/// cached prefix, row counts around its block of 64 and a single row; one call counted each.
+#[test]
+fn blas_attention_equals_plain_attention() {
+    if !blas_loaded() {
+        return;
+    }
+    let cpu = Device::flex();
+    // (batch, query heads, key/value heads, new rows T, prefix P, head width)
+    let shapes = [
+        (1, 9, 3, 100, 0, 64),
+        (2, 4, 4, 70, 30, 8),
+        (1, 2, 1, 1, 0, 2),
+        (1, 6, 2, 130, 500, 16),
+        (3, 2, 2, 64, 1, 5),
+    ];
+    for (seed, (b, h, kv, t, p, d)) in shapes.into_iter().enumerate() {
+        let tensor = |dims: [usize; 4], stream| {
+            let count = dims.iter().product();
+            let data = values(count, 10 * seed as u64 + stream);
+            Tensor::<4>::from_data(TensorData::new(data, dims), &cpu) * 3.0
+        };
+        let q = tensor([b, h, t, d], 1);
+        let k = tensor([b, kv, p + t, d], 2);
+        // A strided view, as the model's values are, to be copied to contiguous.
+        let v = tensor([b, p + t, kv, d], 3).swap_dims(1, 2);
+        assert!(attention::takes(&q, &k, &v));
+        let before = attention::calls_on_this_thread();
+        let ours = read(attention::causal_attention(q.clone(), k.clone(), v.clone()));
+        assert_eq!(attention::calls_on_this_thread(), before + 1);
+        let plain = read(plain_attention(q, k, v));
+        assert_eq!(ours.len(), plain.len());
+        let worst = ours
+            .iter()
+            .zip(&plain)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < 2e-5,
+            "{:?}: max difference {worst:.2e}",
+            (b, h, kv, t, p, d)
+        );
+    }
+    // What it does not take: autodiff, 16-bit values, fewer keys than queries, wgpu.
+    let ones = |dims: [usize; 4], device: &Device| Tensor::<4>::ones(dims, device);
+    let grad = Device::flex().autodiff();
+    let (q, k) = (ones([1, 2, 4, 8], &cpu), ones([1, 1, 4, 8], &cpu));
+    assert!(!attention::takes(
+        &ones([1, 2, 4, 8], &grad),
+        &ones([1, 1, 4, 8], &grad),
+        &ones([1, 1, 4, 8], &grad)
+    ));
+    let half = |x: &Tensor<4>| x.clone().cast(burn::tensor::FloatDType::F16);
+    assert!(!attention::takes(&half(&q), &half(&k), &half(&k)));
+    assert!(!attention::takes(
+        &q,
+        &ones([1, 1, 3, 8], &cpu),
+        &ones([1, 1, 3, 8], &cpu)
+    ));
+    assert!(!attention::takes(
+        &q,
+        &ones([1, 3, 4, 8], &cpu),
+        &ones([1, 3, 4, 8], &cpu)
+    ));
+    if let Some(gpu) = common::wgpu_device() {
+        let (q, k) = (ones([1, 2, 4, 8], &gpu), ones([1, 1, 4, 8], &gpu));
+        assert!(!attention::takes(&q, &k, &k), "wgpu runs burn's op");
     }
 }

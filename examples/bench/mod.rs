@@ -1,4 +1,4 @@
-//! What the side-by-side benchmarks (`judge_bench`, `train_bench`) share: command-line
+//! What the benchmarks (`judge_bench`, `train_bench`, `attention_bench`) share: command-line
 //! arguments, the held-out HH-RLHF pairs, the device's measured matmul rate, the process's peak
 //! memory, and [`Torch`], the transformers + PyTorch side (`scripts/torch_bench.py`) run as a
 //! child process on the same token ids, interleaved round by round with gram's side.

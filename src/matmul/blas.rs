@@ -66,9 +66,16 @@ type Sgemm = unsafe extern "C" fn(
     ldc: c_int,
 );
 
-/// A loaded BLAS: its `cblas_sgemm` and the library it came from (kept open).
+/// OpenBLAS's `openblas_set_num_threads` / `openblas_get_num_threads`: the threads each
+/// product may use, process-wide.
+type SetThreads = unsafe extern "C" fn(threads: c_int);
+type GetThreads = unsafe extern "C" fn() -> c_int;
+
+/// A loaded BLAS: its `cblas_sgemm`, OpenBLAS's thread-count controls where it has them, and
+/// the library it came from (kept open).
 struct Library {
     sgemm: Sgemm,
+    threads: Option<(SetThreads, GetThreads)>,
     name: &'static str,
     _library: libloading::Library,
 }
@@ -88,8 +95,11 @@ fn library() -> Option<&'static Library> {
                 unsafe {
                     let library = libloading::Library::new(name).ok()?;
                     let sgemm = *library.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
+                    let set = library.get::<SetThreads>(b"openblas_set_num_threads\0");
+                    let get = library.get::<GetThreads>(b"openblas_get_num_threads\0");
                     Some(Library {
                         sgemm,
+                        threads: set.ok().zip(get.ok()).map(|(set, get)| (*set, *get)),
                         name,
                         _library: library,
                     })
@@ -215,6 +225,102 @@ fn operand(t: &FlexTensor) -> (FlexTensor, c_int, c_int) {
         return (t.clone(), TRANSPOSE, lead.max(1) as c_int);
     }
     (t.to_contiguous(), NO_TRANSPOSE, cols.max(1) as c_int)
+}
+
+/// Runs `work` with every product on one thread each, so that `work` can run many small
+/// products side by side on its own threads (the CPU attention's heads) instead of each one
+/// spreading over the BLAS's threads; `None` (and `work` not run) where the library cannot be
+/// told (OpenBLAS can; Accelerate has no such call). Nested and concurrent callers share one
+/// setting: the first to enter saves the BLAS's thread count and the last to leave restores it.
+pub(super) fn one_thread_per_product<R>(work: impl FnOnce() -> R) -> Option<R> {
+    /// Callers inside, and the thread count to restore when the last leaves.
+    static INSIDE: std::sync::Mutex<(usize, c_int)> = std::sync::Mutex::new((0, 0));
+    let (set, get) = library()?.threads?;
+    {
+        let mut inside = INSIDE.lock().unwrap_or_else(|e| e.into_inner());
+        if inside.0 == 0 {
+            // SAFETY: OpenBLAS's thread-count calls take and return a plain int.
+            inside.1 = unsafe { get() };
+            unsafe { set(1) };
+        }
+        inside.0 += 1;
+    }
+    /// Leaves on drop, so a panic inside `work` restores the setting too.
+    struct Leave(SetThreads, &'static std::sync::Mutex<(usize, c_int)>);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let mut inside = self.1.lock().unwrap_or_else(|e| e.into_inner());
+            inside.0 -= 1;
+            if inside.0 == 0 {
+                // SAFETY: as above.
+                unsafe { (self.0)(inside.1) };
+            }
+        }
+    }
+    let _leave = Leave(set, &INSIDE);
+    Some(work())
+}
+
+/// `c ← alpha · a · op(b)` for row-major slices: `a` `[m, k]` (leading dimension `lda`), `b`
+/// `[k, n]` or, with `b_transposed`, `[n, k]` (leading dimension `ldb`), `c` `[m, n]` (`ldc`);
+/// one `cblas_sgemm` call. For kernels that work on slices of flex tensors (the CPU attention).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sgemm_slices(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    (a, lda): (&[f32], usize),
+    (b, ldb, b_transposed): (&[f32], usize, bool),
+    (c, ldc): (&mut [f32], usize),
+) {
+    let library = library().expect("blas product called without a BLAS (see `takes`)");
+    let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
+    // Every row the call reads or writes lies inside its slice.
+    let spans = |rows: usize, cols: usize, lead: usize| rows.saturating_sub(1) * lead + cols;
+    assert!(
+        lda >= k && ldb >= b_cols && ldc >= n,
+        "blas product: leading dimensions"
+    );
+    assert!(
+        a.len() >= spans(m, k, lda) && b.len() >= spans(b_rows, b_cols, ldb),
+        "blas product: factors shorter than their shapes"
+    );
+    assert!(
+        c.len() >= spans(m, n, ldc),
+        "blas product: output shorter than its shape"
+    );
+    let fits = |x: usize| c_int::try_from(x).is_ok();
+    assert!(
+        [m, n, k, lda, ldb, ldc].into_iter().all(fits),
+        "blas product: sizes beyond a C int"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let trans_b = if b_transposed {
+        TRANSPOSE
+    } else {
+        NO_TRANSPOSE
+    };
+    // SAFETY: the asserts above keep every element the call touches inside the slices.
+    unsafe {
+        (library.sgemm)(
+            ROW_MAJOR,
+            NO_TRANSPOSE,
+            trans_b,
+            m as c_int,
+            n as c_int,
+            k as c_int,
+            alpha,
+            a.as_ptr(),
+            lda as c_int,
+            b.as_ptr(),
+            ldb as c_int,
+            0.0,
+            c.as_mut_ptr(),
+            ldc as c_int,
+        );
+    }
+    CALLS.with(|calls| calls.set(calls.get() + 1));
 }
 
 /// `a · b` by one `cblas_sgemm` call into a new `[m, n]` tensor.

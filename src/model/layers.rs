@@ -148,7 +148,10 @@ impl Attention {
         };
 
         let device = q.device();
-        let out = if CausalMask::fused(&device) {
+        let out = if CausalMask::fused(&device) && crate::matmul::attention::takes(&q, &k, &v) {
+            // f32 on `cpu` with a BLAS: gram's own kernel (grouped heads read natively).
+            crate::matmul::attention::causal_attention(q, k, v)
+        } else if CausalMask::fused(&device) {
             // softmax(q kᵀ / √hd, bottom-right causal) v, query head j reading key/value head
             // j / G, in one op: [B, h, T, hd]. flex reads the grouped heads natively; wgpu's
             // kernels want as many key/value heads as query heads, so those are repeated.
