@@ -1,6 +1,7 @@
 //! What gram's burn backend extensions share (the stage-1 projection in `loss/projection.rs`,
-//! the BLAS product in `matmul/blas.rs`): moving a tensor between burn's device-dispatched
-//! [`Tensor`] and the primitive of the backend an extension is implemented for.
+//! the BLAS product in `matmul/blas.rs`, the CPU attention in `matmul/attention.rs`): moving a
+//! tensor between burn's device-dispatched [`Tensor`] and the primitive of the backend an
+//! extension is implemented for.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DispatchKindConversion, DispatchTensor};

@@ -17,7 +17,7 @@
 //! | [`tokenizer`] | tokenizer and chat-template rendering |
 //! | [`device`] | choosing a wgpu adapter or the CPU |
 //! | [`dtype`] | the float type weights are held in (`--dtype`), and what each backend supports |
-//! | [`matmul`] | the products `x · W` of every projection: 16-bit weights, the system's BLAS on the CPU |
+//! | [`matmul`] | the products `x · W` of every projection: 16-bit weights, the system's BLAS on the CPU; the CPU's causal attention on that BLAS |
 //! | [`loss`] | the WGSL loss kernels with hand-written backward passes (plain tensor ops on the CPU) |
 //! | [`pair`] | pairs, preferences, verdicts, the [`pair::Judge`] trait |
 //! | [`prompt`] | the texts a model reads: judge prompt template and builder, verdict tokens, the stage-1 and reward-model layouts |
@@ -30,7 +30,7 @@
 //! | [`train`] | the training loop, one file per objective (stage 1, stage 2, Bradley–Terry), the run folder, options, the recipe |
 //! | [`serve`] | the HTTP reward server: lifecycle, batcher, HTTP, routes, OpenRLHF adapter |
 //! | [`io`], [`progress`], [`interrupt`], [`error`] | atomic output files, progress lines, Ctrl-C/SIGTERM, errors |
-//! | `extension` (private) | what the burn backend extensions (`loss`, `matmul::blas`) share |
+//! | `extension` (private) | what the burn backend extensions (`loss`, `matmul::blas`, `matmul::attention`) share |
 //!
 //! The `gram` binary (`src/cli/`) is a thin clap layer over these.
 

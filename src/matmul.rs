@@ -8,6 +8,8 @@
 //!   backward); elsewhere, and for every other device and float type, they are burn's own
 //!   (flex's gemm on the CPU, cubecl's matmul on wgpu). The choice is made per product, so a
 //!   model mixes both freely and the results agree to f32 rounding.
+//! * **The CPU's attention** ([`attention`]): causal grouped-query attention with its products
+//!   on the same BLAS (forward and backward), which the decoder layers use for f32 on `cpu`.
 
 pub mod attention;
 pub mod blas;

@@ -263,14 +263,21 @@ fn plain_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     burn::tensor::activation::softmax(scores, 3).matmul(repeat(v))
 }
 
-/// The CPU attention kernel against plain tensor ops: grouped and ungrouped heads, batches, a
-/// cached prefix, row counts around its block of 64 and a single row; one call counted each.
+/// The CPU attention kernel against plain tensor ops, forward and backward: grouped and
+/// ungrouped heads, batches, a cached prefix, row counts around its block of 64 and a single
+/// row; one kernel call counted each time, so a silent fallback fails.
 #[test]
-fn blas_attention_equals_plain_attention() {
+fn blas_attention_and_its_gradients_equal_plain_attention() {
     if !blas_loaded() {
         return;
     }
-    let cpu = Device::flex();
+    let worst = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
     // (batch, query heads, key/value heads, new rows T, prefix P, head width)
     let shapes = [
         (1, 9, 3, 100, 0, 64),
@@ -280,41 +287,61 @@ fn blas_attention_equals_plain_attention() {
         (3, 2, 2, 64, 1, 5),
     ];
     for (seed, (b, h, kv, t, p, d)) in shapes.into_iter().enumerate() {
-        let tensor = |dims: [usize; 4], stream| {
-            let count = dims.iter().product();
-            let data = values(count, 10 * seed as u64 + stream);
-            Tensor::<4>::from_data(TensorData::new(data, dims), &cpu) * 3.0
+        let shape = (b, h, kv, t, p, d);
+        let run = |device: &Device, kernel: bool| {
+            let tensor = |dims: [usize; 4], stream| {
+                let count = dims.iter().product();
+                let data = values(count, 10 * seed as u64 + stream);
+                let x = Tensor::<4>::from_data(TensorData::new(data, dims), device) * 3.0;
+                if device.is_autodiff() {
+                    x.require_grad()
+                } else {
+                    x
+                }
+            };
+            let q = tensor([b, h, t, d], 1);
+            let k = tensor([b, kv, p + t, d], 2);
+            // A strided view, as the model's values are, to be copied to contiguous.
+            let v_storage = tensor([b, p + t, kv, d], 3);
+            let v = v_storage.clone().swap_dims(1, 2);
+            let out = if kernel {
+                assert!(attention::takes(&q, &k, &v));
+                let before = attention::calls_on_this_thread();
+                let out = attention::causal_attention(q.clone(), k.clone(), v.clone());
+                assert_eq!(attention::calls_on_this_thread(), before + 1);
+                out
+            } else {
+                plain_attention(q.clone(), k.clone(), v.clone())
+            };
+            if !device.is_autodiff() {
+                return vec![read(out)];
+            }
+            let weights = tensor([b, h, t, d], 4).detach();
+            let grads = (out.clone() * weights).sum().backward();
+            let grad = |x: &Tensor<4>| read(x.grad(&grads).expect("a gradient"));
+            vec![read(out), grad(&q), grad(&k), grad(&v_storage)]
         };
-        let q = tensor([b, h, t, d], 1);
-        let k = tensor([b, kv, p + t, d], 2);
-        // A strided view, as the model's values are, to be copied to contiguous.
-        let v = tensor([b, p + t, kv, d], 3).swap_dims(1, 2);
-        assert!(attention::takes(&q, &k, &v));
-        let before = attention::calls_on_this_thread();
-        let ours = read(attention::causal_attention(q.clone(), k.clone(), v.clone()));
-        assert_eq!(attention::calls_on_this_thread(), before + 1);
-        let plain = read(plain_attention(q, k, v));
-        assert_eq!(ours.len(), plain.len());
-        let worst = ours
+        let grad_device = Device::flex().autodiff();
+        let (ours, plain) = (run(&grad_device, true), run(&grad_device, false));
+        for (name, (a, b)) in ["output", "∂q", "∂k", "∂v"]
             .iter()
-            .zip(&plain)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+            .zip(ours.iter().zip(&plain))
+        {
+            let gap = worst(a, b);
+            assert!(gap < 5e-5, "{shape:?}: {name} differs by {gap:.2e}");
+        }
+        let inference = run(&Device::flex(), true);
+        let gap = worst(&inference[0], &plain[0]);
         assert!(
-            worst < 2e-5,
-            "{:?}: max difference {worst:.2e}",
-            (b, h, kv, t, p, d)
+            gap < 2e-5,
+            "{shape:?}: output without autodiff differs by {gap:.2e}"
         );
     }
-    // What it does not take: autodiff, 16-bit values, fewer keys than queries, wgpu.
+    // What it does not take: 16-bit values, fewer keys than queries, heads that do not group,
+    // wgpu.
+    let cpu = Device::flex();
     let ones = |dims: [usize; 4], device: &Device| Tensor::<4>::ones(dims, device);
-    let grad = Device::flex().autodiff();
     let (q, k) = (ones([1, 2, 4, 8], &cpu), ones([1, 1, 4, 8], &cpu));
-    assert!(!attention::takes(
-        &ones([1, 2, 4, 8], &grad),
-        &ones([1, 1, 4, 8], &grad),
-        &ones([1, 1, 4, 8], &grad)
-    ));
     let half = |x: &Tensor<4>| x.clone().cast(burn::tensor::FloatDType::F16);
     assert!(!attention::takes(&half(&q), &half(&k), &half(&k)));
     assert!(!attention::takes(

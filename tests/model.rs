@@ -39,10 +39,10 @@ fn logits_match_transformers_on_wgpu() {
     check_parity(&device);
 }
 
-/// On a long sequence the CPU's two attention paths agree: burn's fused op (what judging runs)
-/// and the explicit-mask products (what autodiff devices run), whole and continuing a cached
-/// prefix (the fused op's causal mask aligned to the bottom-right): every position's hidden
-/// state within 1e-4.
+/// On a long sequence the CPU's attention without autodiff (what judging runs: gram's BLAS
+/// kernel where a BLAS is loaded, burn's fused op otherwise) and with it (the kernel's autodiff
+/// form, or the explicit-mask products) agree, whole and continuing a cached prefix (the causal
+/// mask aligned to the bottom-right): every position's hidden state within 1e-4.
 #[test]
 fn long_sequences_attend_alike_fused_or_explicit() {
     use burn::tensor::{Int, Tensor, TensorData};

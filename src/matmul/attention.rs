@@ -1,34 +1,49 @@
-//! Causal grouped-query attention on the CPU, its products on the system's BLAS.
+//! Causal grouped-query attention on the CPU, its products on the system's BLAS, with its
+//! backward pass.
 //!
 //! For query row `i` of `T` (position `P + i` after a cached prefix of `P`), keys and values
-//! `0..S` with `S = P + T`, and query head `j` reading key/value head `j / G`:
+//! `0..S` with `S = P + T`, query head `j` reading key/value head `j / G`, and `c = 1/√d`:
 //!
 //! ```text
-//! o_i = Σ_{s ≤ P+i} softmax_s(q_i · k_s / √d) · v_s
+//! s_i,σ = c · q_i · k_σ            for σ ≤ P + i (the keys row i sees)
+//! ℓ_i   = log Σ_σ exp(s_i,σ)       (kept for the backward pass)
+//! p_i,σ = exp(s_i,σ − ℓ_i)
+//! o_i   = Σ_σ p_i,σ · v_σ
 //! ```
 //!
-//! burn's fused attention op on flex computes this in key tiles of 64 with flex's gemm, forms
-//! the scores of keys a row may not see as well, and takes each exponential one at a time. Here,
-//! per (batch, query head) and block of [`BLOCK`] query rows `[i0, i1)`:
+//! burn's fused attention op on flex computes the forward pass in key tiles of 64 with flex's
+//! gemm, forms the scores of keys a row may not see as well, and takes each exponential one at
+//! a time; under autodiff burn decomposes it into batched matmuls, a mask and a softmax, and
+//! keeps the `[T, S]` probabilities of every head for the backward pass. Here, per (batch,
+//! query head) and block of [`BLOCK`] query rows `[i0, i1)`, every product is one sgemm over
+//! the keys `0..P+i1` the block sees (keys after its last row are never formed):
 //!
 //! ```text
-//! scores = Q[i0..i1] · K[0..P+i1]ᵀ / √d            one sgemm, [rows, P + i1]: keys after the
-//!                                                  block's last row are never formed
-//! row r: softmax over its P + i0 + r + 1 visible   max, exp, sum, scale; the rest set to 0
-//!        columns
-//! O[i0..i1] = scores · V[0..P+i1]                  one sgemm
+//! forward    S  = c · Q_blk · K[..P+i1]ᵀ,  row-wise softmax over the visible columns (ℓ kept),
+//!            O_blk = P · V
+//! backward   P recomputed from S and ℓ;  D_i = Σ_c ∂o_i,c · o_i,c
+//!            ∂V += Pᵀ · ∂O_blk,   ∂P = ∂O_blk · Vᵀ,   ∂S = P ⊙ (∂P − D)
+//!            ∂Q_blk = c · ∂S · K,   ∂K += c · ∂Sᵀ · Q_blk
 //! ```
 //!
-//! Heads are independent and run side by side on rayon's threads, each product on one BLAS
-//! thread. On the 2-core CI machine this ran 2.0–3.4× faster than flex's op on judging's
-//! shapes (`cargo run --example attention_bench`). f32 only, without autodiff (inference and
-//! the frozen layers of training); [`takes`] says when.
+//! (the gradients of FlashAttention, Dao et al. 2022). Heads are independent and run side by
+//! side on rayon's threads, each product on one BLAS thread; in the backward pass each query
+//! head accumulates its own `∂K`, `∂V`, summed over the `G` heads of a group at the end. On
+//! the 2-core CI machine the forward pass ran 2.5–4.0× faster than flex's op on judging's
+//! shapes (`cargo run --example attention_bench`). f32 only; [`takes`] says when.
 
 use super::blas;
 use crate::extension::primitive;
-use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{DType, Shape, Tensor};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, Backend, Dispatch, DispatchKindConversion, DispatchTensor, Flex, backend_extension,
+};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::cell::Cell;
 use wide::{f32x8, i32x8};
@@ -37,17 +52,15 @@ use wide::{f32x8, i32x8};
 /// sequences of a few thousand tokens.
 pub const BLOCK: usize = 64;
 
-/// Whether [`causal_attention`] takes these tensors: f32, on `cpu` without autodiff, a BLAS
-/// loaded, and the shapes of grouped-query attention (`q` `[B, h, T, d]`, `k`/`v`
-/// `[B, kv, S, d]` with `h` a multiple of `kv` and `S ≥ T`).
+/// Whether [`causal_attention`] takes these tensors: f32, on `cpu` (with or without
+/// autodiff), a BLAS loaded, and the shapes of grouped-query attention (`q` `[B, h, T, d]`,
+/// `k`/`v` `[B, kv, S, d]` with `h` a multiple of `kv` and `S ≥ T`).
 pub fn takes(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> bool {
-    let device = q.device();
     let ([b, h, t, d], [kb, kv, s, kd]) = (q.dims(), k.dims());
     [q.dtype(), k.dtype(), v.dtype()]
         .iter()
         .all(|&dtype| dtype == DType::F32)
-        && super::on_flex(&device)
-        && !device.is_autodiff()
+        && super::on_flex(&q.device())
         && blas::name().is_some()
         && v.dims() == k.dims()
         && kb == b
@@ -58,16 +71,19 @@ pub fn takes(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> bool {
 }
 
 /// `softmax(q kᵀ / √d, causal from the bottom right) · v`, `[B, h, T, d]`, for `q` `[B, h, T,
-/// d]` and `k`, `v` `[B, kv, S, d]` ([`takes`] said yes).
+/// d]` and `k`, `v` `[B, kv, S, d]` ([`takes`] said yes); under autodiff with its backward pass.
 pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let [q, k, v] = [q, k, v].map(|x| primitive::<Flex, 4>(x).to_contiguous());
-    let out = attend(&q, &k, &v);
+    let out = Tensor::from_dispatch(<Dispatch as AttentionBackend>::causal_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+    ));
     CALLS.with(|calls| calls.set(calls.get() + 1));
-    Tensor::from_primitive::<Flex>(out)
+    out
 }
 
 /// Attentions this thread has run through [`causal_attention`] so far (a test compares it
-/// before and after, so a silent fallback to flex's op fails it).
+/// before and after, so a silent fallback to burn's ops fails it).
 pub fn calls_on_this_thread() -> u64 {
     CALLS.with(Cell::get)
 }
@@ -76,105 +92,374 @@ thread_local! {
     static CALLS: Cell<u64> = const { Cell::new(0) };
 }
 
-fn attend(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
-    let [b, h, t, d] = dims(q);
-    let [_, kv, s, _] = dims(k);
-    let (group, prefix) = (h / kv, s - t);
-    let scale = 1.0 / (d as f32).sqrt();
-    let q = &q.storage::<f32>()[q.layout().start_offset()..][..b * h * t * d];
-    let k = &k.storage::<f32>()[k.layout().start_offset()..][..b * kv * s * d];
-    let v = &v.storage::<f32>()[v.layout().start_offset()..][..b * kv * s * d];
-    let mut out = FlexTensor::empty(Shape::from(vec![b, h, t, d]), DType::F32);
-    let heads = out.storage_mut::<f32>();
-    if t == 0 || d == 0 {
-        return out;
-    }
-    // One task per (batch, query head): its rows of Q and O, its key/value head's K and V.
-    let task = |scores: &mut Vec<f32>, (head, o): (usize, &mut [f32])| {
-        let (batch, j) = (head / h, head % h);
-        let kv_head = (batch * kv + j / group) * s * d;
-        let q = &q[head * t * d..][..t * d];
-        let (k, v) = (&k[kv_head..][..s * d], &v[kv_head..][..s * d]);
-        for i0 in (0..t).step_by(BLOCK) {
-            let rows = BLOCK.min(t - i0);
-            let seen = prefix + i0 + rows; // keys the block's last row sees
-            scores.resize(rows * seen, 0.0);
-            blas::sgemm_slices(
-                (rows, seen, d),
-                scale,
-                (&q[i0 * d..], d),
-                (k, d, true),
-                (scores, seen),
-            );
-            for (r, row) in scores.chunks_exact_mut(seen).enumerate() {
-                let (visible, hidden) = row.split_at_mut(prefix + i0 + r + 1);
-                softmax_in_place(visible);
-                hidden.fill(0.0);
-            }
-            blas::sgemm_slices(
-                (rows, d, seen),
-                1.0,
-                (scores, seen),
-                (v, d, false),
-                (&mut o[i0 * d..], d),
-            );
-        }
-    };
-    // Heads side by side, each product on one thread; where the BLAS cannot be held to one
-    // thread per product, one head after another, each product on all of its threads.
-    let parallel = |heads: &mut [f32]| {
-        heads
-            .par_chunks_mut(t * d)
-            .enumerate()
-            .for_each_init(Vec::new, task)
-    };
-    if blas::one_thread_per_product(|| parallel(heads)).is_none() {
-        let mut scores = Vec::new();
-        heads
-            .chunks_mut(t * d)
-            .enumerate()
-            .for_each(|head| task(&mut scores, head));
-    }
-    out
+/// The attention as a burn backend extension: forward on flex, forward and backward on
+/// `Autodiff<Flex>`.
+#[backend_extension(Autodiff, Flex)]
+pub trait AttentionBackend: Backend {
+    /// `[B, h, T, d]` from `q` `[B, h, T, d]`, `k` and `v` `[B, kv, S, d]`.
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
+impl AttentionBackend for Flex {
+    fn causal_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor) -> FlexTensor {
+        let [q, k, v] = [q, k, v].map(|x| x.to_contiguous());
+        forward(&q, &k, &v).0
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+/// What the backward pass reads: `q`, `k`, `v`, the output and `ℓ` (`[B, h, T]`).
+type Saved = (Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>, Tensor<3>);
+
+impl<B: Backend> Backward<B, 3> for AttentionBackward
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = Tensor::<4>::from_primitive::<B>(grads.consume::<B>(&ops.node));
+        let (q, k, v, out, lse) = ops.state;
+        let [q, k, v, out, d_out] = [q, k, v, out, d_out].map(flex);
+        let lse = primitive::<Flex, 3>(lse).to_contiguous();
+        let gradients = backward(&q, &k, &v, &out, &lse, &d_out);
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = node {
+                let gradient = Tensor::<4>::from_primitive::<Flex>(gradient);
+                grads.register::<B>(node.id, primitive::<B, 4>(gradient));
+            }
+        }
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> AttentionBackend for Autodiff<B, C>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (q, q_node) = q.into_parts();
+        let (k, k_node) = k.into_parts();
+        let (v, v_node) = v.into_parts();
+        let [q, k, v] = [q, k, v].map(|x| Tensor::<4>::from_primitive::<B>(x));
+        let (out, lse) = forward(&flex(q.clone()), &flex(k.clone()), &flex(v.clone()));
+        let out = Tensor::<4>::from_primitive::<Flex>(out);
+        let y = primitive::<B, 4>(out.clone());
+        // Compute-bound: keep the inputs rather than recompute under gradient checkpointing.
+        match AttentionBackward
+            .prepare::<C>([q_node, k_node, v_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((q, k, v, out, lse), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+/// A flex tensor's storage, contiguous.
+fn flex(x: Tensor<4>) -> FlexTensor {
+    primitive::<Flex, 4>(x).to_contiguous()
+}
+
+/// The shape of a 4-d flex tensor.
 fn dims(x: &FlexTensor) -> [usize; 4] {
     let shape = x.layout().shape();
     [shape[0], shape[1], shape[2], shape[3]]
 }
 
-/// `x ← softmax(x)` for one non-empty row, `exp(x − max) / Σ exp(x − max)`, eight lanes at a
-/// time (`wide`'s portable SIMD: SSE, AVX or NEON as the target has them).
-fn softmax_in_place(row: &mut [f32]) {
-    let lanes = |chunk: &[f32]| f32x8::from(<[f32; 8]>::try_from(chunk).expect("8 lanes"));
-    let (chunks, tail) = row.as_chunks_mut::<8>();
+/// A contiguous flex tensor's elements.
+fn elements(x: &FlexTensor) -> &[f32] {
+    let count = x.layout().num_elements();
+    &x.storage::<f32>()[x.layout().start_offset()..][..count]
+}
+
+/// The sizes of one attention: batch, query heads, key/value heads, new rows `T`, keys `S`,
+/// head width.
+#[derive(Clone, Copy)]
+struct Sizes {
+    b: usize,
+    h: usize,
+    kv: usize,
+    t: usize,
+    s: usize,
+    d: usize,
+}
+
+impl Sizes {
+    fn of(q: &FlexTensor, k: &FlexTensor) -> Self {
+        let ([b, h, t, d], [_, kv, s, _]) = (dims(q), dims(k));
+        Sizes { b, h, kv, t, s, d }
+    }
+
+    /// Where query head `head` (counted over the batch)'s key/value head starts in `k`, `v`.
+    fn kv_start(&self, head: usize) -> usize {
+        let (batch, j) = (head / self.h, head % self.h);
+        (batch * self.kv + j / (self.h / self.kv)) * self.s * self.d
+    }
+
+    /// The blocks of query rows: `(i0, rows, keys seen by the block's last row)`.
+    fn blocks(&self) -> impl Iterator<Item = (usize, usize, usize)> {
+        let Sizes { t, s, .. } = *self;
+        (0..t).step_by(BLOCK).map(move |i0| {
+            let rows = BLOCK.min(t - i0);
+            (i0, rows, s - t + i0 + rows)
+        })
+    }
+}
+
+/// Runs `task` on every query head (counted over the batch) with that head's chunks of the
+/// `outputs` (each of `per_head[n]` elements): side by side, each product on one BLAS thread;
+/// where the BLAS cannot be held to one thread per product, one head after another.
+fn each_head<const N: usize>(
+    outputs: [&mut [f32]; N],
+    per_head: [usize; N],
+    task: impl Fn(&mut Vec<f32>, usize, [&mut [f32]; N]) + Sync,
+) {
+    let heads = outputs[0].len() / per_head[0].max(1);
+    let mut chunks: Vec<[&mut [f32]; N]> =
+        (0..heads).map(|_| [(); N].map(|_| &mut [][..])).collect();
+    for (n, output) in outputs.into_iter().enumerate() {
+        for (chunk, slot) in output.chunks_mut(per_head[n].max(1)).zip(&mut chunks) {
+            slot[n] = chunk;
+        }
+    }
+    let parallel = |chunks: Vec<[&mut [f32]; N]>| {
+        chunks
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (head, chunk)| {
+                task(scratch, head, chunk)
+            })
+    };
+    let mut chunks = Some(chunks);
+    if blas::one_thread_per_product(|| parallel(chunks.take().expect("not run yet"))).is_none() {
+        let mut scratch = Vec::new();
+        for (head, chunk) in chunks.take().expect("not run").into_iter().enumerate() {
+            task(&mut scratch, head, chunk);
+        }
+    }
+}
+
+/// The forward pass: the output `[B, h, T, d]` and `ℓ` `[B, h, T]`.
+fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Tensor<3>) {
+    let size = Sizes::of(q, k);
+    let Sizes { b, h, t, s, d, .. } = size;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (q, k, v) = (elements(q), elements(k), elements(v));
+    let mut out = vec![0.0f32; b * h * t * d];
+    let mut lse = vec![0.0f32; b * h * t];
+    each_head(
+        [&mut out, &mut lse],
+        [t * d, t],
+        |scores, head, [o, lse]| {
+            let q = &q[head * t * d..][..t * d];
+            let kv = size.kv_start(head);
+            let (k, v) = (&k[kv..][..s * d], &v[kv..][..s * d]);
+            for (i0, rows, seen) in size.blocks() {
+                scores.resize(rows * seen, 0.0);
+                let q_block = (&q[i0 * d..], d, false);
+                blas::sgemm_slices(
+                    (rows, seen, d),
+                    scale,
+                    q_block,
+                    (k, d, true),
+                    0.0,
+                    (scores, seen),
+                );
+                for (r, row) in scores.chunks_exact_mut(seen).enumerate() {
+                    let (visible, hidden) = row.split_at_mut(seen - rows + r + 1);
+                    lse[i0 + r] = softmax_in_place(visible);
+                    hidden.fill(0.0);
+                }
+                let o_block = (&mut o[i0 * d..], d);
+                blas::sgemm_slices(
+                    (rows, d, seen),
+                    1.0,
+                    (scores, seen, false),
+                    (v, d, false),
+                    0.0,
+                    o_block,
+                );
+            }
+        },
+    );
+    let shape = [b, h, t, d];
+    let lse = Tensor::<3>::from_data(TensorData::new(lse, [b, h, t]), &Device::flex());
+    (flex_from(out, shape), lse)
+}
+
+/// The backward pass: `[∂q, ∂k, ∂v]` from the inputs, the output, `ℓ` and `∂out`.
+fn backward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    out: &FlexTensor,
+    lse: &FlexTensor,
+    d_out: &FlexTensor,
+) -> [FlexTensor; 3] {
+    let size = Sizes::of(q, k);
+    let Sizes { b, h, kv, t, s, d } = size;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (q, k, v) = (elements(q), elements(k), elements(v));
+    let (out, d_out) = (elements(out), elements(d_out));
+    let lse = &lse.storage::<f32>()[lse.layout().start_offset()..][..b * h * t];
+    let mut d_q = vec![0.0f32; b * h * t * d];
+    // Each query head's share of ∂K and ∂V, summed over its group below.
+    let mut d_k_head = vec![0.0f32; b * h * s * d];
+    let mut d_v_head = vec![0.0f32; b * h * s * d];
+    each_head(
+        [&mut d_q, &mut d_k_head, &mut d_v_head],
+        [t * d, s * d, s * d],
+        |scratch, head, [d_q, d_k, d_v]| {
+            let rows = head * t * d..(head + 1) * t * d;
+            let (q, o, d_o) = (&q[rows.clone()], &out[rows.clone()], &d_out[rows]);
+            let lse = &lse[head * t..][..t];
+            let start = size.kv_start(head);
+            let (k, v) = (&k[start..][..s * d], &v[start..][..s * d]);
+            for (i0, rows, seen) in size.blocks() {
+                scratch.resize(2 * rows * seen, 0.0);
+                let (p, d_s) = scratch.split_at_mut(rows * seen);
+                let q_block = (&q[i0 * d..], d, false);
+                let d_o_block = (&d_o[i0 * d..], d, false);
+                // P, recomputed: exp(c · Q Kᵀ − ℓ) on the visible columns, 0 elsewhere.
+                blas::sgemm_slices(
+                    (rows, seen, d),
+                    scale,
+                    q_block,
+                    (k, d, true),
+                    0.0,
+                    (p, seen),
+                );
+                for (r, row) in p.chunks_exact_mut(seen).enumerate() {
+                    let (visible, hidden) = row.split_at_mut(seen - rows + r + 1);
+                    exp_minus(visible, lse[i0 + r]);
+                    hidden.fill(0.0);
+                }
+                // ∂V += Pᵀ · ∂O;  ∂P = ∂O · Vᵀ.
+                blas::sgemm_slices(
+                    (seen, d, rows),
+                    1.0,
+                    (p, seen, true),
+                    d_o_block,
+                    1.0,
+                    (d_v, d),
+                );
+                blas::sgemm_slices(
+                    (rows, seen, d),
+                    1.0,
+                    d_o_block,
+                    (v, d, true),
+                    0.0,
+                    (d_s, seen),
+                );
+                // ∂S = P ⊙ (∂P − D), D_i = ∂o_i · o_i.
+                for r in 0..rows {
+                    let i = i0 + r;
+                    let dot: f32 = (d_o[i * d..][..d].iter().zip(&o[i * d..][..d]))
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    let (p_row, d_s_row) = (&p[r * seen..][..seen], &mut d_s[r * seen..][..seen]);
+                    for (g, &p) in d_s_row.iter_mut().zip(p_row) {
+                        *g = p * (*g - dot);
+                    }
+                }
+                // ∂Q = c · ∂S · K;  ∂K += c · ∂Sᵀ · Q.
+                let d_q_block = (&mut d_q[i0 * d..], d);
+                blas::sgemm_slices(
+                    (rows, d, seen),
+                    scale,
+                    (d_s, seen, false),
+                    (k, d, false),
+                    0.0,
+                    d_q_block,
+                );
+                blas::sgemm_slices(
+                    (seen, d, rows),
+                    scale,
+                    (d_s, seen, true),
+                    q_block,
+                    1.0,
+                    (d_k, d),
+                );
+            }
+        },
+    );
+    // ∂K, ∂V of a key/value head: the sum over the query heads that read it.
+    let group = h / kv;
+    let sum_groups = |per_head: Vec<f32>| -> FlexTensor {
+        let mut total = vec![0.0f32; b * kv * s * d];
+        for (head, share) in per_head.chunks_exact(s * d).enumerate() {
+            let (batch, j) = (head / h, head % h);
+            let into = &mut total[(batch * kv + j / group) * s * d..][..s * d];
+            into.iter_mut().zip(share).for_each(|(x, y)| *x += y);
+        }
+        flex_from(total, [b, kv, s, d])
+    };
+    [
+        flex_from(d_q, [b, h, t, d]),
+        sum_groups(d_k_head),
+        sum_groups(d_v_head),
+    ]
+}
+
+/// A new contiguous flex tensor holding `values`.
+fn flex_from(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    let tensor = Tensor::<4>::from_data(TensorData::new(values, shape), &Device::flex());
+    primitive::<Flex, 4>(tensor)
+}
+
+/// Eight lanes of a chunk.
+fn lanes(chunk: &[f32; 8]) -> f32x8 {
+    f32x8::from(*chunk)
+}
+
+/// `x ← softmax(x)` for one non-empty row, `exp(x − max) / Σ exp(x − max)`; returns the row's
+/// log-sum-exp `max + log Σ exp(x − max)`. Eight lanes at a time (`wide`'s portable SIMD: SSE,
+/// AVX or NEON as the target has them).
+fn softmax_in_place(row: &mut [f32]) -> f32 {
+    let (chunks, tail) = row.as_chunks::<8>();
     let mut maxima = f32x8::splat(f32::NEG_INFINITY);
-    for chunk in chunks.iter() {
+    for chunk in chunks {
         maxima = maxima.fast_max(lanes(chunk));
     }
-    let max = maxima
-        .to_array()
-        .into_iter()
-        .chain(tail.iter().copied())
+    let max = (maxima.to_array().into_iter().chain(tail.iter().copied()))
         .fold(f32::NEG_INFINITY, f32::max);
-    let max8 = f32x8::splat(max);
+    let sum = exp_minus(row, max);
+    let inverse = f32x8::splat(1.0 / sum);
+    let (chunks, tail) = row.as_chunks_mut::<8>();
+    for chunk in chunks {
+        *chunk = (lanes(chunk) * inverse).to_array();
+    }
+    tail.iter_mut().for_each(|x| *x /= sum);
+    max + sum.ln()
+}
+
+/// `x ← exp(x − shift)` for every entry of `row`; returns the sum of the new entries.
+fn exp_minus(row: &mut [f32], shift: f32) -> f32 {
+    let shift8 = f32x8::splat(shift);
+    let (chunks, tail) = row.as_chunks_mut::<8>();
     let mut sums = f32x8::ZERO;
-    for chunk in chunks.iter_mut() {
-        let e = exp(lanes(chunk) - max8);
+    for chunk in chunks {
+        let e = exp(lanes(chunk) - shift8);
         sums += e;
         *chunk = e.to_array();
     }
-    // The last `len mod 8` entries, padded with `max` (whose exponential is dropped).
-    let mut padded = [max; 8];
+    // The last `len mod 8` entries, padded with `shift` (whose exponential is dropped).
+    let mut padded = [shift; 8];
     padded[..tail.len()].copy_from_slice(tail);
-    let e = exp(f32x8::from(padded) - max8).to_array();
+    let e = exp(f32x8::from(padded) - shift8).to_array();
     tail.copy_from_slice(&e[..tail.len()]);
-    let sum = sums.reduce_add() + tail.iter().sum::<f32>();
-    let inverse = f32x8::splat(1.0 / sum);
-    for chunk in chunks.iter_mut() {
-        *chunk = (f32x8::from(*chunk) * inverse).to_array();
-    }
-    tail.iter_mut().for_each(|x| *x /= sum);
+    sums.reduce_add() + tail.iter().sum::<f32>()
 }
 
 /// `e^x` lane by lane in f32, within 2 ulp of the standard library's (which is a call per

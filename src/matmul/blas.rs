@@ -261,27 +261,37 @@ pub(super) fn one_thread_per_product<R>(work: impl FnOnce() -> R) -> Option<R> {
     Some(work())
 }
 
-/// `c ← alpha · a · op(b)` for row-major slices: `a` `[m, k]` (leading dimension `lda`), `b`
-/// `[k, n]` or, with `b_transposed`, `[n, k]` (leading dimension `ldb`), `c` `[m, n]` (`ldc`);
-/// one `cblas_sgemm` call. For kernels that work on slices of flex tensors (the CPU attention).
-#[allow(clippy::too_many_arguments)]
+/// `c ← alpha · op(a) · op(b) + beta · c` for row-major slices, one `cblas_sgemm` call: `op(a)`
+/// `[m, k]` (`a` stored `[m, k]`, or `[k, m]` when `a_transposed`), `op(b)` `[k, n]` (`b` stored
+/// `[k, n]`, or `[n, k]` when `b_transposed`), each with its leading dimension; `c` `[m, n]`.
+/// For kernels that work on slices of flex tensors (the CPU attention).
+#[allow(clippy::type_complexity)]
 pub(super) fn sgemm_slices(
     (m, n, k): (usize, usize, usize),
     alpha: f32,
-    (a, lda): (&[f32], usize),
+    (a, lda, a_transposed): (&[f32], usize, bool),
     (b, ldb, b_transposed): (&[f32], usize, bool),
+    beta: f32,
     (c, ldc): (&mut [f32], usize),
 ) {
     let library = library().expect("blas product called without a BLAS (see `takes`)");
-    let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
+    let stored = |transposed: bool, rows: usize, cols: usize| {
+        if transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        }
+    };
+    let ((a_rows, a_cols), (b_rows, b_cols)) =
+        (stored(a_transposed, m, k), stored(b_transposed, k, n));
     // Every row the call reads or writes lies inside its slice.
     let spans = |rows: usize, cols: usize, lead: usize| rows.saturating_sub(1) * lead + cols;
     assert!(
-        lda >= k && ldb >= b_cols && ldc >= n,
+        lda >= a_cols && ldb >= b_cols && ldc >= n,
         "blas product: leading dimensions"
     );
     assert!(
-        a.len() >= spans(m, k, lda) && b.len() >= spans(b_rows, b_cols, ldb),
+        a.len() >= spans(a_rows, a_cols, lda) && b.len() >= spans(b_rows, b_cols, ldb),
         "blas product: factors shorter than their shapes"
     );
     assert!(
@@ -296,28 +306,24 @@ pub(super) fn sgemm_slices(
     if m == 0 || n == 0 {
         return;
     }
-    let trans_b = if b_transposed {
-        TRANSPOSE
-    } else {
-        NO_TRANSPOSE
-    };
+    let flag = |transposed: bool| if transposed { TRANSPOSE } else { NO_TRANSPOSE };
     // SAFETY: the asserts above keep every element the call touches inside the slices.
     unsafe {
         (library.sgemm)(
             ROW_MAJOR,
-            NO_TRANSPOSE,
-            trans_b,
+            flag(a_transposed),
+            flag(b_transposed),
             m as c_int,
             n as c_int,
             k as c_int,
             alpha,
             a.as_ptr(),
-            lda as c_int,
+            lda.max(1) as c_int,
             b.as_ptr(),
-            ldb as c_int,
-            0.0,
+            ldb.max(1) as c_int,
+            beta,
             c.as_mut_ptr(),
-            ldc as c_int,
+            ldc.max(1) as c_int,
         );
     }
     CALLS.with(|calls| calls.set(calls.get() + 1));

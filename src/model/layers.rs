@@ -148,8 +148,9 @@ impl Attention {
         };
 
         let device = q.device();
-        let out = if CausalMask::fused(&device) && crate::matmul::attention::takes(&q, &k, &v) {
-            // f32 on `cpu` with a BLAS: gram's own kernel (grouped heads read natively).
+        let out = if crate::matmul::attention::takes(&q, &k, &v) {
+            // f32 on `cpu` with a BLAS: gram's own kernel, with or without autodiff (grouped
+            // heads read natively, no mask).
             crate::matmul::attention::causal_attention(q, k, v)
         } else if CausalMask::fused(&device) {
             // softmax(q kᵀ / √hd, bottom-right causal) v, query head j reading key/value head
