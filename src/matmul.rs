@@ -9,10 +9,12 @@
 //!   (flex's gemm on the CPU, cubecl's matmul on wgpu). The choice is made per product, so a
 //!   model mixes both freely and the results agree to f32 rounding.
 //! * **The CPU's attention** ([`attention`]): causal grouped-query attention with its products
-//!   on the same BLAS (forward and backward), which the decoder layers use for f32 on `cpu`.
+//!   on the same BLAS (forward and backward), which the decoder layers use for f32 on `cpu`;
+//!   its row softmax ([`softmax`], SIMD) also serves the stage-1 projection's logits.
 
 pub mod attention;
 pub mod blas;
+pub(crate) mod softmax;
 
 use burn::backend::DispatchDevice;
 use burn::tensor::{Device, Tensor};

@@ -18,9 +18,10 @@
 //! backward pass forms them again, chunk by chunk.
 //!
 //! The two row kernels are WGSL on wgpu (`shaders/row_log_sum_exp.wgsl`,
-//! `shaders/row_softmax_scaled.wgsl`) and plain tensor operations elsewhere; the matmuls are
-//! burn's. The op is a burn backend extension for the wgpu and flex backends, with the backward
-//! pass above registered with burn's autodiff.
+//! `shaders/row_softmax_scaled.wgsl`), SIMD passes on `cpu` (`crate::matmul::softmax`, one pass
+//! for both when the forward pass forms `J`) and plain tensor operations on any other backend;
+//! the matmuls are burn's. The op is a burn backend extension for the wgpu and flex backends,
+//! with the backward pass above registered with burn's autodiff.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -35,6 +36,7 @@ use std::ops::Range;
 
 use super::{kernels, runs_wgsl_kernels};
 use crate::extension::primitive;
+use crate::matmul::softmax;
 
 /// The projected log-sum-exp as a burn backend extension: forward only on the wgpu (`Cube`) and
 /// flex backends, forward and backward on `Autodiff` of either. Call it through
@@ -212,10 +214,7 @@ fn log_sum_exp_and_row_gradients(
 ) -> (Tensor<1>, Tensor<2>) {
     let (mut lse, mut row_gradients) = (Vec::new(), Vec::new());
     for rows in chunks(hidden.dims()[0], chunk_rows) {
-        let z = logits(narrow(hidden, &rows), weight);
-        let chunk_lse = row_log_sum_exp(z.clone());
-        let ones = Tensor::ones([rows.len()], &z.device());
-        let p = row_softmax_scaled(z, chunk_lse.clone(), ones);
+        let (p, chunk_lse) = softmax_and_log_sum_exp(logits(narrow(hidden, &rows), weight));
         row_gradients.push(crate::matmul::linear(p, weight.clone(), None));
         lse.push(chunk_lse);
     }
@@ -246,8 +245,23 @@ fn gradients(
     (Tensor::cat(d_hidden, 0), d_weight.cast(weight.dtype()))
 }
 
-/// `[rows]`: `log Σ_v e^(z[t, v])` of f32 logits `[rows, vocab]`; the WGSL kernel on wgpu.
+/// `(softmax(z), lse)` of f32 logits `[rows, vocab]`: on `cpu` one SIMD pass in place of the
+/// logits, elsewhere the two row kernels.
+fn softmax_and_log_sum_exp(logits: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+    if softmax::takes(&logits) {
+        return softmax::softmax_rows(logits);
+    }
+    let lse = row_log_sum_exp(logits.clone());
+    let ones = Tensor::ones([lse.dims()[0]], &logits.device());
+    (row_softmax_scaled(logits, lse.clone(), ones), lse)
+}
+
+/// `[rows]`: `log Σ_v e^(z[t, v])` of f32 logits `[rows, vocab]`; the WGSL kernel on wgpu, a
+/// SIMD pass on `cpu`.
 fn row_log_sum_exp(logits: Tensor<2>) -> Tensor<1> {
+    if softmax::takes(&logits) {
+        return softmax::softmax_rows(logits).1;
+    }
     if runs_wgsl_kernels(&logits) {
         let logits = logits.try_into_primitive::<Cube>().expect("a wgpu tensor");
         return Tensor::from_primitive::<Cube>(kernels::row_log_sum_exp(logits));
@@ -257,8 +271,12 @@ fn row_log_sum_exp(logits: Tensor<2>) -> Tensor<1> {
     (max + sum.log()).squeeze_dim(1)
 }
 
-/// `[rows, vocab]`: `factor_t · e^(z[t, v] − lse_t)`; the WGSL kernel on wgpu.
+/// `[rows, vocab]`: `factor_t · e^(z[t, v] − lse_t)`; the WGSL kernel on wgpu, a SIMD pass on
+/// `cpu`.
 fn row_softmax_scaled(logits: Tensor<2>, lse: Tensor<1>, factor: Tensor<1>) -> Tensor<2> {
+    if softmax::takes(&logits) {
+        return softmax::softmax_scaled_rows(logits, lse, factor);
+    }
     if runs_wgsl_kernels(&logits) {
         let [logits, lse, factor] = [logits, lse.unsqueeze_dim(1), factor.unsqueeze_dim(1)]
             .map(|t: Tensor<2>| t.try_into_primitive::<Cube>().expect("a wgpu tensor"));
