@@ -159,11 +159,7 @@ fn blas_products_and_gradients_equal_flex_matmul() {
         {
             assert_eq!(got.len(), want.len());
             let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-            let gap = got
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let gap = common::max_difference(got, want);
             assert!(
                 gap <= 2e-6 * scale * (case.k.max(case.rows) as f32).sqrt(),
                 "{shape}: {what} differs by {gap} (scale {scale})"
@@ -271,13 +267,7 @@ fn blas_attention_and_its_gradients_equal_plain_attention() {
     if !blas_loaded() {
         return;
     }
-    let worst = |a: &[f32], b: &[f32]| {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    };
+    let worst = common::max_difference;
     // (batch, query heads, key/value heads, new rows T, prefix P, head width)
     let shapes = [
         (1, 9, 3, 100, 0, 64),

@@ -64,13 +64,7 @@ fn long_sequences_attend_alike_fused_or_explicit() {
             .try_to_vec::<f32>()
             .unwrap()
     };
-    let worst = |a: &[f32], b: &[f32]| {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    };
+    let worst = common::max_difference;
     let gap = worst(&hidden(&fused), &hidden(&explicit));
     assert!(gap < 1e-4, "fused vs explicit attention: {gap:.2e}");
 

@@ -89,11 +89,7 @@ fn replicas_match_one_device(device: &Device) {
             common::trained_weights(&whole),
             common::trained_weights(&split),
         );
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let worst = common::max_difference(&a, &b);
         assert!(worst < 1e-4, "{objective:?}: weights differ by {worst}");
         let moved = (a.iter())
             .zip(common::trained_weights(

@@ -254,7 +254,6 @@ fn each_head<const N: usize>(
 fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Tensor<3>) {
     let size = Sizes::of(q, k);
     let Sizes { b, h, t, s, d, .. } = size;
-    let scale = 1.0 / (d as f32).sqrt();
     let (q, k, v) = (elements(q), elements(k), elements(v));
     let mut out = vec![0.0f32; b * h * t * d];
     let mut lse = vec![0.0f32; b * h * t];
@@ -267,20 +266,9 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Tenso
             let (k, v) = (&k[kv..][..s * d], &v[kv..][..s * d]);
             for (i0, rows, seen) in size.blocks() {
                 scores.resize(rows * seen, 0.0);
-                let q_block = (&q[i0 * d..], d, false);
-                blas::sgemm_slices(
-                    (rows, seen, d),
-                    scale,
-                    q_block,
-                    (k, d, true),
-                    0.0,
-                    (scores, seen),
-                );
-                for (r, row) in scores.chunks_exact_mut(seen).enumerate() {
-                    let (visible, hidden) = row.split_at_mut(seen - rows + r + 1);
-                    lse[i0 + r] = softmax_in_place(visible);
-                    hidden.fill(0.0);
-                }
+                block_scores(q, k, (i0, rows, seen), d, scores, |r, visible| {
+                    lse[i0 + r] = softmax_in_place(visible)
+                });
                 let o_block = (&mut o[i0 * d..], d);
                 blas::sgemm_slices(
                     (rows, d, seen),
@@ -332,19 +320,9 @@ fn backward(
                 let q_block = (&q[i0 * d..], d, false);
                 let d_o_block = (&d_o[i0 * d..], d, false);
                 // P, recomputed: exp(c · Q Kᵀ − ℓ) on the visible columns, 0 elsewhere.
-                blas::sgemm_slices(
-                    (rows, seen, d),
-                    scale,
-                    q_block,
-                    (k, d, true),
-                    0.0,
-                    (p, seen),
-                );
-                for (r, row) in p.chunks_exact_mut(seen).enumerate() {
-                    let (visible, hidden) = row.split_at_mut(seen - rows + r + 1);
+                block_scores(q, k, (i0, rows, seen), d, p, |r, visible| {
                     exp_minus(visible, lse[i0 + r]);
-                    hidden.fill(0.0);
-                }
+                });
                 // ∂V += Pᵀ · ∂O;  ∂P = ∂O · Vᵀ.
                 blas::sgemm_slices(
                     (seen, d, rows),
@@ -410,6 +388,34 @@ fn backward(
         sum_groups(d_k_head),
         sum_groups(d_v_head),
     ]
+}
+
+/// A block's scores `c · Q[i0..i0+rows] · K[..seen]ᵀ` (`c = 1/√d`) into `scores`, `[rows,
+/// seen]`; then `visible(r, columns)` on each row's columns up to its own position, and 0 in
+/// the rest (keys after the row).
+fn block_scores(
+    q: &[f32],
+    k: &[f32],
+    (i0, rows, seen): (usize, usize, usize),
+    d: usize,
+    scores: &mut [f32],
+    mut visible: impl FnMut(usize, &mut [f32]),
+) {
+    let scale = 1.0 / (d as f32).sqrt();
+    let q_block = (&q[i0 * d..], d, false);
+    blas::sgemm_slices(
+        (rows, seen, d),
+        scale,
+        q_block,
+        (k, d, true),
+        0.0,
+        (scores, seen),
+    );
+    for (r, row) in scores.chunks_exact_mut(seen).enumerate() {
+        let (columns, hidden) = row.split_at_mut(seen - rows + r + 1);
+        visible(r, columns);
+        hidden.fill(0.0);
+    }
 }
 
 /// A new contiguous flex tensor holding `values`.

@@ -542,13 +542,18 @@ pub fn trained_weights(trainer: &gram::train::Trainer) -> Vec<f32> {
         .collect()
 }
 
-/// The largest difference between any weight of two trainers' models.
-pub fn weight_gap(a: &gram::train::Trainer, b: &gram::train::Trainer) -> f32 {
-    trained_weights(a)
-        .iter()
-        .zip(trained_weights(b))
+/// The largest absolute difference between two equally long lists of values.
+pub fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "compared lists differ in length");
+    a.iter()
+        .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The largest difference between any weight of two trainers' models.
+pub fn weight_gap(a: &gram::train::Trainer, b: &gram::train::Trainer) -> f32 {
+    max_difference(&trained_weights(a), &trained_weights(b))
 }
 
 /// The `p_a` of each line of a `gram judge` output file (none if the file is missing).
