@@ -112,10 +112,35 @@ fn select_entry(entry: &str) -> Result<Device> {
     select(&index.to_string())
 }
 
+/// On glibc, keeps the memory of freed tensors for the next ones instead of returning it to the
+/// system: allocations up to 32 MiB (the most `mallopt` accepts) come from the heap rather than
+/// from a fresh `mmap` each, and the heap is not trimmed. By default glibc maps most of a pass's
+/// tensors anew and unmaps them when freed, so every pass pays page faults, zeroing and TLB
+/// flushes again. On the 2-core CI machine this made stage-2 training 6–17% faster
+/// (`train_bench --stage 2 --pairs 8 --no-torch`: 388 and 409 against 366 and 350 tokens/s,
+/// alternating) for 0.01 GB more peak memory. Process-wide, done once, when `cpu` is first
+/// chosen; other C libraries are left as they are.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: `mallopt` only sets allocator parameters; both values are in range.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            }
+        });
+    }
+}
+
 fn initialise(name: &str) -> Result<Device> {
     let options = Device::wgpu_options();
     let options = match name {
-        "cpu" | "flex" => return Ok(Device::flex()),
+        "cpu" | "flex" => {
+            keep_freed_memory();
+            return Ok(Device::flex());
+        }
         "auto" | "gpu" | "wgpu" => options,
         "vulkan" => options.graphics_api(WgpuBackend::Vulkan),
         "metal" => options.graphics_api(WgpuBackend::Metal),
