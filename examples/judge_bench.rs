@@ -1,7 +1,8 @@
 //! Benchmark: judge the first N pairs of HH-RLHF helpful-base (or, with `--workload rm-bench`,
-//! whole 3 × 3 grids of RM-Bench rows) in both orders with gram and, in the same process tree, with the transformers + PyTorch recipe on the same token ids
-//! (`scripts/torch_bench.py`, when `torch`, `transformers` and `gguf` are importable), and
-//! print both throughputs, their ratio, and each side's fraction of its own measured matmul rate.
+//! whole 3 × 3 grids of RM-Bench rows) in both orders with gram and, in the same process tree,
+//! with the transformers + PyTorch recipe on the same token ids (`scripts/torch_bench.py`, when
+//! `torch`, `transformers` and `gguf` are importable), and print both throughputs, their ratio,
+//! and each side's fraction of its own measured matmul rate.
 //!
 //! ```text
 //! cargo run --release --example judge_bench -- [--device cpu] [--dtype auto|f32|f16|bf16]

@@ -47,11 +47,15 @@ pub fn model_path() -> PathBuf {
     })
 }
 
-/// The first `n` labeled pairs of HH-RLHF helpful-base's test split (`$GRAM_SHARED`, default
-/// `../shared`).
-pub fn hh_pairs(n: usize) -> Result<Vec<Preference>> {
+/// `path` inside the shared data directory: `$GRAM_SHARED`, default `../shared`.
+fn shared_data(path: &str) -> PathBuf {
     let shared = std::env::var("GRAM_SHARED").unwrap_or_else(|_| "../shared".into());
-    let file = PathBuf::from(shared).join("data/hh-rlhf/helpful-base.test.jsonl.gz");
+    PathBuf::from(shared).join("data").join(path)
+}
+
+/// The first `n` labeled pairs of HH-RLHF helpful-base's test split ([`shared_data`]).
+pub fn hh_pairs(n: usize) -> Result<Vec<Preference>> {
+    let file = shared_data("hh-rlhf/helpful-base.test.jsonl.gz");
     data::open(&file, Format::Hh)?
         .take(n)
         .map(|r| match r?.content {
@@ -61,15 +65,14 @@ pub fn hh_pairs(n: usize) -> Result<Vec<Preference>> {
         .collect()
 }
 
-/// The comparisons of RM-Bench rows (`$GRAM_SHARED/data/rm-bench`), chosen response as A: rows
+/// The comparisons of RM-Bench rows ([`shared_data`] `rm-bench/`), chosen response as A: rows
 /// taken from its four domain files in turn (chat, code, safety-refuse, safety-response), each
 /// row's 3 × 3 grid of chosen and rejected styles whole, until there are at least `n`.
 pub fn rm_bench_pairs(n: usize) -> Result<Vec<gram::Pair>> {
-    let shared = std::env::var("GRAM_SHARED").unwrap_or_else(|_| "../shared".into());
     let scorer = gram::eval::scorer_for(Format::RmBench);
     let mut domains = Vec::new();
     for domain in ["chat", "code", "safety-refuse", "safety-response"] {
-        let file = PathBuf::from(&shared).join(format!("data/rm-bench/{domain}.json"));
+        let file = shared_data(&format!("rm-bench/{domain}.json"));
         domains.push(data::read_preferences(&file, Format::RmBench)?.into_iter());
     }
     let mut pairs = Vec::new();

@@ -260,7 +260,7 @@ fn softmax_and_log_sum_exp(logits: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
 /// SIMD pass on `cpu`.
 fn row_log_sum_exp(logits: Tensor<2>) -> Tensor<1> {
     if softmax::takes(&logits) {
-        return softmax::softmax_rows(logits).1;
+        return softmax::log_sum_exp_rows(logits);
     }
     if runs_wgsl_kernels(&logits) {
         let logits = logits.try_into_primitive::<Cube>().expect("a wgpu tensor");

@@ -150,9 +150,12 @@ where
         let (q, q_node) = q.into_parts();
         let (k, k_node) = k.into_parts();
         let (v, v_node) = v.into_parts();
-        let [q, k, v] = [q, k, v].map(|x| Tensor::<4>::from_primitive::<B>(x));
-        let (out, lse) = forward(&flex(q.clone()), &flex(k.clone()), &flex(v.clone()));
-        let out = Tensor::<4>::from_primitive::<Flex>(out);
+        // Contiguous once, here: the backward pass reads the same copies.
+        let [q, k, v] = [q, k, v].map(|x| flex(Tensor::<4>::from_primitive::<B>(x)));
+        let (out, lse) = forward(&q, &k, &v);
+        let [b, h, t, _] = dims(&q);
+        let lse = Tensor::<3>::from_data(TensorData::new(lse, [b, h, t]), &Device::flex());
+        let [q, k, v, out] = [q, k, v, out].map(|x| Tensor::<4>::from_primitive::<Flex>(x));
         let y = primitive::<B, 4>(out.clone());
         // Compute-bound: keep the inputs rather than recompute under gradient checkpointing.
         match AttentionBackward
@@ -250,8 +253,8 @@ fn each_head<const N: usize>(
     }
 }
 
-/// The forward pass: the output `[B, h, T, d]` and `ℓ` `[B, h, T]`.
-fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Tensor<3>) {
+/// The forward pass: the output `[B, h, T, d]` and `ℓ` (`B·h·T` values, row-major).
+fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Vec<f32>) {
     let size = Sizes::of(q, k);
     let Sizes { b, h, t, s, d, .. } = size;
     let (q, k, v) = (elements(q), elements(k), elements(v));
@@ -282,7 +285,6 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Tenso
         },
     );
     let shape = [b, h, t, d];
-    let lse = Tensor::<3>::from_data(TensorData::new(lse, [b, h, t]), &Device::flex());
     (flex_from(out, shape), lse)
 }
 

@@ -209,22 +209,22 @@ where
 }
 
 /// How a `[rows, cols]` factor is handed to CBLAS (row-major): a contiguous-row matrix as is,
-/// a transposed view (contiguous columns) as `TRANSPOSE` of its storage, anything else copied
-/// to contiguous first. Returns the tensor to read, the transpose flag and the leading
-/// dimension.
-fn operand(t: &FlexTensor) -> (FlexTensor, c_int, c_int) {
+/// a transposed view (contiguous columns) as the transpose of its storage, anything else copied
+/// to contiguous first. Returns the tensor to read, whether it is read transposed and the
+/// leading dimension.
+fn operand(t: &FlexTensor) -> (FlexTensor, bool, usize) {
     let layout = t.layout();
     let (rows, cols) = (layout.shape()[0], layout.shape()[1]);
     let (row_stride, col_stride) = (layout.strides()[0], layout.strides()[1]);
     if col_stride == 1 && (rows == 1 || row_stride >= cols as isize) {
         let lead = if rows == 1 { cols } else { row_stride as usize };
-        return (t.clone(), NO_TRANSPOSE, lead.max(1) as c_int);
+        return (t.clone(), false, lead);
     }
     if row_stride == 1 && (cols == 1 || col_stride >= rows as isize) {
         let lead = if cols == 1 { rows } else { col_stride as usize };
-        return (t.clone(), TRANSPOSE, lead.max(1) as c_int);
+        return (t.clone(), true, lead);
     }
-    (t.to_contiguous(), NO_TRANSPOSE, cols.max(1) as c_int)
+    (t.to_contiguous(), false, cols)
 }
 
 /// Runs `work` with every product on one thread each, so that `work` can run many small
@@ -264,7 +264,7 @@ pub(super) fn one_thread_per_product<R>(work: impl FnOnce() -> R) -> Option<R> {
 /// `c ← alpha · op(a) · op(b) + beta · c` for row-major slices, one `cblas_sgemm` call: `op(a)`
 /// `[m, k]` (`a` stored `[m, k]`, or `[k, m]` when `a_transposed`), `op(b)` `[k, n]` (`b` stored
 /// `[k, n]`, or `[n, k]` when `b_transposed`), each with its leading dimension; `c` `[m, n]`.
-/// For kernels that work on slices of flex tensors (the CPU attention).
+/// Every product here goes through it: the projections' ([`sgemm`]) and the CPU attention's.
 #[allow(clippy::type_complexity)]
 pub(super) fn sgemm_slices(
     (m, n, k): (usize, usize, usize),
@@ -329,7 +329,7 @@ pub(super) fn sgemm_slices(
     CALLS.with(|calls| calls.set(calls.get() + 1));
 }
 
-/// `a · b` by one `cblas_sgemm` call into a new `[m, n]` tensor.
+/// `a · b` by one `cblas_sgemm` call ([`sgemm_slices`]) into a new `[m, n]` tensor.
 fn sgemm(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let (m, k) = (a.layout().shape()[0], a.layout().shape()[1]);
     let n = b.layout().shape()[1];
@@ -342,37 +342,23 @@ fn sgemm(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
         a.dtype() == DType::F32 && b.dtype() == DType::F32,
         "blas matmul: f32 only"
     );
-    let library = library().expect("blas matmul called without a BLAS (see `takes`)");
     if m == 0 || n == 0 || k == 0 {
         return FlexTensor::zeros(Shape::from(vec![m, n]), DType::F32); // the empty sum
     }
     let mut out = FlexTensor::empty(Shape::from(vec![m, n]), DType::F32);
-    let ((a, trans_a, lda), (b, trans_b, ldb)) = (operand(a), operand(b));
-    let a_start = a.layout().start_offset();
-    let b_start = b.layout().start_offset();
-    let (a_data, b_data) = (a.storage::<f32>(), b.storage::<f32>());
-    let c = out.storage_mut::<f32>();
-    // SAFETY: the pointers address `a`, `b` and `c` at the offsets and leading dimensions their
-    // layouts give for `[m, k]`, `[k, n]` and a contiguous `[m, n]`; `takes` checked that
-    // every size fits a C int.
-    unsafe {
-        (library.sgemm)(
-            ROW_MAJOR,
-            trans_a,
-            trans_b,
-            m as c_int,
-            n as c_int,
-            k as c_int,
-            1.0,
-            a_data.as_ptr().add(a_start),
-            lda,
-            b_data.as_ptr().add(b_start),
-            ldb,
-            0.0,
-            c.as_mut_ptr(),
-            n as c_int,
-        );
-    }
-    CALLS.with(|calls| calls.set(calls.get() + 1));
+    let ((a, a_transposed, lda), (b, b_transposed, ldb)) = (operand(a), operand(b));
+    sgemm_slices(
+        (m, n, k),
+        1.0,
+        (from_start(&a), lda, a_transposed),
+        (from_start(&b), ldb, b_transposed),
+        0.0,
+        (out.storage_mut::<f32>(), n),
+    );
     out
+}
+
+/// A flex tensor's storage from its first element on (a strided view reads within it).
+fn from_start(x: &FlexTensor) -> &[f32] {
+    &x.storage::<f32>()[x.layout().start_offset()..]
 }

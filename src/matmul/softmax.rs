@@ -25,41 +25,49 @@ pub(crate) fn takes(z: &Tensor<2>) -> bool {
 
 /// Each row's softmax (in place of `z`) and log-sum-exp: `([rows, n], [rows])`.
 pub(crate) fn softmax_rows(z: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
-    let [rows, n] = z.dims();
-    let mut z = primitive::<Flex, 2>(z).to_contiguous();
-    let start = z.layout().start_offset();
-    let values = &mut z.storage_mut::<f32>()[start..][..rows * n];
-    let mut lse = vec![0.0f32; rows];
-    if n > 0 {
-        values
-            .par_chunks_mut(n)
-            .zip(lse.par_iter_mut())
-            .for_each(|(row, lse)| *lse = softmax_in_place(row));
-    }
-    let lse = Tensor::<1>::from_data(TensorData::new(lse, [rows]), &Device::flex());
-    (Tensor::from_primitive::<Flex>(z), lse)
+    let (z, lse) = map_rows(z, |_, row| softmax_in_place(row));
+    (z, vector(lse))
+}
+
+/// Each row's log-sum-exp, `[rows]` (`z` is consumed: its rows hold exponentials after).
+pub(crate) fn log_sum_exp_rows(z: Tensor<2>) -> Tensor<1> {
+    vector(map_rows(z, |_, row| log_sum_exp_in_place(row).0).1)
 }
 
 /// `factor_t · exp(z[t, v] − lse_t)` in place of `z`.
 pub(crate) fn softmax_scaled_rows(z: Tensor<2>, lse: Tensor<1>, factor: Tensor<1>) -> Tensor<2> {
-    let [rows, n] = z.dims();
     let read = |x: Tensor<1>| x.into_data().try_to_vec::<f32>().expect("f32 rows");
     let (lse, factor) = (read(lse), read(factor));
+    map_rows(z, |t, row| {
+        exp_minus(row, lse[t]);
+        scale_in_place(row, factor[t]);
+        0.0
+    })
+    .0
+}
+
+/// Runs `f(t, row)` on every row of `z` in place, rows side by side on rayon's threads;
+/// returns `z` and what `f` returned per row.
+fn map_rows(z: Tensor<2>, f: impl Fn(usize, &mut [f32]) -> f32 + Sync) -> (Tensor<2>, Vec<f32>) {
+    let [rows, n] = z.dims();
     let mut z = primitive::<Flex, 2>(z).to_contiguous();
     let start = z.layout().start_offset();
     let values = &mut z.storage_mut::<f32>()[start..][..rows * n];
+    let mut results = vec![0.0f32; rows];
     if n > 0 {
-        values.par_chunks_mut(n).enumerate().for_each(|(t, row)| {
-            exp_minus(row, lse[t]);
-            let scale = f32x8::splat(factor[t]);
-            let (chunks, tail) = row.as_chunks_mut::<8>();
-            for chunk in chunks {
-                *chunk = (lanes(chunk) * scale).to_array();
-            }
-            tail.iter_mut().for_each(|x| *x *= factor[t]);
-        });
+        values
+            .par_chunks_mut(n)
+            .zip(results.par_iter_mut())
+            .enumerate()
+            .for_each(|(t, (row, result))| *result = f(t, row));
     }
-    Tensor::from_primitive::<Flex>(z)
+    (Tensor::from_primitive::<Flex>(z), results)
+}
+
+/// A `[len]` tensor on `cpu`.
+fn vector(values: Vec<f32>) -> Tensor<1> {
+    let len = values.len();
+    Tensor::from_data(TensorData::new(values, [len]), &Device::flex())
 }
 
 /// Eight lanes of a chunk.
@@ -71,6 +79,14 @@ fn lanes(chunk: &[f32; 8]) -> f32x8 {
 /// log-sum-exp `max + log Σ exp(x − max)`. Eight lanes at a time (`wide`'s portable SIMD: SSE,
 /// AVX or NEON as the target has them).
 pub(crate) fn softmax_in_place(row: &mut [f32]) -> f32 {
+    let (lse, sum) = log_sum_exp_in_place(row);
+    scale_in_place(row, 1.0 / sum);
+    lse
+}
+
+/// `x ← exp(x − max)` for one non-empty row; returns its log-sum-exp `max + log Σ exp(x − max)`
+/// and the sum `Σ exp(x − max)`.
+fn log_sum_exp_in_place(row: &mut [f32]) -> (f32, f32) {
     let (chunks, tail) = row.as_chunks::<8>();
     let mut maxima = f32x8::splat(f32::NEG_INFINITY);
     for chunk in chunks {
@@ -79,13 +95,17 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) -> f32 {
     let max = (maxima.to_array().into_iter().chain(tail.iter().copied()))
         .fold(f32::NEG_INFINITY, f32::max);
     let sum = exp_minus(row, max);
-    let inverse = f32x8::splat(1.0 / sum);
+    (max + sum.ln(), sum)
+}
+
+/// `x ← factor · x` for every entry of `row`.
+fn scale_in_place(row: &mut [f32], factor: f32) {
+    let factor8 = f32x8::splat(factor);
     let (chunks, tail) = row.as_chunks_mut::<8>();
     for chunk in chunks {
-        *chunk = (lanes(chunk) * inverse).to_array();
+        *chunk = (lanes(chunk) * factor8).to_array();
     }
-    tail.iter_mut().for_each(|x| *x /= sum);
-    max + sum.ln()
+    tail.iter_mut().for_each(|x| *x *= factor);
 }
 
 /// `x ← exp(x − shift)` for every entry of `row`; returns the sum of the new entries.
