@@ -143,12 +143,9 @@ fn fingerprint_files(path: &Path) -> std::io::Result<String> {
     } else {
         files.push(path.to_path_buf());
     }
-    // FNV-1a, 64-bit: stable across Rust releases, unlike std's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = Fnv::default();
     let mut mix = |bytes: &[u8]| {
-        for &b in bytes {
-            hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
+        hash.bytes(bytes);
     };
     let mut total = 0u64;
     let mut block = Vec::with_capacity(BLOCK as usize);
@@ -169,7 +166,38 @@ fn fingerprint_files(path: &Path) -> std::io::Result<String> {
         }
     }
     Ok(format!(
-        "{} files, {total} bytes, sampled hash {hash:016x}",
-        files.len()
+        "{} files, {total} bytes, sampled hash {:016x}",
+        files.len(),
+        hash.finish()
     ))
+}
+
+/// FNV-1a, 64-bit: a hash stable across Rust releases and machines, unlike std's hasher.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    /// Mix in `bytes`.
+    pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        self
+    }
+
+    /// Mix in `value`'s eight little-endian bytes.
+    pub fn u64(&mut self, value: u64) -> &mut Self {
+        self.bytes(&value.to_le_bytes())
+    }
+
+    /// The hash so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
 }

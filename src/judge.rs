@@ -29,16 +29,24 @@
 //! ranking each candidate first in n − 1, and that response is run once, not three or n − 1
 //! times. Only the remaining tokens of each sequence go through the model; the scores are the
 //! same as running every sequence whole (tested to 1e-4).
+//!
+//! With a [`TrunkStore`] ([`GramJudge::with_trunk_store`]) each call's decoder passes record
+//! the input of the store's layer `L` on disk, and a later judge whose bottom `L` layers are
+//! the same (a fine-tune of the same base with the top layers trained) replays them, running
+//! only layers `L..N`: the same scores bit for bit, at `(N − L)/N` of the forward work.
 
 use crate::checkpoint::Checkpoint;
 use crate::dtype::Dtype;
 use crate::model::layout::VALUE_HEAD;
-use crate::model::{KvCache, Llama, LoadReport, common_prefix};
+use crate::model::{KvCache, Llama, LoadReport, Trunk, TrunkStore, common_prefix, trunk};
 use crate::prompt::{PromptBuilder, PromptTemplate, reward_sequence, verdict_tokens};
 use crate::tokenizer::{ChatTemplateKwargs, TextCodec};
 use crate::{Error, Judge, Pair, Result, Verdict};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
+
+/// Tells a judge call's trunk recordings from other computations' ([`trunk::computation_key`]).
+const JUDGE_CALL: u64 = 1;
 
 /// The longest judge input by default (when the model's context is longer): attention memory
 /// grows with the square of the length, and 32k-token contexts do not fit a batch.
@@ -95,7 +103,8 @@ pub struct JudgeStats {
     /// Forward passes (batches and prefix fills).
     pub batches: usize,
     /// Matmul FLOPs of the forward passes run (padding included), by
-    /// [`crate::config::ModelConfig::forward_flops`] plus the verdict logits.
+    /// [`crate::config::ModelConfig::forward_flops`] plus the verdict logits; replaying a
+    /// trunk, of the layers run.
     pub flops: f64,
 }
 
@@ -134,6 +143,8 @@ pub struct GramJudge {
     value_head: Option<Tensor<2>>,
     /// What loading put on the device, when the judge loaded its model.
     load_report: Option<LoadReport>,
+    /// Where the bottom layers' outputs are recorded and replayed from, if anywhere.
+    trunk_store: Option<TrunkStore>,
 }
 
 /// Sequences sharing a common prefix beyond what is already cached: `members` index the
@@ -246,7 +257,15 @@ impl GramJudge {
             template_cache: None,
             value_head: None,
             load_report: None,
+            trunk_store: None,
         })
+    }
+
+    /// Record the input of layer `store.layer()` of every call's decoder passes in `store`, and
+    /// replay a call's passes from it when it holds them (see the module docs).
+    pub fn with_trunk_store(mut self, store: TrunkStore) -> Self {
+        self.trunk_store = Some(store);
+        self
     }
 
     /// Judge as a Bradley–Terry reward model with the value head `w` (`[hidden_size, 1]`, on
@@ -331,6 +350,16 @@ impl GramJudge {
             )));
         }
         let mut margins = vec![0.0; sequences.len()];
+        // What decides this call's decoder passes: the batch size and the sequences (the
+        // template's cache is filled whole, outside any recording).
+        let key = self.trunk_store.as_ref().map(|_| {
+            let sequences: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
+            trunk::computation_key(&[JUDGE_CALL, self.batch_size as u64], &sequences)
+        });
+        let mut trunk = match (&self.trunk_store, key) {
+            (Some(store), Some(key)) => Some(store.trunk(key)?),
+            _ => None,
+        };
         // Sequences that continue the template's fixed head start from its cache.
         let template = &self.template_prefix;
         let (after_template, whole): (Vec<usize>, Vec<usize>) =
@@ -340,10 +369,20 @@ impl GramJudge {
                     && sequences[i].starts_with(template)
             });
         if !after_template.is_empty() {
-            let cache = self.template_cache();
-            self.run_family(sequences, &after_template, Some(&cache), &mut margins)?;
+            let cache = self.template_cache()?;
+            let past = Some(&cache);
+            self.run_family(
+                sequences,
+                &after_template,
+                past,
+                &mut margins,
+                trunk.as_mut(),
+            )?;
         }
-        self.run_family(sequences, &whole, None, &mut margins)?;
+        self.run_family(sequences, &whole, None, &mut margins, trunk.as_mut())?;
+        if let (Some(store), Some(key), Some(trunk)) = (&self.trunk_store, key, trunk) {
+            store.finish(key, trunk)?;
+        }
         Ok(margins)
     }
 
@@ -359,6 +398,7 @@ impl GramJudge {
         members: &[usize],
         past: Option<&KvCache>,
         margins: &mut [f64],
+        mut trunk: Option<&mut Trunk>,
     ) -> Result<()> {
         let shared = past.map_or(0, KvCache::len);
         let mut pooled = Vec::new();
@@ -371,34 +411,57 @@ impl GramJudge {
                 continue;
             }
             let head = &sequences[family.members[0]][shared..family.prefix];
-            let cache = self.prefill(head, past);
-            self.run_family(sequences, &family.members, Some(&cache), margins)?;
+            let cache = self.prefill(head, past, trunk.as_deref_mut())?;
+            let members = &family.members;
+            self.run_family(
+                sequences,
+                members,
+                Some(&cache),
+                margins,
+                trunk.as_deref_mut(),
+            )?;
         }
         for chunk in pooled.chunks(self.batch_size) {
-            self.run_batch(sequences, chunk, past, margins)?;
+            self.run_batch(sequences, chunk, past, margins, trunk.as_deref_mut())?;
         }
         Ok(())
     }
 
     /// The keys and values of the template prefix, run on first use.
-    fn template_cache(&mut self) -> KvCache {
+    fn template_cache(&mut self) -> Result<KvCache> {
         if self.template_cache.is_none() {
             let ids = self.template_prefix.clone();
-            self.template_cache = Some(self.prefill(&ids, None));
+            self.template_cache = Some(self.prefill(&ids, None, None)?);
         }
-        self.template_cache.clone().expect("filled above")
+        Ok(self.template_cache.clone().expect("filled above"))
+    }
+
+    /// The share of a forward pass's work a pass does: all of it, or replaying a trunk of
+    /// `L` layers, the layers above it, `(N − L)/N`.
+    fn work_share(&self, trunk: Option<&Trunk>) -> f64 {
+        let n = self.model.config.num_hidden_layers;
+        match trunk {
+            Some(trunk) if trunk.is_replay() => (n - trunk.layer()) as f64 / n as f64,
+            _ => 1.0,
+        }
     }
 
     /// Run `ids` after `past` and keep the keys and values, counting the work.
-    fn prefill(&mut self, ids: &[u32], past: Option<&KvCache>) -> KvCache {
+    fn prefill(
+        &mut self,
+        ids: &[u32],
+        past: Option<&KvCache>,
+        trunk: Option<&mut Trunk>,
+    ) -> Result<KvCache> {
         let start = past.map_or(0, KvCache::len);
         self.stats.computed_tokens += ids.len();
         self.stats.batches += 1;
-        self.stats.flops += self
-            .model
-            .config
-            .forward_flops(ids.len(), 2 * start + ids.len());
-        self.model.prefill(ids, past)
+        self.stats.flops += self.work_share(trunk.as_deref())
+            * self
+                .model
+                .config
+                .forward_flops(ids.len(), 2 * start + ids.len());
+        self.model.prefill(ids, past, trunk)
     }
 
     /// Score one right-padded batch `chunk` of `sequences`, each continuing `prefix` (whose ids
@@ -409,6 +472,7 @@ impl GramJudge {
         chunk: &[usize],
         prefix: Option<&KvCache>,
         margins: &mut [f64],
+        trunk: Option<&mut Trunk>,
     ) -> Result<()> {
         let batch: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
         let skip = prefix.map_or(0, KvCache::len);
@@ -422,11 +486,14 @@ impl GramJudge {
         self.stats.batches += 1;
         // Scores read per sequence: the two verdict logits, or one reward.
         let outputs = if self.value_head.is_some() { 1 } else { 2 };
+        let share = self.work_share(trunk.as_deref());
         let config = &self.model.config;
         self.stats.flops += b as f64
-            * (config.forward_flops(width, 2 * skip + width)
+            * (share * config.forward_flops(width, 2 * skip + width)
                 + 2.0 * (outputs * config.hidden_size) as f64);
-        let last = self.model.last_hidden_states(&batch, prefix, self.pad_id);
+        let last = self
+            .model
+            .last_hidden_states(&batch, prefix, self.pad_id, trunk)?;
         // [B, outputs]
         let scores = match &self.value_head {
             None => self.model.token_logits(last, &self.verdict_tokens),

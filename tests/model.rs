@@ -70,8 +70,10 @@ fn long_sequences_attend_alike_fused_or_explicit() {
 
     // After a cached prefix of 100 tokens, the last position of the remaining 500+.
     let last = |model: &Llama| -> Vec<f32> {
-        let cache = model.prefill(&ids[..100], None);
-        let hidden = model.last_hidden_states(&[&ids], Some(&cache), 0);
+        let cache = model.prefill(&ids[..100], None, None).unwrap();
+        let hidden = model
+            .last_hidden_states(&[&ids], Some(&cache), 0, None)
+            .unwrap();
         hidden.into_data().try_to_vec::<f32>().unwrap()
     };
     let gap = worst(&last(&fused), &last(&explicit));

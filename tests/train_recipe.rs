@@ -224,7 +224,9 @@ fn a_bradley_terry_export_judges_by_its_value_head() {
     let llama = Llama::from_checkpoint(&mut checkpoint, &Device::flex()).unwrap();
     let reward = |prompt: &str, response: &str| {
         let ids = gram::prompt::reward_sequence(&codec, prompt, response, 512).unwrap();
-        let h = llama.last_hidden_states(&[ids.as_slice()], None, codec.padding_id());
+        let h = llama
+            .last_hidden_states(&[ids.as_slice()], None, codec.padding_id(), None)
+            .unwrap();
         let h = h.into_data().try_to_vec::<f32>().unwrap();
         h.iter().zip(&w).map(|(a, b)| (a * b) as f64).sum::<f64>()
     };

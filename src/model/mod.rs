@@ -21,6 +21,7 @@
 //! | [`layers`] | [`RmsNorm`], [`Projection`], [`Attention`], [`Mlp`], [`DecoderLayer`] |
 //! | [`rope`] | rotary position embeddings, Llama 3 frequency scaling |
 //! | [`lora`] | [`Lora`] adapters on projections |
+//! | [`trunk`] | [`Trunk`]: record the bottom layers' output once, replay it for fine-tunes |
 //! | [`config`] | [`ModelConfig`](config::ModelConfig), [`Architecture`](config::Architecture) (mirrors `config.json`) |
 //! | [`variant`] | [`Variant`]: how each architecture differs from Llama |
 //! | [`layout`] | the weight-layout table: every tensor's HF and GGUF name, shape and role |
@@ -31,6 +32,7 @@ pub mod layers;
 pub mod layout;
 pub mod lora;
 pub mod rope;
+pub mod trunk;
 pub mod variant;
 pub mod vocab;
 pub(crate) mod weights;
@@ -38,10 +40,12 @@ pub(crate) mod weights;
 pub use layers::{Attention, DecoderLayer, Mlp, Projection, RmsNorm};
 pub use lora::Lora;
 pub use rope::inverse_frequencies;
+pub use trunk::{Trunk, TrunkStore};
 pub use variant::{Activation, Variant};
 pub use vocab::VocabMatrix;
 pub use weights::LoadReport;
 
+use crate::Result;
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use std::cell::OnceCell;
@@ -71,7 +75,8 @@ impl Llama {
     /// Final-normed hidden states `[B, T, d]` for right-padded token ids `[B, T]`.
     pub fn hidden_states(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [b, t] = ids.dims();
-        self.decode(ids, None, Rows::All)
+        self.decode(ids, None, Rows::All, None)
+            .expect("no trunk to replay")
             .0
             .expect("every row kept")
             .reshape([b, t, self.config.hidden_size])
@@ -79,13 +84,16 @@ impl Llama {
 
     /// Final-normed hidden states at each sequence's last token, `[B, d]`, running the sequences
     /// as one right-padded batch. With a `prefix`, every sequence starts with its ids and only
-    /// the tokens after it are run, attending to its keys and values.
+    /// the tokens after it are run, attending to its keys and values. With a `trunk`, the
+    /// input of its layer is recorded, or replayed instead of running the layers below it
+    /// (an error only when a replay does not fit this pass).
     pub fn last_hidden_states(
         &self,
         sequences: &[&[u32]],
         prefix: Option<&KvCache>,
         pad_id: u32,
-    ) -> Tensor<2> {
+        trunk: Option<&mut Trunk>,
+    ) -> Result<Tensor<2>> {
         let device = self.device();
         let skip = prefix.map_or(0, KvCache::len);
         let rest: Vec<&[u32]> = sequences.iter().map(|s| &s[skip..]).collect();
@@ -96,14 +104,19 @@ impl Llama {
             .map(|(row, s)| (row * width + s.len() - 1) as i64)
             .collect();
         let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rest.len()]), &device);
-        self.decode(ids, prefix, Rows::Only(last))
-            .0
-            .expect("the last rows kept")
+        let (hidden, _) = self.decode(ids, prefix, Rows::Only(last), trunk)?;
+        Ok(hidden.expect("the last rows kept"))
     }
 
     /// Run `ids` (one sequence, not empty) after `past` (if any) and keep every layer's keys and
-    /// values of the whole: the cache of `past ++ ids`.
-    pub fn prefill(&self, ids: &[u32], past: Option<&KvCache>) -> KvCache {
+    /// values of the whole: the cache of `past ++ ids`. With a replayed `trunk` only the layers
+    /// from its layer up run, and the cache holds only those.
+    pub fn prefill(
+        &self,
+        ids: &[u32],
+        past: Option<&KvCache>,
+        trunk: Option<&mut Trunk>,
+    ) -> Result<KvCache> {
         assert!(!ids.is_empty(), "prefill needs at least one token");
         let device = self.device();
         let mut all = past.map(|p| p.ids.clone()).unwrap_or_default();
@@ -112,25 +125,33 @@ impl Llama {
             TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]),
             &device,
         );
-        let (_, fresh) = self.decode(tensor, past, Rows::None);
+        let (_, fresh) = self.decode(tensor, past, Rows::None, trunk)?;
+        let first = self.layers.len() - fresh.len();
         let layers = match past {
             None => fresh,
-            Some(past) => past
-                .layers
-                .iter()
-                .zip(fresh)
-                .map(|(old, new)| LayerKv {
-                    keys: Tensor::cat(vec![old.keys.clone(), new.keys], 2),
-                    values: Tensor::cat(vec![old.values.clone(), new.values], 2),
+            Some(past) => fresh
+                .into_iter()
+                .enumerate()
+                .map(|(i, new)| {
+                    let old = past.layer(first + i);
+                    LayerKv {
+                        keys: Tensor::cat(vec![old.keys.clone(), new.keys], 2),
+                        values: Tensor::cat(vec![old.values.clone(), new.values], 2),
+                    }
                 })
                 .collect(),
         };
-        KvCache { ids: all, layers }
+        Ok(KvCache {
+            ids: all,
+            first,
+            layers,
+        })
     }
 
     /// The decoder stack on `ids` `[B, T]` at positions `P..P+T` after an optional prefix of
     /// length `P`: the final-normed hidden states of the `rows` asked for, `[rows, d]` (rows
-    /// numbered `b·T + t`), and each layer's new keys and values.
+    /// numbered `b·T + t`), and the new keys and values of each layer run (all of them, or,
+    /// replaying a `trunk`, those from its layer up).
     ///
     /// Every layer's attention needs the keys and values of every position, but the last
     /// layer's feed-forward block and the final norm act on each position alone, so they run
@@ -140,7 +161,8 @@ impl Llama {
         ids: Tensor<2, Int>,
         past: Option<&KvCache>,
         rows: Rows,
-    ) -> (Option<Tensor<2>>, Vec<LayerKv>) {
+        mut trunk: Option<&mut Trunk>,
+    ) -> Result<(Option<Tensor<2>>, Vec<LayerKv>)> {
         let [b, t] = ids.dims();
         let device = ids.device();
         let config = &self.config;
@@ -148,25 +170,43 @@ impl Llama {
         let start = past.map_or(0, KvCache::len);
         let rope = Rope::new(config, start, t, &device);
         let mask = CausalMask::new(start, t, group);
-        // Embedding rows in the weights' type, widened: activations are f32 (see crate::dtype).
-        let mut x = self.embed_tokens.embed(ids);
-        let scale = config.variant().embedding_scale;
-        if scale != 1.0 {
-            x = x * scale;
-        }
-        let mut fresh = Vec::with_capacity(self.layers.len());
-        let Some((last, below)) = self.layers.split_last() else {
-            let hidden = rows.select(x.reshape([b * t, config.hidden_size]));
-            return (hidden.map(|h| self.norm.forward(h)), fresh);
+        let replayed = match trunk.as_deref_mut() {
+            Some(trunk) => trunk
+                .next_input([b, t, config.hidden_size])?
+                .map(|x| (trunk.layer(), x.to_device(&device))),
+            None => None,
         };
-        for (i, layer) in below.iter().enumerate() {
+        let (first, mut x) = match replayed {
+            Some(replayed) => replayed,
+            None => {
+                // Embedding rows in the weights' type, widened: activations are f32 (see
+                // crate::dtype).
+                let x = self.embed_tokens.embed(ids);
+                let scale = config.variant().embedding_scale;
+                (0, if scale != 1.0 { x * scale } else { x })
+            }
+        };
+        let n = self.layers.len();
+        let mut fresh = Vec::with_capacity(n - first);
+        if n == 0 {
+            let hidden = rows.select(x.reshape([b * t, config.hidden_size]));
+            return Ok((hidden.map(|h| self.norm.forward(h)), fresh));
+        }
+        for (i, layer) in self.layers.iter().enumerate().take(n - 1).skip(first) {
+            if let Some(trunk) = trunk.as_deref_mut() {
+                trunk.keep(i, &x);
+            }
             x = layer.take_input(x);
-            let (out, kv) = layer.forward(x, &rope, &mask, past.map(|p| &p.layers[i]));
+            let (out, kv) = layer.forward(x, &rope, &mask, past.map(|p| p.layer(i)));
             x = out;
             fresh.push(kv);
         }
+        if let Some(trunk) = trunk.as_deref_mut() {
+            trunk.keep(n - 1, &x);
+        }
+        let last = &self.layers[n - 1];
         x = last.take_input(x);
-        let (h, kv) = last.attend(x, &rope, &mask, past.map(|p| &p.layers[below.len()]));
+        let (h, kv) = last.attend(x, &rope, &mask, past.map(|p| p.layer(n - 1)));
         fresh.push(kv);
         let hidden = rows
             .select(h.reshape([b * t, config.hidden_size]))
@@ -174,7 +214,7 @@ impl Llama {
                 self.norm
                     .forward(last.feed_forward(h.unsqueeze::<3>()).squeeze_dim::<2>(0))
             });
-        (hidden, fresh)
+        Ok((hidden, fresh))
     }
 
     /// The output projection `W`, `[vocab, d]` (the embedding matrix when tied).
@@ -235,13 +275,24 @@ pub(crate) struct LayerKv {
 /// Running `prefix ++ rest` in one pass and running `rest` after [`Llama::prefill`]`(prefix)` give
 /// the same hidden states for `rest` (up to float summation order): each layer's attention sees
 /// the same keys and values, and RoPE positions continue from the prefix length.
+///
+/// A cache filled while replaying a [`Trunk`] holds the layers from the trunk's layer up only.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     ids: Vec<u32>,
+    /// The first layer held: `layers[i]` is layer `first + i`'s.
+    first: usize,
     layers: Vec<LayerKv>,
 }
 
 impl KvCache {
+    /// Layer `i`'s keys and values; panics if the cache does not hold that layer (a pass below
+    /// a replayed trunk never asks).
+    pub(crate) fn layer(&self, i: usize) -> &LayerKv {
+        let held = i.checked_sub(self.first).and_then(|k| self.layers.get(k));
+        held.unwrap_or_else(|| panic!("layer {i} is below the cached layers {}..", self.first))
+    }
+
     /// The prefix's token ids.
     pub fn ids(&self) -> &[u32] {
         &self.ids

@@ -36,15 +36,15 @@ fn parts(example: &TrainExample) -> (&[u32], &[u32]) {
 }
 
 /// Scalar rewards `[2B]`: the chosen sequences' then the rejected ones'.
-fn rewards(model: &Learner, batch: &[&TrainExample], pad_id: u32) -> Tensor<1> {
+fn rewards(model: &Learner, batch: &[&TrainExample], pad_id: u32) -> Result<Tensor<1>> {
     let mut sequences: Vec<&[u32]> = batch.iter().map(|e| parts(e).0).collect();
     sequences.extend(batch.iter().map(|e| parts(e).1));
-    let hidden = model.last_hidden(&sequences, pad_id);
+    let hidden = model.last_hidden(&sequences, pad_id)?;
     let n = sequences.len();
-    match &model.score {
+    Ok(match &model.score {
         Some(w) => hidden.matmul(w.val()).reshape([n]),
         None => Tensor::zeros([n], &model.llama.device()),
-    }
+    })
 }
 
 impl Task for BradleyTerry {
@@ -76,7 +76,7 @@ impl Task for BradleyTerry {
         batch: &[&TrainExample],
         options: &TrainOptions,
     ) -> Result<Tensor<1>> {
-        let rewards = rewards(model, batch, options.pad_id);
+        let rewards = rewards(model, batch, options.pad_id)?;
         let half = batch.len();
         let margin = rewards.clone().narrow(0, 0, half) - rewards.narrow(0, half, half);
         Ok(-log_sigmoid(margin).mean())
@@ -92,7 +92,7 @@ impl Task for BradleyTerry {
         let mut right = 0usize;
         for chunk in eval.chunks(options.batch_size) {
             let batch: Vec<&TrainExample> = chunk.iter().collect();
-            let values = to_vec(rewards(model, &batch, options.pad_id))?;
+            let values = to_vec(rewards(model, &batch, options.pad_id)?)?;
             let half = chunk.len();
             right += (0..half).filter(|&i| values[i] > values[half + i]).count();
         }

@@ -2,7 +2,8 @@
 //! parameters learn.
 
 use super::Objective;
-use crate::model::{Llama, Lora, common_prefix};
+use crate::Result;
+use crate::model::{Llama, Lora, TrunkStore, common_prefix, trunk};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{DType, FloatDType, GradientCheckpointingStrategy, Tensor, TensorData};
 use std::sync::Arc;
@@ -18,6 +19,10 @@ pub struct Learner {
     /// every copy of this learner: what [`Learner::positions_run`] reports.
     #[module(skip)]
     positions: Arc<AtomicUsize>,
+    /// Where the frozen bottom layers' outputs are recorded and replayed from
+    /// ([`Learner::with_trunk_store`]).
+    #[module(skip)]
+    trunk: Option<Arc<TrunkStore>>,
 }
 
 impl Learner {
@@ -33,7 +38,19 @@ impl Learner {
             llama,
             score,
             positions: Arc::default(),
+            trunk: None,
         }
+    }
+
+    /// Record the output of the frozen bottom `store.layer()` layers for every micro-batch in
+    /// `store`, and replay it when the store holds it ([`crate::model::trunk`]): runs that
+    /// train the same top layers on the same batches — other learning rates, label smoothing,
+    /// or another stage-1 start that kept those layers — then run only the layers that train.
+    /// Losses and gradients are unchanged, bit for bit. The caller makes sure the trunk is
+    /// frozen (see `Trainer`).
+    pub fn with_trunk_store(mut self, store: TrunkStore) -> Self {
+        self.trunk = Some(Arc::new(store));
+        self
     }
 
     /// Give every projection of every layer a fresh LoRA adapter of `rank` (scale `alpha / rank`).
@@ -127,7 +144,12 @@ impl Learner {
     /// sequence attends to its keys and values ([`Llama::prefill`]); under autodiff the gradient
     /// flows through those keys and values, so loss and gradients equal running every sequence
     /// whole.
-    pub(crate) fn last_hidden(&self, sequences: &[&[u32]], pad_id: u32) -> Tensor<2> {
+    pub(crate) fn last_hidden(&self, sequences: &[&[u32]], pad_id: u32) -> Result<Tensor<2>> {
+        let key = trunk::computation_key(&[MICRO_BATCH], sequences);
+        let mut trunk = match &self.trunk {
+            Some(store) => Some(store.trunk(key)?),
+            None => None,
+        };
         let shortest = sequences.iter().map(|s| s.len()).min().unwrap_or(0);
         let shared = sequences
             .iter()
@@ -137,12 +159,21 @@ impl Learner {
             .unwrap_or(0)
             .min(shortest.saturating_sub(1));
         let prefix = (sequences.len() > 1 && shared >= MIN_SHARED_PREFIX)
-            .then(|| self.llama.prefill(&sequences[0][..shared], None));
+            .then(|| {
+                let head = &sequences[0][..shared];
+                self.llama.prefill(head, None, trunk.as_mut())
+            })
+            .transpose()?;
         let skip = prefix.as_ref().map_or(0, |p| p.len());
         let run = skip + sequences.iter().map(|s| s.len() - skip).sum::<usize>();
         self.positions.fetch_add(run, Ordering::Relaxed);
-        self.llama
-            .last_hidden_states(sequences, prefix.as_ref(), pad_id)
+        let hidden =
+            self.llama
+                .last_hidden_states(sequences, prefix.as_ref(), pad_id, trunk.as_mut())?;
+        if let (Some(store), Some(trunk)) = (&self.trunk, trunk) {
+            store.finish(key, trunk)?;
+        }
+        Ok(hidden)
     }
 
     /// Token positions the verdict and Bradley–Terry objectives have run through the decoder
@@ -166,6 +197,10 @@ fn normal(n: usize, sigma: f64, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Tells a micro-batch's trunk recordings from other computations'
+/// ([`trunk::computation_key`]).
+const MICRO_BATCH: u64 = 2;
 
 /// Shortest shared prefix worth an extra batch-1 pass.
 const MIN_SHARED_PREFIX: usize = 8;

@@ -69,6 +69,15 @@ pub struct TrainOptions {
     #[serde(default)]
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Record what the frozen layers (all below `--train-layers`) output for every
+    /// micro-batch in this folder, and replay it when the folder holds it, running only the
+    /// layers that train: for several runs on the same data and batches (a learning-rate
+    /// sweep, ε = 0 and ε = 0.05, stage 2 from the base model and from a stage-1 model that
+    /// kept those layers). Losses and gradients are unchanged, bit for bit. Stage 2 and
+    /// `--objective bt` only. Not saved with the resume state, as it changes no result.
+    #[serde(skip)]
+    #[arg(long, value_name = "DIR", requires = "train_layers")]
+    pub trunk_cache: Option<std::path::PathBuf>,
     /// Seed of the data order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

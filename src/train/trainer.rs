@@ -4,10 +4,10 @@
 
 use super::run_dir::{ResumeState, RunInputs, RunLock};
 use super::{
-    Learner, RunDir, Schedule, StepMetrics, TrainExample, TrainOptions, check_examples, scalar,
-    to_vec,
+    Learner, Objective, RunDir, Schedule, StepMetrics, TrainExample, TrainOptions, check_examples,
+    scalar, to_vec,
 };
-use crate::model::Llama;
+use crate::model::{Llama, TrunkStore};
 use crate::{Error, Result, parallel};
 use burn::module::{Module, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
@@ -85,7 +85,21 @@ impl Trainer {
         if let Some(rank) = options.lora_rank {
             model = model.add_lora(rank, options.lora_alpha);
         }
-        let model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
+        let mut model = model.set_trainable(options.train_layers, options.gradient_checkpointing);
+        if let Some(dir) = &options.trunk_cache {
+            let n = model.llama.layers.len();
+            let frozen = match options.train_layers {
+                Some(k) if k < n && options.objective != Objective::Generation => n - k,
+                _ => {
+                    return Err(Error::invalid(
+                        "--trunk-cache records the frozen layers below --train-layers K (K less \
+                         than the model's layers) for stage 2 or --objective bt",
+                    ));
+                }
+            };
+            let store = TrunkStore::open(dir, &model.llama, frozen)?;
+            model = model.with_trunk_store(store);
+        }
         let optimizer = options.adamw().init();
         let params = model.trainable_params();
         Ok(Trainer {

@@ -45,10 +45,14 @@ fn parts(example: &TrainExample) -> (&[u32], u32) {
 }
 
 /// Verdict logits `[B, 2]` (`z_A`, `z_B`) of verdict examples.
-fn verdict_logits(model: &Learner, batch: &[&TrainExample], options: &TrainOptions) -> Tensor<2> {
+fn verdict_logits(
+    model: &Learner,
+    batch: &[&TrainExample],
+    options: &TrainOptions,
+) -> Result<Tensor<2>> {
     let sequences: Vec<&[u32]> = batch.iter().map(|e| parts(e).0).collect();
-    let hidden = model.last_hidden(&sequences, options.pad_id);
-    model.llama.token_logits(hidden, &options.verdict_tokens)
+    let hidden = model.last_hidden(&sequences, options.pad_id)?;
+    Ok(model.llama.token_logits(hidden, &options.verdict_tokens))
 }
 
 impl Task for Verdict {
@@ -82,7 +86,7 @@ impl Task for Verdict {
         batch: &[&TrainExample],
         options: &TrainOptions,
     ) -> Result<Tensor<1>> {
-        let logits = verdict_logits(model, batch, options);
+        let logits = verdict_logits(model, batch, options)?;
         let correct: Vec<i64> = batch.iter().map(|e| parts(e).1 as i64).collect();
         let correct = Tensor::<1, Int>::from_data(
             TensorData::new(correct, [batch.len()]),
@@ -103,7 +107,7 @@ impl Task for Verdict {
         let mut margins = Vec::with_capacity(eval.len());
         for chunk in eval.chunks(options.batch_size) {
             let batch: Vec<&TrainExample> = chunk.iter().collect();
-            let logits = to_vec(verdict_logits(model, &batch, options))?;
+            let logits = to_vec(verdict_logits(model, &batch, options)?)?;
             margins.extend(chunk.iter().zip(logits.chunks_exact(2)).map(|(e, z)| {
                 let margin = (z[0] - z[1]) as f64;
                 if parts(e).1 == 1 { -margin } else { margin }
