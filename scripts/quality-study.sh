@@ -2,7 +2,7 @@
 # The GRAM study at small scale: does stage 1 (unsupervised pair generation) make a better
 # reward model than fine-tuning alone, or than a discriminative Bradley–Terry model?
 #
-#   scripts/quality-study.sh [OUT]            # OUT defaults to runs/study
+#   scripts/quality-study.sh [OUT]    # OUT defaults to ~/.cache/gram/study (outside the clone)
 #
 # Arms, each at every label budget (HH-RLHF helpful-rejection-sampled, never helpful-base):
 #   untrained   the model as it is (once)
@@ -15,37 +15,61 @@
 #
 # Every model is evaluated with `gram eval` (headline, 95 % bootstrap interval, position
 # consistency) on the first HH_EVAL helpful-base pairs, RM-Bench (the first RM_BENCH_ROWS rows
-# of each domain file; easy/normal/hard) and LLMBar (all five subsets). OUT/results.json
-# collects every report with each arm's wall time and training tokens; OUT/results.md is the
-# table.
+# of each domain file; easy/normal/hard) and LLMBar (all five subsets).
+#
+# Two places: OUT holds the bulky, rebuildable work (data, trained models, checkpoints,
+# journals); RECORD (scripts/study-results in the repository) holds what a finished step
+# measured — each evaluation's report, each training run's wall time and metrics.csv — and
+# results.json / results.md made from them. A step whose result is in RECORD is never run again,
+# and an arm whose three reports are all recorded is not even trained, so the study can be
+# carried on by whoever has the repository, across machines: commit RECORD as it fills.
+#
+# Every model here keeps the base model's bottom N − TRAIN_LAYERS layers, so runs share them:
+# the first evaluation of a benchmark records what those layers output for every pair
+# (`gram eval --trunk-cache`, in OUT/trunk) and the others replay it, running only the top
+# layers; likewise the first stage-2 run of a budget records its micro-batches
+# (`gram finetune --trunk-cache`) and the other arms on the same data replay them. The same
+# verdicts, losses and weights, bit for bit, at a fraction of the work (TRUNK=0: off).
 #
 # Resumable: every step's output is written atomically by gram and a step whose output exists
 # is skipped; a training run that was stopped continues from its last checkpoint, an
-# evaluation from its journal of verdicts (both with --resume).
+# evaluation from its journal of verdicts (both with --resume). Each arm is trained and then
+# evaluated before the next one starts, so a stop loses at most one arm's unfinished work.
 # On the 2-core CI machine, at the rates measured there (stage 2 at these settings about
-# 0.15 steps/s, so an hour for 1,000 pairs; judging about 0.3–0.5 pairs/s, so an hour to
-# evaluate one model), the study takes most of a day; a GPU (DEVICE=auto) a fraction of it.
+# 0.15 steps/s, so an hour for 1,000 pairs; judging about 0.3–0.9 pairs/s, so about an hour to
+# evaluate one model), the study takes more than a day; a GPU (DEVICE=auto) a fraction of it.
 #
-# Settings (environment): GRAM (the gram binary), MODEL, SHARED, DEVICE (cpu), BUDGETS
-# ("200 1000"), TRAIN_LAYERS (4), MAX_LEN (384), HH_EVAL (500), RM_BENCH_ROWS (20),
-# STAGE1_PAIRS (all 2,609), EVAL_LIMIT (rows per evaluation; unset: all — for a smoke run).
+# Settings (environment): GRAM (the gram binary), MODEL, SHARED, DEVICE (cpu), RECORD,
+# BUDGETS ("200 1000"), ARMS ("bt stage2 gram gram-eps0"), TRAIN_LAYERS (4), MAX_LEN (384),
+# LAYERS (the model's layer count, 30), TRUNK (1),
+# HH_EVAL (500), RM_BENCH_ROWS (20), STAGE1_PAIRS (all 2,609), EVAL_LIMIT (rows per
+# evaluation; unset: all — for a smoke run).
 set -euo pipefail
 
-OUT=${1:-runs/study}
+OUT=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/gram/study}
+RECORD=${RECORD:-$(cd "$(dirname "$0")" && pwd)/study-results}
 GRAM=${GRAM:-gram}
 MODEL=${MODEL:-$HOME/.cache/gram/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SHARED=${SHARED:-$(cd "$(dirname "$0")/.." && pwd)/../shared}
 DEVICE=${DEVICE:-cpu}
 BUDGETS=${BUDGETS:-"200 1000"}
+ARMS=${ARMS:-"bt stage2 gram gram-eps0"}
+LAYERS=${LAYERS:-30}
+TRUNK=${TRUNK:-1}
 TRAIN_LAYERS=${TRAIN_LAYERS:-4}
 MAX_LEN=${MAX_LEN:-384}
 HH_EVAL=${HH_EVAL:-500}
 RM_BENCH_ROWS=${RM_BENCH_ROWS:-20}
 STAGE1_PAIRS=${STAGE1_PAIRS:-2609}
 EVAL_LIMIT=(${EVAL_LIMIT:+--limit "$EVAL_LIMIT"})
+TRUNK_ARGS=() TRUNK_TRAIN=()
+if [ "$TRUNK" = 1 ]; then
+    TRUNK_ARGS=(--trunk-cache "$OUT/trunk" --trunk-layers $((LAYERS - TRAIN_LAYERS)))
+    TRUNK_TRAIN=(--trunk-cache "$OUT/trunk")
+fi
 
 DATA=$SHARED/data
-mkdir -p "$OUT/data/rm-bench" "$OUT/runs" "$OUT/reports"
+mkdir -p "$OUT/data/rm-bench" "$OUT/runs" "$OUT/reports" "$RECORD/runs" "$RECORD/reports"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 # ---- data ----------------------------------------------------------------------------
@@ -76,9 +100,26 @@ if [ ! -s "$OUT/data/unlabeled-all.jsonl" ]; then
 fi
 make_file "$OUT/data/unlabeled.jsonl" head -n "$STAGE1_PAIRS" "$OUT/data/unlabeled-all.jsonl"
 
+# ---- the record -----------------------------------------------------------------------
+BENCHES="hh rm-bench llmbar"
+# keep SOURCE TARGET: copy a finished result into RECORD (through a temporary name).
+keep() {
+    mkdir -p "$(dirname "$2")"
+    cp "$1" "$2.tmp"
+    mv "$2.tmp" "$2"
+}
+# recorded ARM: whether every benchmark's report of ARM is in RECORD.
+recorded() {
+    local bench
+    for bench in $BENCHES; do
+        [ -s "$RECORD/reports/$1/$bench.json" ] || return 1
+    done
+}
+
 # ---- training --------------------------------------------------------------------------
 # train NAME SUBCOMMAND ARGS...: one run into OUT/runs/NAME, resumed if it has a checkpoint;
-# its wall time (seconds, summed over resumptions) is kept in OUT/runs/NAME.seconds.
+# its wall time (seconds, summed over resumptions) is kept in OUT/runs/NAME.seconds. When it
+# finishes, that and its metrics.csv go into RECORD/runs.
 train() {
     local name=$1 command=$2
     shift 2
@@ -94,7 +135,9 @@ train() {
         --max-len "$MAX_LEN" --save-every 50 --quiet "${resume[@]}" "$@" || status=$?
     # Every segment's time counts, an interrupted one's too (it resumes from a checkpoint).
     echo $(($(date +%s) - start)) >>"$dir.seconds"
-    return $status
+    [ $status -eq 0 ] || return $status
+    keep "$dir.seconds" "$RECORD/runs/$name.seconds"
+    keep "$dir/metrics.csv" "$RECORD/runs/$name.metrics.csv"
 }
 
 # ---- evaluation ------------------------------------------------------------------------
@@ -103,40 +146,51 @@ evaluate() { # evaluate ARM MODEL
     local reports=$OUT/reports/$arm
     mkdir -p "$reports"
     local bench
-    for bench in hh rm-bench llmbar; do
-        [ -s "$reports/$bench.json" ] && continue
-        log "evaluating $arm on $bench"
-        case $bench in
-        hh) set -- "$OUT/data/helpful-base-$HH_EVAL.jsonl" ;;
-        rm-bench) set -- "$OUT"/data/rm-bench/*.json ;;
-        llmbar) set -- "$DATA"/llmbar/*.json ;;
-        esac
-        local resume=()
-        [ -f "$reports/$bench.json.journal.jsonl" ] && resume=(--resume)
-        "$GRAM" eval --model "$model" --device "$DEVICE" "${EVAL_LIMIT[@]}" --benchmark "$@" \
-            --report "$reports/$bench.json" "${resume[@]}" >/dev/null
+    for bench in $BENCHES; do
+        [ -s "$RECORD/reports/$arm/$bench.json" ] && continue
+        if [ ! -s "$reports/$bench.json" ]; then
+            log "evaluating $arm on $bench"
+            case $bench in
+            hh) set -- "$OUT/data/helpful-base-$HH_EVAL.jsonl" ;;
+            rm-bench) set -- "$OUT"/data/rm-bench/*.json ;;
+            llmbar) set -- "$DATA"/llmbar/*.json ;;
+            esac
+            local resume=()
+            [ -f "$reports/$bench.json.journal.jsonl" ] && resume=(--resume)
+            "$GRAM" eval --model "$model" --device "$DEVICE" "${EVAL_LIMIT[@]}" --benchmark "$@" \
+                --report "$reports/$bench.json" "${resume[@]}" "${TRUNK_ARGS[@]}" >/dev/null
+        fi
+        keep "$reports/$bench.json" "$RECORD/reports/$arm/$bench.json"
     done
 }
 
 # ---- the study -------------------------------------------------------------------------
-# One budget at a time, its four arms trained and then evaluated, so a study stopped part-way
-# has a whole budget's table rather than eight trained models and no scores.
-evaluate untrained "$MODEL"
-train stage1 pretrain --model "$MODEL" --data "$OUT/data/unlabeled.jsonl"
+# One budget at a time, one arm at a time: trained (unless its results are all recorded),
+# then evaluated. Stage 1 runs before the first GRAM arm that still needs training.
 for budget in $BUDGETS; do
     data=$OUT/data/hh-$budget.jsonl
-    train "bt-$budget" finetune --objective bt --model "$MODEL" --data "$data"
-    train "stage2-$budget" finetune --model "$MODEL" --data "$data"
-    train "gram-$budget" finetune --model "$OUT/runs/stage1/model" --data "$data"
-    train "gram-eps0-$budget" finetune --model "$OUT/runs/stage1/model" --data "$data" \
-        --label-smoothing 0
-    for arm in bt stage2 gram gram-eps0; do
-        evaluate "$arm-$budget" "$OUT/runs/$arm-$budget/model"
+    for arm in $ARMS; do
+        name=$arm-$budget
+        recorded "$name" && continue
+        case $arm in
+        bt) train "$name" finetune --objective bt --model "$MODEL" --data "$data" "${TRUNK_TRAIN[@]}" ;;
+        stage2) train "$name" finetune --model "$MODEL" --data "$data" "${TRUNK_TRAIN[@]}" ;;
+        gram | gram-eps0)
+            train stage1 pretrain --model "$MODEL" --data "$OUT/data/unlabeled.jsonl"
+            smoothing=()
+            [ "$arm" = gram-eps0 ] && smoothing=(--label-smoothing 0)
+            train "$name" finetune --model "$OUT/runs/stage1/model" --data "$data" \
+                "${smoothing[@]}" "${TRUNK_TRAIN[@]}"
+            ;;
+        *) echo "unknown arm $arm (ARMS: bt stage2 gram gram-eps0)" >&2 && exit 2 ;;
+        esac
+        evaluate "$name" "$OUT/runs/$name/model"
     done
 done
+evaluate untrained "$MODEL"
 
 # ---- results ---------------------------------------------------------------------------
-python3 - "$OUT" "$BUDGETS" <<'PY'
+python3 - "$RECORD" "$BUDGETS" <<'PY'
 import csv, json, os, sys
 
 out, budgets = sys.argv[1], sys.argv[2].split()
@@ -151,15 +205,10 @@ def cost(run):
     if not os.path.exists(seconds_file):
         return None
     seconds = sum(int(line) for line in open(seconds_file) if line.strip())
-    rows = list(csv.DictReader(open(os.path.join(out, "runs", run, "metrics.csv"))))
-    timed = [r for r in rows if r.get("seconds")]
+    rows = list(csv.DictReader(open(os.path.join(out, "runs", run + ".metrics.csv"))))
     entry = {"seconds": seconds, "steps": len(rows)}
-    if timed and len(timed) == len(rows):
-        entry["step_seconds"] = round(sum(float(r["seconds"]) for r in rows))
-        entry["tokens"] = round(sum(float(r["seconds"]) * float(r["tokens_per_s"]) for r in rows))
-    else:  # metrics.csv from before its seconds column: mean rate × wall time
-        rate = sum(float(r["tokens_per_s"]) for r in rows) / max(len(rows), 1)
-        entry["tokens"] = round(rate * seconds)
+    entry["step_seconds"] = round(sum(float(r["seconds"]) for r in rows))
+    entry["tokens"] = round(sum(float(r["seconds"]) * float(r["tokens_per_s"]) for r in rows))
     return entry
 
 
