@@ -221,8 +221,9 @@ impl TrunkStore {
         Ok(Trunk::replay(self.layer, passes))
     }
 
-    /// Keep what `trunk` recorded under `key` (written to a temporary name and renamed, so a
-    /// half-written file is never read); a replay must have used every pass.
+    /// Keep what `trunk` recorded under `key` (written to a temporary name of this process's
+    /// and renamed, so a half-written file is never read, even with two runs recording the same
+    /// computation); a replay must have used every pass.
     pub fn finish(&self, key: u64, trunk: Trunk) -> Result<()> {
         let replay = trunk.is_replay();
         let passes = trunk.into_passes();
@@ -236,7 +237,7 @@ impl TrunkStore {
             return Ok(());
         }
         let path = self.path(key);
-        let tmp = path.with_extension("trunk.tmp");
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         write_passes(&tmp, &passes).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
     }
