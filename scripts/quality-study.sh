@@ -22,7 +22,10 @@
 # measured — each evaluation's report, each training run's wall time and metrics.csv — and
 # results.json / results.md made from them. A step whose result is in RECORD is never run again,
 # and an arm whose three reports are all recorded is not even trained, so the study can be
-# carried on by whoever has the repository, across machines: commit RECORD as it fills.
+# carried on by whoever has the repository, across machines: commit RECORD as it fills. An
+# evaluation cut off part-way moves too: copy OUT/reports/ARM/BENCH.json.journal.jsonl to
+# RECORD/journals/ARM/BENCH.journal.jsonl and commit it; the next machine retrains the arm
+# (training is deterministic: the same data order, the same weights) and continues from it.
 #
 # Every model here keeps the base model's bottom N − TRAIN_LAYERS layers, so runs share them:
 # the first evaluation of a benchmark records what those layers output for every pair
@@ -52,8 +55,8 @@ GRAM=${GRAM:-gram}
 MODEL=${MODEL:-$HOME/.cache/gram/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SHARED=${SHARED:-$(cd "$(dirname "$0")/.." && pwd)/../shared}
 DEVICE=${DEVICE:-cpu}
-BUDGETS=${BUDGETS:-"200 1000"}
-ARMS=${ARMS:-"bt stage2 gram gram-eps0"}
+BUDGETS=${BUDGETS-"200 1000"}
+ARMS=${ARMS-"bt stage2 gram gram-eps0"}
 LAYERS=${LAYERS:-30}
 TRUNK=${TRUNK:-1}
 TRAIN_LAYERS=${TRAIN_LAYERS:-4}
@@ -150,15 +153,35 @@ evaluate() { # evaluate ARM MODEL
         [ -s "$RECORD/reports/$arm/$bench.json" ] && continue
         if [ ! -s "$reports/$bench.json" ]; then
             log "evaluating $arm on $bench"
+            local files
             case $bench in
-            hh) set -- "$OUT/data/helpful-base-$HH_EVAL.jsonl" ;;
-            rm-bench) set -- "$OUT"/data/rm-bench/*.json ;;
-            llmbar) set -- "$DATA"/llmbar/*.json ;;
+            hh) files=("$OUT/data/helpful-base-$HH_EVAL.jsonl") ;;
+            rm-bench) files=("$OUT"/data/rm-bench/*.json) ;;
+            llmbar) files=("$DATA"/llmbar/*.json) ;;
             esac
+            local journal=$reports/$bench.json.journal.jsonl
+            local kept=$RECORD/journals/$arm/$bench.journal.jsonl
+            # A journal kept in RECORD by an earlier machine continues here when this model is
+            # the same (training is deterministic); gram refuses it otherwise, and it is dropped.
+            local restored=0
+            if [ ! -f "$journal" ] && [ -s "$kept" ]; then
+                cp "$kept" "$journal"
+                restored=1
+            fi
+            run_eval() {
+                "$GRAM" eval --model "$model" --device "$DEVICE" "${EVAL_LIMIT[@]}" \
+                    --benchmark "${files[@]}" --report "$reports/$bench.json" "${TRUNK_ARGS[@]}" \
+                    "$@" >/dev/null
+            }
             local resume=()
-            [ -f "$reports/$bench.json.journal.jsonl" ] && resume=(--resume)
-            "$GRAM" eval --model "$model" --device "$DEVICE" "${EVAL_LIMIT[@]}" --benchmark "$@" \
-                --report "$reports/$bench.json" "${resume[@]}" "${TRUNK_ARGS[@]}" >/dev/null
+            [ -f "$journal" ] && resume=(--resume)
+            if ! run_eval "${resume[@]}"; then
+                [ $restored = 1 ] || return 1
+                log "the kept journal of $arm on $bench is not this model's: starting afresh"
+                rm -f "$journal"
+                run_eval
+            fi
+            rm -f "$kept"
         fi
         keep "$reports/$bench.json" "$RECORD/reports/$arm/$bench.json"
     done
