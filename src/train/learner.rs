@@ -145,10 +145,11 @@ impl Learner {
     /// flows through those keys and values, so loss and gradients equal running every sequence
     /// whole.
     pub(crate) fn last_hidden(&self, sequences: &[&[u32]], pad_id: u32) -> Result<Tensor<2>> {
-        let key = trunk::computation_key(&[MICRO_BATCH], sequences);
-        let mut trunk = match &self.trunk {
-            Some(store) => Some(store.trunk(key)?),
-            None => None,
+        // Only with a store: the key hashes every id of the micro-batch.
+        let key = (self.trunk.as_ref()).map(|_| trunk::computation_key(&[MICRO_BATCH], sequences));
+        let mut trunk = match (&self.trunk, key) {
+            (Some(store), Some(key)) => Some(store.trunk(key)?),
+            _ => None,
         };
         let shortest = sequences.iter().map(|s| s.len()).min().unwrap_or(0);
         let shared = sequences
@@ -170,7 +171,7 @@ impl Learner {
         let hidden =
             self.llama
                 .last_hidden_states(sequences, prefix.as_ref(), pad_id, trunk.as_mut())?;
-        if let (Some(store), Some(trunk)) = (&self.trunk, trunk) {
+        if let (Some(store), Some(key), Some(trunk)) = (&self.trunk, key, trunk) {
             store.finish(key, trunk)?;
         }
         Ok(hidden)
