@@ -31,7 +31,7 @@ use burn::backend::{
 use burn::tensor::{DType, Shape, Tensor};
 use std::cell::Cell;
 use std::os::raw::c_int;
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
 /// The libraries tried, in order: OpenBLAS (Linux, Windows, Homebrew on macOS) and Apple's
 /// Accelerate framework.
@@ -71,13 +71,61 @@ type Sgemm = unsafe extern "C" fn(
 type SetThreads = unsafe extern "C" fn(threads: c_int);
 type GetThreads = unsafe extern "C" fn() -> c_int;
 
-/// A loaded BLAS: its `cblas_sgemm`, OpenBLAS's thread-count controls where it has them, and
-/// the library it came from (kept open).
+/// A loaded BLAS: its `cblas_sgemm`, OpenBLAS's thread count where it can be set, and the
+/// library it came from (kept open).
 struct Library {
     sgemm: Sgemm,
-    threads: Option<(SetThreads, GetThreads)>,
+    threads: Option<ThreadCount>,
     name: &'static str,
     _library: libloading::Library,
+}
+
+/// OpenBLAS's thread count, which is process-wide, shared by two kinds of product: the CPU
+/// attention's many small ones, one thread each ([`one_thread_per_product`]), and every other
+/// product, on the library's own count. With some of OpenBLAS's kernels (the Haswell ones, which
+/// AVX2-only and Zen 1–3 CPUs get) a product's rounding depends on its thread count:
+/// `[40, 576] · [576, 1536]` differs by about 7e-5 between one thread and two. So the count one
+/// product runs with must never be the one another thread just set: products of one kind run side
+/// by side, and a product of the other kind waits until they are done. Results then do not depend
+/// on what else the process is running (concurrent judges, parallel tests).
+struct ThreadCount {
+    set: SetThreads,
+    /// The library's own count, read when it was loaded.
+    library: c_int,
+    /// The kind of product running (`true`: one thread each) and how many callers run it.
+    inside: Mutex<(bool, usize)>,
+    left: Condvar,
+}
+
+impl ThreadCount {
+    /// Waits until no product of the other kind is running, sets the count for `one_each`, and
+    /// holds it until the returned guard drops.
+    fn enter(&'static self, one_each: bool) -> Inside {
+        let mut inside = (self.inside.lock()).unwrap_or_else(PoisonError::into_inner);
+        while inside.1 > 0 && inside.0 != one_each {
+            inside = (self.left.wait(inside)).unwrap_or_else(PoisonError::into_inner);
+        }
+        if inside.0 != one_each {
+            // SAFETY: OpenBLAS's thread-count call takes a plain int.
+            unsafe { (self.set)(if one_each { 1 } else { self.library }) };
+            inside.0 = one_each;
+        }
+        inside.1 += 1;
+        Inside(self)
+    }
+}
+
+/// A caller inside [`ThreadCount::enter`]; leaves on drop, so a panic leaves too.
+struct Inside(&'static ThreadCount);
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        let mut inside = (self.0.inside.lock()).unwrap_or_else(PoisonError::into_inner);
+        inside.1 -= 1;
+        if inside.1 == 0 {
+            self.0.left.notify_all();
+        }
+    }
 }
 
 /// The BLAS this process uses, opened on first use; `None` without one (or with
@@ -97,9 +145,15 @@ fn library() -> Option<&'static Library> {
                     let sgemm = *library.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
                     let set = library.get::<SetThreads>(b"openblas_set_num_threads\0");
                     let get = library.get::<GetThreads>(b"openblas_get_num_threads\0");
+                    let threads = set.ok().zip(get.ok()).map(|(set, get)| ThreadCount {
+                        set: *set,
+                        library: get(),
+                        inside: Mutex::new((false, 0)),
+                        left: Condvar::new(),
+                    });
                     Some(Library {
                         sgemm,
-                        threads: set.ok().zip(get.ok()).map(|(set, get)| (*set, *get)),
+                        threads,
                         name,
                         _library: library,
                     })
@@ -230,34 +284,10 @@ fn operand(t: &FlexTensor) -> (FlexTensor, bool, usize) {
 /// Runs `work` with every product on one thread each, so that `work` can run many small
 /// products side by side on its own threads (the CPU attention's heads) instead of each one
 /// spreading over the BLAS's threads; `None` (and `work` not run) where the library cannot be
-/// told (OpenBLAS can; Accelerate has no such call). Nested and concurrent callers share one
-/// setting: the first to enter saves the BLAS's thread count and the last to leave restores it.
+/// told (OpenBLAS can; Accelerate has no such call). Other threads' products on the library's
+/// own count wait until `work` is done ([`ThreadCount`]).
 pub(super) fn one_thread_per_product<R>(work: impl FnOnce() -> R) -> Option<R> {
-    /// Callers inside, and the thread count to restore when the last leaves.
-    static INSIDE: std::sync::Mutex<(usize, c_int)> = std::sync::Mutex::new((0, 0));
-    let (set, get) = library()?.threads?;
-    {
-        let mut inside = INSIDE.lock().unwrap_or_else(|e| e.into_inner());
-        if inside.0 == 0 {
-            // SAFETY: OpenBLAS's thread-count calls take and return a plain int.
-            inside.1 = unsafe { get() };
-            unsafe { set(1) };
-        }
-        inside.0 += 1;
-    }
-    /// Leaves on drop, so a panic inside `work` restores the setting too.
-    struct Leave(SetThreads, &'static std::sync::Mutex<(usize, c_int)>);
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            let mut inside = self.1.lock().unwrap_or_else(|e| e.into_inner());
-            inside.0 -= 1;
-            if inside.0 == 0 {
-                // SAFETY: as above.
-                unsafe { (self.0)(inside.1) };
-            }
-        }
-    }
-    let _leave = Leave(set, &INSIDE);
+    let _inside = library()?.threads.as_ref()?.enter(true);
     Some(work())
 }
 
@@ -347,6 +377,9 @@ fn sgemm(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     }
     let mut out = FlexTensor::empty(Shape::from(vec![m, n]), DType::F32);
     let ((a, a_transposed, lda), (b, b_transposed, ldb)) = (operand(a), operand(b));
+    let _inside = library()
+        .and_then(|l| l.threads.as_ref())
+        .map(|t| t.enter(false));
     sgemm_slices(
         (m, n, k),
         1.0,
