@@ -233,7 +233,7 @@ mod tests {
     fn replicas_keep_input_order_and_share_the_work() {
         let mut replicas = Replicas::new(vec![Echo(0), Echo(0), Echo(0)]).unwrap();
         let pairs: Vec<Pair> = (0..7)
-            .map(|i| Pair::new(&format!("{i}"), "a", "b"))
+            .map(|i| Pair::new(format!("{i}"), "a", "b"))
             .collect();
         let verdicts = replicas.judge(&pairs).unwrap();
         let order: Vec<f64> = verdicts.iter().map(|v| v.p_a).collect();

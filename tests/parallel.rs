@@ -129,14 +129,13 @@ fn hh() -> PathBuf {
 
 /// `gram <args> --model <tiny llama3>`, which must succeed.
 fn gram(args: &[&str], paths: &[&Path]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_gram"))
+    Command::new(env!("CARGO_BIN_EXE_gram"))
         .args(args)
         .args(paths)
         .arg("--model")
         .arg(fixture_model())
         .output()
-        .expect("run gram");
-    output
+        .expect("run gram")
 }
 
 /// `gram merge <parts> <args>`.

@@ -155,7 +155,7 @@ where
         let (out, lse) = forward(&q, &k, &v);
         let [b, h, t, _] = dims(&q);
         let lse = Tensor::<3>::from_data(TensorData::new(lse, [b, h, t]), &Device::flex());
-        let [q, k, v, out] = [q, k, v, out].map(|x| Tensor::<4>::from_primitive::<Flex>(x));
+        let [q, k, v, out] = [q, k, v, out].map(Tensor::<4>::from_primitive::<Flex>);
         let y = primitive::<B, 4>(out.clone());
         // Compute-bound: keep the inputs rather than recompute under gradient checkpointing.
         match AttentionBackward

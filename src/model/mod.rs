@@ -104,7 +104,7 @@ impl Llama {
             .map(|(row, s)| (row * width + s.len() - 1) as i64)
             .collect();
         let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rest.len()]), &device);
-        let (hidden, _) = self.decode(ids, prefix, Rows::Only(last), trunk)?;
+        let (hidden, _) = self.decode(ids, prefix, Rows::Only(Box::new(last)), trunk)?;
         Ok(hidden.expect("the last rows kept"))
     }
 
@@ -201,7 +201,7 @@ impl Llama {
             x = out;
             fresh.push(kv);
         }
-        if let Some(trunk) = trunk.as_deref_mut() {
+        if let Some(trunk) = trunk {
             trunk.keep(n - 1, &x);
         }
         let last = &self.layers[n - 1];
@@ -245,7 +245,7 @@ enum Rows {
     /// Every row `b·T + t`.
     All,
     /// These rows, in this order.
-    Only(Tensor<1, Int>),
+    Only(Box<Tensor<1, Int>>),
     /// None: only the keys and values are kept (a prefill).
     None,
 }
@@ -255,7 +255,7 @@ impl Rows {
     fn select(self, hidden: Tensor<2>) -> Option<Tensor<2>> {
         match self {
             Rows::All => Some(hidden),
-            Rows::Only(rows) => Some(hidden.select(0, rows)),
+            Rows::Only(rows) => Some(hidden.select(0, *rows)),
             Rows::None => None,
         }
     }

@@ -222,7 +222,7 @@ impl Trainer {
         check_examples(train, self.options.objective, "training")?;
         check_examples(eval, self.options.objective, "evaluation")?;
         let schedule: Schedule = self.options.schedule(total, self.hidden_size());
-        let every = |n: usize, step: usize| n > 0 && step % n == 0;
+        let every = |n: usize, step: usize| n > 0 && step.is_multiple_of(n);
         let mut history = Vec::new();
         while self.step < total {
             let start = Instant::now();
@@ -404,7 +404,11 @@ impl Trainer {
 /// stay together (a pair's two orders, so they share a micro-batch and their common prefix runs
 /// once). Recomputed on demand, so the data order needs no saved state to resume.
 fn stream_index(i: usize, n: usize, unit: usize, seed: u64) -> usize {
-    let unit = if unit > 1 && n % unit == 0 { unit } else { 1 };
+    let unit = if unit > 1 && n.is_multiple_of(unit) {
+        unit
+    } else {
+        1
+    };
     let units = n / unit;
     let epoch = (i / n) as u64;
     let mut order: Vec<usize> = (0..units).collect();

@@ -157,7 +157,8 @@ fn model_config_validate_names_the_field() {
 fn from_checkpoint_validates_a_hand_made_config() {
     let base = tiny_config(Architecture::Llama, 16);
     let tensors = common::tiny_tensors(&base);
-    let edits: [(&str, fn(&mut ModelConfig)); 3] = [
+    type Edit = (&'static str, fn(&mut ModelConfig));
+    let edits: [Edit; 3] = [
         ("num_attention_heads", |c| c.num_attention_heads = 0),
         ("num_hidden_layers", |c| c.num_hidden_layers = 1 << 60),
         ("intermediate_size", |c| c.intermediate_size = 0),

@@ -112,7 +112,7 @@ pub fn llama3_rope_scaling(factors: &[f32], rope_theta: f64) -> Option<RopeScali
         };
         (stored as f64 - expected).abs() <= 1e-4 * expected
     });
-    consistent.then(|| RopeScaling {
+    consistent.then_some(RopeScaling {
         rope_type: RopeType::Llama3,
         factor,
         low_freq_factor: low,
