@@ -180,13 +180,14 @@ fn train_layers_limits_the_trained_parameters() {
 
 /// LoRA: only the adapters train (two per projection), the base weights stay as they were, the
 /// pairs are learned, and folding the adapters into the weights (as export does) keeps every
-/// verdict logit.
+/// verdict logit. The weights are random (unseeded): at a peak rate of 1e-2, 4 runs in 200 ended
+/// short of every pair (one in CI); at 3e-3 none of 1,000 did (worst final loss 0.48).
 #[test]
 fn lora_trains_only_adapters_and_merges_into_the_weights() {
     let data = common::verdict_data(4, VOCAB, 1);
     let model = Llama::random(&common::tiny_config(VOCAB, 2), &cpu());
     let base_q = model.layers[0].self_attn.q_proj.weight.val().into_data();
-    let mut o = options(Objective::Gram, 8, 1e-2);
+    let mut o = options(Objective::Gram, 8, 3e-3);
     o.lora_rank = Some(4);
     let mut trainer = Trainer::new(model, o.clone(), None).unwrap();
     let (_, grads) = trainer.gradients(&data).unwrap();
