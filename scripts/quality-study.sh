@@ -213,12 +213,18 @@ done
 evaluate untrained "$MODEL"
 
 # ---- results ---------------------------------------------------------------------------
-python3 - "$RECORD" "$BUDGETS" <<'PY'
-import csv, json, os, sys
+# From everything recorded, whatever BUDGETS this run was given: every arm with a report or a
+# training run, the untrained model first, then budget by budget.
+python3 - "$RECORD" <<'PY'
+import csv, json, os, re, sys
 
-out, budgets = sys.argv[1], sys.argv[2].split()
-arms = ["untrained"] + [f"{a}-{b}" for b in budgets for a in ("bt", "stage2", "gram", "gram-eps0")]
+out = sys.argv[1]
 benches = ["hh", "rm-bench", "llmbar"]
+kinds = ("bt", "stage2", "gram", "gram-eps0")
+names = set(os.listdir(os.path.join(out, "reports")))
+names |= {f[: -len(".seconds")] for f in os.listdir(os.path.join(out, "runs")) if f.endswith(".seconds")}
+budgets = sorted({int(m.group(2)) for n in names if (m := re.fullmatch(r"(.+)-(\d+)", n)) and m.group(1) in kinds})
+arms = ["untrained"] + [f"{a}-{b}" for b in budgets for a in kinds if f"{a}-{b}" in names]
 
 
 def cost(run):
@@ -241,7 +247,7 @@ for arm in arms:
     entry = {"benchmarks": {}}
     if arm != "untrained":
         entry["training"] = cost(arm)
-        if arm.startswith("gram"):
+        if arm.startswith("gram") and entry["training"]:
             entry["stage1"] = stage1
     for bench in benches:
         path = os.path.join(out, "reports", arm, bench + ".json")
