@@ -216,15 +216,22 @@ evaluate untrained "$MODEL"
 # From everything recorded, whatever BUDGETS this run was given: every arm with a report or a
 # training run, the untrained model first, then budget by budget.
 python3 - "$RECORD" <<'PY'
-import csv, json, os, re, sys
+import csv, json, os, sys
 
 out = sys.argv[1]
 benches = ["hh", "rm-bench", "llmbar"]
-kinds = ("bt", "stage2", "gram", "gram-eps0")
-names = set(os.listdir(os.path.join(out, "reports")))
-names |= {f[: -len(".seconds")] for f in os.listdir(os.path.join(out, "runs")) if f.endswith(".seconds")}
-budgets = sorted({int(m.group(2)) for n in names if (m := re.fullmatch(r"(.+)-(\d+)", n)) and m.group(1) in kinds})
-arms = ["untrained"] + [f"{a}-{b}" for b in budgets for a in kinds if f"{a}-{b}" in names]
+kinds = ["bt", "stage2", "gram", "gram-eps0"]
+
+
+def budget_and_kind(name):
+    """`stage2-1000` → (1000, 1), the order arms are listed in; None for stage 1 or untrained."""
+    kind, _, budget = name.rpartition("-")
+    return (int(budget), kinds.index(kind)) if kind in kinds and budget.isdigit() else None
+
+
+recorded = set(os.listdir(os.path.join(out, "reports")))
+recorded |= {f.removesuffix(".seconds") for f in os.listdir(os.path.join(out, "runs")) if f.endswith(".seconds")}
+arms = ["untrained"] + sorted(filter(budget_and_kind, recorded), key=budget_and_kind)
 
 
 def cost(run):
