@@ -20,12 +20,13 @@
 # Two places: OUT holds the bulky, rebuildable work (data, trained models, checkpoints,
 # journals); RECORD (scripts/study-results in the repository) holds what a finished step
 # measured — each evaluation's report, each training run's wall time and metrics.csv — and
-# results.json / results.md made from them. A step whose result is in RECORD is never run again,
-# and an arm whose three reports are all recorded is not even trained, so the study can be
-# carried on by whoever has the repository, across machines: commit RECORD as it fills. An
-# evaluation cut off part-way moves too: copy OUT/reports/ARM/BENCH.json.journal.jsonl to
-# RECORD/journals/ARM/BENCH.journal.jsonl and commit it; the next machine retrains the arm
-# (training is deterministic: the same data order, the same weights) and continues from it.
+# results.json / .md / .svg (a forest plot) made from them by scripts/study-report.py. A step
+# whose result is in RECORD is never run again, and an arm whose three reports are all recorded
+# is not even trained, so the study can be carried on by whoever has the repository, across
+# machines: commit RECORD as it fills. An evaluation cut off part-way moves too: copy
+# OUT/reports/ARM/BENCH.json.journal.jsonl to RECORD/journals/ARM/BENCH.journal.jsonl and
+# commit it; the next machine retrains the arm (training is deterministic: the same data order,
+# the same weights) and continues from it.
 #
 # Every model here keeps the base model's bottom N − TRAIN_LAYERS layers, so runs share them:
 # the first evaluation of a benchmark records what those layers output for every pair
@@ -213,77 +214,5 @@ done
 evaluate untrained "$MODEL"
 
 # ---- results ---------------------------------------------------------------------------
-# From everything recorded, whatever BUDGETS this run was given: every arm with a report or a
-# training run, the untrained model first, then budget by budget.
-python3 - "$RECORD" <<'PY'
-import csv, json, os, sys
-
-out = sys.argv[1]
-benches = ["hh", "rm-bench", "llmbar"]
-kinds = ["bt", "stage2", "gram", "gram-eps0"]
-
-
-def budget_and_kind(name):
-    """`stage2-1000` → (1000, 1), the order arms are listed in; None for stage 1 or untrained."""
-    kind, _, budget = name.rpartition("-")
-    return (int(budget), kinds.index(kind)) if kind in kinds and budget.isdigit() else None
-
-
-recorded = set(os.listdir(os.path.join(out, "reports")))
-recorded |= {f.removesuffix(".seconds") for f in os.listdir(os.path.join(out, "runs")) if f.endswith(".seconds")}
-arms = ["untrained"] + sorted(filter(budget_and_kind, recorded), key=budget_and_kind)
-
-
-def cost(run):
-    """What a run cost: wall seconds (every segment, loading and export included), the steps'
-    own seconds and training tokens (from metrics.csv's per-step wall time and tokens/s)."""
-    seconds_file = os.path.join(out, "runs", run + ".seconds")
-    if not os.path.exists(seconds_file):
-        return None
-    seconds = sum(int(line) for line in open(seconds_file) if line.strip())
-    rows = list(csv.DictReader(open(os.path.join(out, "runs", run + ".metrics.csv"))))
-    entry = {"seconds": seconds, "steps": len(rows)}
-    entry["step_seconds"] = round(sum(float(r["seconds"]) for r in rows))
-    entry["tokens"] = round(sum(float(r["seconds"]) * float(r["tokens_per_s"]) for r in rows))
-    return entry
-
-
-results = {"arms": {}}
-stage1 = cost("stage1")
-for arm in arms:
-    entry = {"benchmarks": {}}
-    if arm != "untrained":
-        entry["training"] = cost(arm)
-        if arm.startswith("gram") and entry["training"]:
-            entry["stage1"] = stage1
-    for bench in benches:
-        path = os.path.join(out, "reports", arm, bench + ".json")
-        if os.path.exists(path):
-            report = json.load(open(path))
-            entry["benchmarks"][bench] = {
-                "score": report["overall"]["accuracy"],
-                "count": report["overall"]["count"],
-                "interval": report.get("interval"),
-                "consistency": report["consistency"]["rate"],
-                "entries": report["entries"],
-            }
-    results["arms"][arm] = entry
-json.dump(results, open(os.path.join(out, "results.json"), "w"), indent=1)
-
-lines = ["| arm | " + " | ".join(benches) + " | training (min) |", "|---|" + "---|" * (len(benches) + 1)]
-for arm, entry in results["arms"].items():
-    cells = []
-    for bench in benches:
-        b = entry["benchmarks"].get(bench)
-        if b is None:
-            cells.append("—")
-            continue
-        i = b["interval"]
-        ci = f" [{100 * i['low']:.1f}, {100 * i['high']:.1f}]" if i else ""
-        cells.append(f"{100 * b['score']:.1f}%{ci}, pc {100 * b['consistency']:.0f}%")
-    minutes = [entry.get(k) for k in ("stage1", "training") if entry.get(k)]
-    cells.append(" + ".join(f"{c['seconds'] / 60:.1f}" for c in minutes) or "—")
-    lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-open(os.path.join(out, "results.md"), "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-PY
+# results.{json,md,svg} from everything recorded, whatever BUDGETS this run was given.
+python3 "$(dirname "$0")/study-report.py" "$RECORD"
