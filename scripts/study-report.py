@@ -30,6 +30,12 @@ def budget_and_kind(name):
     return (int(budget), KINDS.index(kind)) if kind in KINDS and budget.isdigit() else None
 
 
+def budget_and_name(arm):
+    """`stage2-1000` → (1000, "stage2"); the untrained model → (0, "untrained")."""
+    order = budget_and_kind(arm)
+    return (order[0], KINDS[order[1]]) if order else (0, "untrained")
+
+
 def cost(record, run):
     """What a run cost: wall seconds (every segment, loading and export included), the steps'
     own seconds and training tokens (from metrics.csv's per-step wall time and tokens/s)."""
@@ -132,7 +138,7 @@ def plot(results):
         )
         for row in range(1, len(arms)):
             # A rule between label budgets (the untrained model counts as a budget of its own).
-            if (budget_and_kind(arms[row]) or (0,))[0] != (budget_and_kind(arms[row - 1]) or (0,))[0]:
+            if budget_and_name(arms[row])[0] != budget_and_name(arms[row - 1])[0]:
                 y = top + row_h * row
                 svg.append(f'<line x1="{x0}" y1="{y}" x2="{x0 + panel_w}" y2="{y}" stroke="#e0e0e0"/>')
         for row, arm in enumerate(arms):
@@ -140,8 +146,7 @@ def plot(results):
             if b is None:
                 continue
             y = top + row_h * row + row_h / 2
-            kind = (budget_and_kind(arm) and KINDS[budget_and_kind(arm)[1]]) or "untrained"
-            colour = COLOURS[kind]
+            colour = COLOURS[budget_and_name(arm)[1]]
             if b["interval"]:
                 low, high = 100 * b["interval"]["low"], 100 * b["interval"]["high"]
                 svg.append(
