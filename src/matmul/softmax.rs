@@ -131,7 +131,7 @@ pub(crate) fn exp_minus(row: &mut [f32], shift: f32) -> f32 {
 /// ln 2 / 2]`, and `e^r` by Cephes' degree-6 polynomial. Inputs are clamped to `[−87.3, 88.7]`,
 /// the range of normal f32 results.
 #[inline(always)]
-fn exp(x: f32x8) -> f32x8 {
+pub(crate) fn exp(x: f32x8) -> f32x8 {
     let c = f32x8::splat;
     // ln 2 split in two so `n · LN2_HI` is exact for |n| < 2⁹.
     const LN2_HI: f32 = 0.693_359_4;

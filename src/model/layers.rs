@@ -19,6 +19,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::fused;
 use super::lora::Lora;
 use super::rope::Rope;
 use super::variant::Activation;
@@ -36,10 +37,15 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    /// `x / sqrt(mean(x², last dim) + eps) ⊙ (offset + g)`.
+    /// `x / sqrt(mean(x², last dim) + eps) ⊙ (offset + g)`: one fused pass on the inference
+    /// path on `cpu` ([`fused::rms_norm`]), burn's operations otherwise.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let gain = self.gain();
+        if fused::takes(&x) && fused::takes(&gain) {
+            return fused::rms_norm(x, gain, self.eps);
+        }
         let rms = (x.clone().powi_scalar(2).mean_dim(D - 1) + self.eps).sqrt();
-        x.div(rms).mul(self.gain().unsqueeze())
+        x.div(rms).mul(gain.unsqueeze())
     }
 
     /// The effective gain `offset + g`.
@@ -128,8 +134,8 @@ impl Attention {
             _ => (q, k),
         };
         // [B, heads, T, hd]
-        let q = rope.apply(q.swap_dims(1, 2));
-        let k = rope.apply(k.swap_dims(1, 2));
+        let q = rope.rotate(q);
+        let k = rope.rotate(k);
         let v = v.swap_dims(1, 2);
         let new = LayerKv {
             keys: k.clone(),
@@ -197,9 +203,18 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// `W_down (act(W_gate x) ⊙ W_up x)`; SiLU and the product are one fused pass on the
+    /// inference path on `cpu` ([`fused::silu_mul`]).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.activation.apply(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        let hidden = match self.activation {
+            Activation::Silu if fused::takes(&gate) && fused::takes(&up) => {
+                fused::silu_mul(gate, up)
+            }
+            activation => activation.apply(gate) * up,
+        };
+        self.down_proj.forward(hidden)
     }
 }
 

@@ -20,6 +20,7 @@
 //! | `mod.rs` | [`Llama`]: the decoder stack, [`KvCache`] (shared prefixes), hidden states, logits |
 //! | [`layers`] | [`RmsNorm`], [`Projection`], [`Attention`], [`Mlp`], [`DecoderLayer`] |
 //! | [`rope`] | rotary position embeddings, Llama 3 frequency scaling |
+//! | [`fused`] | RMSNorm, SwiGLU and RoPE as single passes on the CPU's inference path |
 //! | [`lora`] | [`Lora`] adapters on projections |
 //! | [`trunk`] | [`Trunk`]: record the bottom layers' output once, replay it for fine-tunes |
 //! | [`config`] | [`ModelConfig`](config::ModelConfig), [`Architecture`](config::Architecture) (mirrors `config.json`) |
@@ -28,6 +29,7 @@
 //! | `weights.rs` | [`Llama::from_checkpoint`], [`Llama::random`], [`Llama::hf_tensors`] through the table |
 
 pub mod config;
+pub mod fused;
 pub mod layers;
 pub mod layout;
 pub mod lora;

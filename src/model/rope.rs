@@ -16,6 +16,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{ModelConfig, RopeScaling, RopeType};
+use super::fused;
 
 /// The `cos(pω)` and signed `sin(pω)` tables `[T, hd]` for positions `p = start..start+T`.
 ///
@@ -49,8 +50,19 @@ impl Rope {
         }
     }
 
+    /// Rotate `x` `[B, T, heads, hd]` (a projection's output, heads split off) and return it
+    /// heads first, `[B, heads, T, hd]`: one fused pass on the inference path on `cpu`
+    /// ([`fused::rope`]), burn's operations on the transposed view otherwise.
+    pub(super) fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
+        let (cos, sin) = (self.cos.clone().inner(), self.signed_sin.clone().inner());
+        if fused::takes(&x) && fused::takes(&cos) {
+            return fused::rope(x, cos, sin);
+        }
+        self.apply(x.swap_dims(1, 2))
+    }
+
     /// Rotate `x`: `[B, heads, T, hd]`.
-    pub(super) fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, h, t, hd] = x.dims();
         let half = hd / 2;
         let x1 = x.clone().narrow(3, 0, half);

@@ -1,0 +1,169 @@
+//! `gram::model::fused`, the inference path's single-pass RMSNorm, SwiGLU and RoPE on the CPU:
+//! each against the same math in burn's tensor operations (shapes whose rows are not a multiple
+//! of the SIMD width, one row, extreme values), and a whole forward pass against the same model
+//! run through burn's operations, counting the fused calls so a silent fallback fails.
+
+mod common;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use gram::model::{Llama, fused};
+
+/// `n` values in `[lo, hi)` from the seeded sequence of [`common::Numbers`].
+fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut numbers = common::Numbers(seed);
+    (0..n).map(|_| numbers.uniform(lo, hi)).collect()
+}
+
+fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, shape), &Device::flex())
+}
+
+fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// The largest `|a − b| / (1 + |b|)`.
+fn gap(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn rms_norm_matches_burns_operations() {
+    for (shape, eps) in [
+        ([2, 5, 13], 1e-5),
+        ([1, 1, 576], 1e-6),
+        ([3, 4, 8], 1e-5),
+        ([1, 7, 1], 1e-2),
+    ] {
+        let n = shape[2];
+        let count = shape.iter().product();
+        let mut x = values(count, 1, -3.0, 3.0);
+        x[..n].fill(0.0); // an all-zero row: y = 0
+        x[n..2 * n.min(count / 2)]
+            .iter_mut()
+            .for_each(|v| *v *= 1.0e4);
+        let (x, gain) = (tensor(x, shape), tensor(values(n, 2, 0.5, 1.5), [n]));
+        assert!(fused::takes(&x) && fused::takes(&gain));
+        let want = {
+            let rms = (x.clone().powi_scalar(2).mean_dim(2) + eps).sqrt();
+            x.clone().div(rms).mul(gain.clone().unsqueeze())
+        };
+        let got = fused::rms_norm(x, gain, eps);
+        assert_eq!(got.dims(), shape);
+        let (got, want) = (read(got), read(want));
+        assert!(got[..n].iter().all(|&v| v == 0.0), "a zero row stays zero");
+        assert!(gap(&got, &want) < 2e-6, "{shape:?}: {}", gap(&got, &want));
+    }
+}
+
+#[test]
+fn silu_mul_matches_burns_operations() {
+    // Lengths around the SIMD width and the 1024-value chunks rows are split into.
+    for len in [1, 7, 8, 9, 1023, 1024, 1025, 3001] {
+        let mut g = values(len, 3, -12.0, 12.0);
+        g[0] = -100.0;
+        if len > 1 {
+            g[len - 1] = 100.0;
+        }
+        let (g, u) = (
+            tensor(g, [1, 1, len]),
+            tensor(values(len, 4, -2.0, 2.0), [1, 1, len]),
+        );
+        let want = read(silu(g.clone()) * u.clone());
+        let got = read(fused::silu_mul(g, u));
+        assert!(
+            gap(&got, &want) < 1e-6,
+            "length {len}: {}",
+            gap(&got, &want)
+        );
+    }
+    // A batch of rows, as the MLP gives it.
+    let (g, u) = (
+        tensor(values(2 * 3 * 40, 5, -6.0, 6.0), [2, 3, 40]),
+        tensor(values(2 * 3 * 40, 6, -1.0, 1.0), [2, 3, 40]),
+    );
+    let want = read(silu(g.clone()) * u.clone());
+    let got = fused::silu_mul(g, u);
+    assert_eq!(got.dims(), [2, 3, 40]);
+    assert!(gap(&read(got), &want) < 1e-6);
+}
+
+#[test]
+fn rope_matches_burns_operations_and_puts_heads_first() {
+    for [b, t, h, hd] in [[1, 1, 1, 2], [2, 5, 3, 8], [1, 17, 4, 64], [3, 2, 2, 6]] {
+        let x = tensor(values(b * t * h * hd, 7, -2.0, 2.0), [b, t, h, hd]);
+        let cos = tensor(values(t * hd, 8, -1.0, 1.0), [t, hd]);
+        let sin = tensor(values(t * hd, 9, -1.0, 1.0), [t, hd]);
+        let want = {
+            let x = x.clone().swap_dims(1, 2); // [b, h, t, hd]
+            let half = hd / 2;
+            let swapped = Tensor::cat(
+                vec![
+                    x.clone().narrow(3, half, half),
+                    x.clone().narrow(3, 0, half),
+                ],
+                3,
+            );
+            let table = |t_: Tensor<2>| t_.reshape([1, 1, t, hd]).expand([b, h, t, hd]);
+            x * table(cos.clone()) + swapped * table(sin.clone())
+        };
+        let got = fused::rope(x, cos, sin);
+        assert_eq!(got.dims(), [b, h, t, hd]);
+        let (got, want) = (read(got), read(want));
+        assert!(
+            gap(&got, &want) < 1e-6,
+            "{:?}: {}",
+            [b, t, h, hd],
+            gap(&got, &want)
+        );
+    }
+}
+
+#[test]
+fn a_forward_pass_runs_the_fused_blocks_and_matches_burns_operations() {
+    let layers = 3;
+    let model = Llama::random(&common::tiny_config(200, layers), &Device::flex());
+    let ids: Vec<i64> = (0..2 * 19).map(|i| (i * 37 + 5) % 200).collect();
+    let ids = |device: &Device| {
+        Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [2, 19]), device)
+    };
+
+    let before = fused::calls_on_this_thread();
+    let fast = read(model.hidden_states(ids(&Device::flex())));
+    // Per layer two norms, RoPE on queries and keys, and SiLU·up; then the final norm.
+    assert_eq!(
+        fused::calls_on_this_thread() - before,
+        5 * layers as u64 + 1
+    );
+
+    // The same weights under autodiff take burn's operations for every block.
+    let autodiff = Device::flex().autodiff();
+    let reference = model.clone().map(&mut Autodiff);
+    let before = fused::calls_on_this_thread();
+    let want = read(reference.hidden_states(ids(&autodiff)));
+    assert_eq!(
+        fused::calls_on_this_thread(),
+        before,
+        "no fused block under autodiff"
+    );
+    assert!(
+        gap(&fast, &want) < 1e-5,
+        "hidden states differ by {}",
+        gap(&fast, &want)
+    );
+}
+
+/// Every weight made an autodiff tensor (not tracked: nothing requires a gradient).
+struct Autodiff;
+
+impl ModuleMapper for Autodiff {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| t.autodiff())
+    }
+}
