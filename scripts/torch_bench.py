@@ -13,7 +13,7 @@ interleaved, round by round, on the same machine:
     > quit
 
 The model is the same GGUF file, dequantised to f32 by transformers (`pip install torch
-transformers gguf`), as scripts/transformers-crosscheck.py does. The recipes are the usual
+transformers accelerate gguf`), as scripts/transformers-crosscheck.py does. The recipes are the usual
 transformers ones:
 
 * judge: batch 1, each ordered sequence whole (no prefix reuse), `model(ids)` under

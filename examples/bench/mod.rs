@@ -168,7 +168,7 @@ pub struct Torch {
 
 impl Torch {
     /// Start the PyTorch side on `workload` (JSON: the token ids to run), or `None` with the
-    /// reason printed when `--no-torch` is given or `torch`, `transformers` and `gguf` are not
+    /// reason printed when `--no-torch` is given or `torch`, `transformers`, `accelerate` and `gguf` are not
     /// importable.
     pub fn start(model: &Path, workload: &serde_json::Value) -> Result<Option<Torch>> {
         if flag("--no-torch") {
@@ -176,13 +176,13 @@ impl Torch {
         }
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         let importable = Command::new(&python)
-            .args(["-c", "import torch, transformers, gguf"])
+            .args(["-c", "import torch, transformers, accelerate, gguf"])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !importable {
             println!(
-                "PyTorch side skipped: `{python} -c 'import torch, transformers, gguf'` failed"
+                "PyTorch side skipped: `{python} -c 'import torch, transformers, accelerate, gguf'` failed"
             );
             return Ok(None);
         }
