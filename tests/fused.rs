@@ -1,7 +1,8 @@
-//! `gram::model::fused`, the inference path's single-pass RMSNorm, SwiGLU and RoPE on the CPU:
-//! each against the same math in burn's tensor operations (shapes whose rows are not a multiple
-//! of the SIMD width, one row, extreme values), and a whole forward pass against the same model
-//! run through burn's operations, counting the fused calls so a silent fallback fails.
+//! `gram::model::fused`, single-pass RMSNorm, SwiGLU and RoPE on the CPU: each against the same
+//! math in burn's tensor operations (shapes whose rows are not a multiple of the SIMD width, one
+//! row, extreme values), RMSNorm's and SiLU·up's gradients under autodiff against burn's, and a
+//! whole forward pass with and without autodiff, counting the fused calls so a silent fallback
+//! fails.
 
 mod common;
 
@@ -126,7 +127,7 @@ fn rope_matches_burns_operations_and_puts_heads_first() {
 }
 
 #[test]
-fn a_forward_pass_runs_the_fused_blocks_and_matches_burns_operations() {
+fn a_forward_pass_runs_the_fused_blocks_with_and_without_autodiff() {
     let layers = 3;
     let model = Llama::random(&common::tiny_config(200, layers), &Device::flex());
     let ids: Vec<i64> = (0..2 * 19).map(|i| (i * 37 + 5) % 200).collect();
@@ -142,21 +143,81 @@ fn a_forward_pass_runs_the_fused_blocks_and_matches_burns_operations() {
         5 * layers as u64 + 1
     );
 
-    // The same weights under autodiff take burn's operations for every block.
+    // The same weights under autodiff (the trainable layers' path): RMSNorm and SiLU·up stay
+    // fused, RoPE and the attention's softmax are burn's operations.
     let autodiff = Device::flex().autodiff();
     let reference = model.clone().map(&mut Autodiff);
     let before = fused::calls_on_this_thread();
     let want = read(reference.hidden_states(ids(&autodiff)));
     assert_eq!(
-        fused::calls_on_this_thread(),
-        before,
-        "no fused block under autodiff"
+        fused::calls_on_this_thread() - before,
+        3 * layers as u64 + 1
     );
     assert!(
         gap(&fast, &want) < 1e-5,
         "hidden states differ by {}",
         gap(&fast, &want)
     );
+}
+
+/// `(y, ∂/∂a, ∂/∂b)` of `Σ c ⊙ op(a, b)` under autodiff on `cpu`, for `a` `[rows, n]` and `b`
+/// of `b_shape`, with values drawn from `a_range` and `b_range`.
+fn with_gradients<const E: usize>(
+    [rows, n]: [usize; 2],
+    b_shape: [usize; E],
+    (a_range, b_range): ((f32, f32), (f32, f32)),
+    op: impl Fn(Tensor<2>, Tensor<E>) -> Tensor<2>,
+) -> [Vec<f32>; 3] {
+    let device = Device::flex().autodiff();
+    let vector = |values: Vec<f32>| {
+        let len = values.len();
+        Tensor::<1>::from_data(TensorData::new(values, [len]), &device)
+    };
+    let b_count = b_shape.iter().product();
+    let a = vector(values(rows * n, 11, a_range.0, a_range.1)).require_grad();
+    let b = vector(values(b_count, 12, b_range.0, b_range.1)).require_grad();
+    let c = vector(values(rows * n, 13, -1.0, 1.0)).reshape([rows, n]);
+    let y = op(a.clone().reshape([rows, n]), b.clone().reshape(b_shape));
+    let grads = (y.clone() * c).sum().backward();
+    [
+        read(y),
+        read(a.grad(&grads).expect("a's gradient")),
+        read(b.grad(&grads).expect("b's gradient")),
+    ]
+}
+
+/// `got` and `want` (`y` and the two gradients, named by `what`) within `tolerance`.
+fn check(case: &str, what: [&str; 3], got: [Vec<f32>; 3], want: [Vec<f32>; 3]) {
+    for ((what, got), want) in what.iter().zip(&got).zip(&want) {
+        assert!(gap(got, want) < 1e-5, "{case} {what}: {}", gap(got, want));
+    }
+}
+
+#[test]
+fn rms_norm_gradients_match_burns() {
+    // Row counts below, at and above the blocks the gain's gradient is summed in.
+    for shape in [[1, 1], [3, 13], [64, 64], [130, 9]] {
+        let eps = 1e-5;
+        let ranges = ((-3.0, 3.0), (0.5, 1.5));
+        let before = fused::calls_on_this_thread();
+        let got = with_gradients(shape, [shape[1]], ranges, |x, g| fused::rms_norm(x, g, eps));
+        assert_eq!(fused::calls_on_this_thread(), before + 1);
+        let want = with_gradients(shape, [shape[1]], ranges, |x, g| {
+            let rms = (x.clone().powi_scalar(2).mean_dim(1) + eps).sqrt();
+            x.div(rms).mul(g.unsqueeze())
+        });
+        check(&format!("{shape:?}"), ["y", "∂x", "∂g"], got, want);
+    }
+}
+
+#[test]
+fn silu_mul_gradients_match_burns() {
+    for shape in [[1, 1], [3, 1030], [5, 9]] {
+        let ranges = ((-12.0, 12.0), (-2.0, 2.0));
+        let got = with_gradients(shape, shape, ranges, fused::silu_mul);
+        let want = with_gradients(shape, shape, ranges, |g, u| silu(g) * u);
+        check(&format!("{shape:?}"), ["y", "∂g", "∂u"], got, want);
+    }
 }
 
 /// Every weight made an autodiff tensor (not tracked: nothing requires a gradient).

@@ -13,14 +13,32 @@
 //! rope       [B, T, h, hd] → [B, h, T, hd]:  y = x ⊙ cos + [x₂, x₁] ⊙ [−sin, sin]
 //! ```
 //!
-//! (RoPE's table layout is [`super::rope`]'s.) They take f32 tensors on `cpu` without autodiff
-//! ([`takes`]); the layers use burn's operations everywhere else (the trainable layers under
-//! autodiff, wgpu, 16-bit float types), and the two agree to f32 rounding (`tests/fused.rs`).
+//! (RoPE's table layout is [`super::rope`]'s.) They take f32 tensors on `cpu` ([`takes`]).
+//! RMSNorm and SiLU·up also run under autodiff (the trainable layers), as a burn backend
+//! extension with their backward passes, keeping only their inputs (and RMSNorm's `r` per row)
+//! where burn's operations keep every intermediate:
+//!
+//! ```text
+//! rms_norm   r = (Σ x² / n + eps)^(−1/2)
+//!            ∂x = r · (∂y ⊙ g) − x · r³ · Σ(∂y ⊙ g ⊙ x) / n,   ∂g = Σ_rows ∂y ⊙ x · r
+//! silu_mul   s = σ(g):   ∂u = ∂y ⊙ g · s,   ∂g = ∂y ⊙ u ⊙ s · (1 + g · (1 − s))
+//! ```
+//!
+//! The layers use burn's operations everywhere else (wgpu, 16-bit float types, RoPE under
+//! autodiff), and the two agree to f32 rounding (`tests/fused.rs`).
 
 use crate::extension::primitive;
 use crate::matmul::on_flex;
-use burn::backend::Flex;
+use crate::matmul::softmax::exp;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, Backend, Dispatch, DispatchKindConversion, DispatchTensor, Flex, backend_extension,
+};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -30,9 +48,24 @@ use wide::f32x8;
 /// to be worth a task of its own.
 const MIN_ROWS_PER_TASK: usize = 16;
 
-/// Whether the fused blocks take `x`: f32, on `cpu`, without autodiff.
+/// Values of an element-wise pass handed to one rayon task.
+const CHUNK: usize = 1024;
+
+/// Whether the fused blocks take `x`: f32 on `cpu`, without autodiff (RoPE; RMSNorm and
+/// SiLU·up take autodiff tensors too, see [`takes_tracked`]).
 pub fn takes<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32 && on_flex(&x.device()) && !x.is_autodiff()
+    takes_tracked(x) && !x.is_autodiff()
+}
+
+/// Whether RMSNorm and SiLU·up take `x`: f32 on `cpu`, with or without autodiff.
+pub fn takes_tracked<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32 && on_flex(&x.device())
+}
+
+/// Whether RMSNorm and SiLU·up take the pair `a`, `b`: both [`takes_tracked`], both with
+/// autodiff or both without.
+pub fn takes_both<const D: usize, const E: usize>(a: &Tensor<D>, b: &Tensor<E>) -> bool {
+    takes_tracked(a) && takes_tracked(b) && a.is_autodiff() == b.is_autodiff()
 }
 
 /// Fused blocks this thread has run so far (a test compares it before and after a forward
@@ -50,31 +83,23 @@ fn count_call() {
 }
 
 /// RMSNorm over the last dimension: `x · (Σ x² / n + eps)^(−1/2) ⊙ gain`, `x`'s shape, for a
-/// `gain` of `n` values ([`takes`] both).
+/// `gain` of `n` values ([`takes_both`]).
 pub fn rms_norm<const D: usize>(x: Tensor<D>, gain: Tensor<1>, eps: f64) -> Tensor<D> {
     let shape = x.dims();
     let n = shape[D - 1];
     assert_eq!(gain.dims(), [n], "one gain per element of a row");
-    let (x, gain) = (contiguous(x), contiguous(gain));
-    let (x, gain) = (values(&x), values(&gain));
-    let mut y = vec![0.0f32; x.len()];
-    if n > 0 {
-        y.par_chunks_mut(n)
-            .zip(x.par_chunks(n))
-            .with_min_len(MIN_ROWS_PER_TASK)
-            .for_each(|(y, x)| {
-                let scale = 1.0 / (sum_of_squares(x) / n as f32 + eps as f32).sqrt();
-                for ((y, &x), &g) in y.iter_mut().zip(x).zip(gain) {
-                    *y = x * scale * g;
-                }
-            });
-    }
+    let rows = x.shape().num_elements() / n.max(1);
+    let y = <Dispatch as FusedBackend>::rms_norm(
+        x.reshape([rows, n]).into_dispatch(),
+        gain.into_dispatch(),
+        eps,
+    );
     count_call();
-    tensor(y, shape)
+    Tensor::<2>::from_dispatch(y).reshape(shape)
 }
 
-/// `silu(gate) ⊙ up = gate / (1 + e^(−gate)) ⊙ up`, computed in place of `gate` (both of one
-/// shape; [`takes`] both).
+/// `silu(gate) ⊙ up = gate / (1 + e^(−gate)) ⊙ up` (both of one shape, [`takes_both`]);
+/// without autodiff in place of `gate`.
 pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     assert_eq!(
         gate.dims(),
@@ -82,30 +107,215 @@ pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
         "the gate and up projections' shapes"
     );
     let shape = gate.dims();
-    let mut gate = contiguous(gate);
-    let up = contiguous(up);
-    let up = values(&up);
-    let start = gate.layout().start_offset();
-    let g = &mut gate.storage_mut::<f32>()[start..][..up.len()];
-    const CHUNK: usize = 1024;
+    let count = gate.shape().num_elements();
+    let y = <Dispatch as FusedBackend>::silu_mul(
+        gate.reshape([count]).into_dispatch(),
+        up.reshape([count]).into_dispatch(),
+    );
+    count_call();
+    Tensor::<1>::from_dispatch(y).reshape(shape)
+}
+
+/// RMSNorm and SiLU·up as a burn backend extension: forward on flex, forward and backward on
+/// `Autodiff<Flex>`.
+#[backend_extension(Autodiff, Flex)]
+pub trait FusedBackend: Backend {
+    /// `[rows, n]` from `x` `[rows, n]` and `gain` `[n]`.
+    fn rms_norm(x: FloatTensor<Self>, gain: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
+    /// `[len]` from `gate` and `up` `[len]`.
+    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl FusedBackend for Flex {
+    fn rms_norm(x: FlexTensor, gain: FlexTensor, eps: f64) -> FlexTensor {
+        let [x, gain] = [x, gain].map(|t| t.to_contiguous());
+        norm_rows(&x, &gain, eps).0
+    }
+
+    fn silu_mul(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+        let (mut gate, up) = (gate.to_contiguous(), up.to_contiguous());
+        let up = values(&up);
+        let start = gate.layout().start_offset();
+        silu_mul_in_place(&mut gate.storage_mut::<f32>()[start..][..up.len()], up);
+        gate
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    fn rms_norm(x: FloatTensor<Self>, gain: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let (gain, gain_node) = gain.into_parts();
+        let x = flex::<B, 2>(x);
+        let gain = flex::<B, 1>(gain);
+        let (y, r) = norm_rows(&x, &gain, eps);
+        let y = primitive::<B, 2>(Tensor::<2>::from_primitive::<Flex>(y));
+        // Compute-bound: keep the inputs rather than recompute under gradient checkpointing.
+        match RmsNormBackward
+            .prepare::<C>([x_node, gain_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, gain, r), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (gate, gate_node) = gate.into_parts();
+        let (up, up_node) = up.into_parts();
+        let (gate, up) = (flex::<B, 1>(gate), flex::<B, 1>(up));
+        let mut y = values(&gate).to_vec();
+        silu_mul_in_place(&mut y, values(&up));
+        let len = y.len();
+        let y = primitive::<B, 1>(tensor(y, [len]));
+        match SiluMulBackward
+            .prepare::<C>([gate_node, up_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((gate, up), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl<B: Backend> Backward<B, 2> for RmsNormBackward
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    /// `x` `[rows, n]`, `gain` `[n]` and each row's `r`.
+    type State = (FlexTensor, FlexTensor, Vec<f32>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_y = flex::<B, 2>(grads.consume::<B>(&ops.node));
+        let (x, gain, r) = ops.state;
+        let n = gain.layout().num_elements();
+        let (x, gain, d_y) = (values(&x), values(&gain), values(&d_y));
+        let [x_node, gain_node] = ops.parents;
+        if let Some(node) = x_node {
+            let mut d_x = vec![0.0f32; x.len()];
+            d_x.par_chunks_mut(n.max(1))
+                .zip(x.par_chunks(n.max(1)))
+                .zip(d_y.par_chunks(n.max(1)))
+                .zip(r.par_iter())
+                .with_min_len(MIN_ROWS_PER_TASK)
+                .for_each(|(((d_x, x), d_y), &r)| {
+                    let dot: f32 = (d_y.iter().zip(gain).zip(x))
+                        .map(|((d, g), x)| d * g * x)
+                        .sum();
+                    let c = r * r * r * dot / n as f32;
+                    for i in 0..n {
+                        d_x[i] = r * d_y[i] * gain[i] - x[i] * c;
+                    }
+                });
+            let rows = r.len();
+            grads.register::<B>(node.id, primitive::<B, 2>(tensor(d_x, [rows, n])));
+        }
+        if let Some(node) = gain_node {
+            // Σ over rows, in fixed blocks summed in order: the same bits on every run.
+            let rows_per_block = 4 * MIN_ROWS_PER_TASK;
+            let partial: Vec<Vec<f32>> = (x.par_chunks(rows_per_block * n.max(1)))
+                .zip(d_y.par_chunks(rows_per_block * n.max(1)))
+                .zip(r.par_chunks(rows_per_block))
+                .map(|((x, d_y), r)| {
+                    let mut sums = vec![0.0f32; n];
+                    for ((x, d_y), &r) in x.chunks(n).zip(d_y.chunks(n)).zip(r) {
+                        for i in 0..n {
+                            sums[i] += d_y[i] * x[i] * r;
+                        }
+                    }
+                    sums
+                })
+                .collect();
+            let mut d_gain = vec![0.0f32; n];
+            for sums in partial {
+                d_gain.iter_mut().zip(sums).for_each(|(d, s)| *d += s);
+            }
+            grads.register::<B>(node.id, primitive::<B, 1>(tensor(d_gain, [n])));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SiluMulBackward;
+
+impl<B: Backend> Backward<B, 2> for SiluMulBackward
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    /// `gate` and `up`, `[len]` each.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_y = flex::<B, 1>(grads.consume::<B>(&ops.node));
+        let (gate, up) = ops.state;
+        let (g, u, d_y) = (values(&gate), values(&up), values(&d_y));
+        let len = g.len();
+        let mut d_g = vec![0.0f32; len];
+        let mut d_u = vec![0.0f32; len];
+        (d_g.par_chunks_mut(CHUNK).zip(d_u.par_chunks_mut(CHUNK)))
+            .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
+            .zip(d_y.par_chunks(CHUNK))
+            .for_each(|(((d_g, d_u), (g, u)), d_y)| {
+                for i in 0..g.len() {
+                    let s = 1.0 / (1.0 + (-g[i]).exp());
+                    d_u[i] = d_y[i] * g[i] * s;
+                    d_g[i] = d_y[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+                }
+            });
+        let [gate_node, up_node] = ops.parents;
+        for (node, gradient) in [(gate_node, d_g), (up_node, d_u)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, primitive::<B, 1>(tensor(gradient, [len])));
+            }
+        }
+    }
+}
+
+/// `y = x · r ⊙ gain` row by row, and each row's `r = (Σ x² / n + eps)^(−1/2)`.
+fn norm_rows(x: &FlexTensor, gain: &FlexTensor, eps: f64) -> (FlexTensor, Vec<f32>) {
+    let shape = x.layout().shape().to_vec();
+    let (x, gain) = (values(x), values(gain));
+    let n = gain.len();
+    let mut y = vec![0.0f32; x.len()];
+    let mut r = vec![0.0f32; x.len() / n.max(1)];
+    if n > 0 {
+        y.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .zip(r.par_iter_mut())
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .for_each(|((y, x), r)| {
+                *r = 1.0 / (sum_of_squares(x) / n as f32 + eps as f32).sqrt();
+                for ((y, &x), &g) in y.iter_mut().zip(x).zip(gain) {
+                    *y = x * *r * g;
+                }
+            });
+    }
+    (primitive::<Flex, 2>(tensor(y, [shape[0], shape[1]])), r)
+}
+
+/// `g ← g / (1 + e^(−g)) ⊙ u`, eight lanes at a time, chunks side by side on rayon's threads.
+fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
     g.par_chunks_mut(CHUNK)
-        .zip(up.par_chunks(CHUNK))
+        .zip(u.par_chunks(CHUNK))
         .for_each(|(g, u)| {
             let (g8, g_tail) = g.as_chunks_mut::<8>();
             let (u8, u_tail) = u.as_chunks::<8>();
             let one = f32x8::splat(1.0);
             for (g, u) in g8.iter_mut().zip(u8) {
                 let x = f32x8::from(*g);
-                let e = crate::matmul::softmax::exp(-x);
-                *g = (x / (one + e) * f32x8::from(*u)).to_array();
+                *g = (x / (one + exp(-x)) * f32x8::from(*u)).to_array();
             }
             for (g, &u) in g_tail.iter_mut().zip(u_tail) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
         });
-    count_call();
-    let gate = Tensor::<D>::from_primitive::<Flex>(gate);
-    gate.reshape(shape)
 }
 
 /// RoPE on `x` `[B, T, heads, hd]` (a projection's output, heads split off), returned with the
@@ -152,6 +362,14 @@ fn sum_of_squares(x: &[f32]) -> f32 {
 /// `x`'s flex storage, contiguous (a copy only where `x` is a strided view).
 fn contiguous<const D: usize>(x: Tensor<D>) -> FlexTensor {
     primitive::<Flex, D>(x).to_contiguous()
+}
+
+/// A primitive of `B` (an extension's input, or a gradient) as contiguous flex storage.
+fn flex<B: Backend, const D: usize>(x: FloatTensor<B>) -> FlexTensor
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    contiguous(Tensor::<D>::from_primitive::<B>(x))
 }
 
 /// A contiguous flex tensor's elements.

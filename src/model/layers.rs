@@ -37,11 +37,11 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    /// `x / sqrt(mean(x², last dim) + eps) ⊙ (offset + g)`: one fused pass on the inference
-    /// path on `cpu` ([`fused::rms_norm`]), burn's operations otherwise.
+    /// `x / sqrt(mean(x², last dim) + eps) ⊙ (offset + g)`: one fused pass on `cpu`, with or
+    /// without autodiff ([`fused::rms_norm`]), burn's operations otherwise.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let gain = self.gain();
-        if fused::takes(&x) && fused::takes(&gain) {
+        if fused::takes_both(&x, &gain) {
             return fused::rms_norm(x, gain, self.eps);
         }
         let rms = (x.clone().powi_scalar(2).mean_dim(D - 1) + self.eps).sqrt();
@@ -203,15 +203,13 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// `W_down (act(W_gate x) ⊙ W_up x)`; SiLU and the product are one fused pass on the
-    /// inference path on `cpu` ([`fused::silu_mul`]).
+    /// `W_down (act(W_gate x) ⊙ W_up x)`; SiLU and the product are one fused pass on `cpu`,
+    /// with or without autodiff ([`fused::silu_mul`]).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
         let hidden = match self.activation {
-            Activation::Silu if fused::takes(&gate) && fused::takes(&up) => {
-                fused::silu_mul(gate, up)
-            }
+            Activation::Silu if fused::takes_both(&gate, &up) => fused::silu_mul(gate, up),
             activation => activation.apply(gate) * up,
         };
         self.down_proj.forward(hidden)
