@@ -50,7 +50,7 @@ fn rms_norm_matches_burns_operations() {
             .iter_mut()
             .for_each(|v| *v *= 1.0e4);
         let (x, gain) = (tensor(x, shape), tensor(values(n, 2, 0.5, 1.5), [n]));
-        assert!(fused::takes(&x) && fused::takes(&gain));
+        assert!(fused::takes(&x, &gain));
         let want = {
             let rms = (x.clone().powi_scalar(2).mean_dim(2) + eps).sqrt();
             x.clone().div(rms).mul(gain.clone().unsqueeze())
@@ -126,6 +126,53 @@ fn rope_matches_burns_operations_and_puts_heads_first() {
     }
 }
 
+/// RoPE in burn's operations: `[B, T, h, hd]` → `[B, h, T, hd]`.
+fn rope_reference(x: Tensor<4>, cos: Tensor<2>, sin: Tensor<2>) -> Tensor<4> {
+    let [b, t, h, hd] = x.dims();
+    let x = x.swap_dims(1, 2);
+    let half = hd / 2;
+    let swapped = Tensor::cat(
+        vec![
+            x.clone().narrow(3, half, half),
+            x.clone().narrow(3, 0, half),
+        ],
+        3,
+    );
+    let table = |t_: Tensor<2>| t_.reshape([1, 1, t, hd]).expand([b, h, t, hd]);
+    x * table(cos) + swapped * table(sin)
+}
+
+#[test]
+fn rope_gradient_matches_burns() {
+    for [b, t, h, hd] in [[1, 1, 1, 2], [2, 5, 3, 8], [1, 33, 4, 64]] {
+        let device = Device::flex().autodiff();
+        let on = |values: Vec<f32>, shape: [usize; 1]| {
+            Tensor::<1>::from_data(TensorData::new(values, shape), &device)
+        };
+        let n = b * t * h * hd;
+        let run = |rope: fn(Tensor<4>, Tensor<2>, Tensor<2>) -> Tensor<4>| {
+            let x = on(values(n, 14, -2.0, 2.0), [n]).require_grad();
+            let cos = on(values(t * hd, 15, -1.0, 1.0), [t * hd]).reshape([t, hd]);
+            let sin = on(values(t * hd, 16, -1.0, 1.0), [t * hd]).reshape([t, hd]);
+            let c = on(values(n, 17, -1.0, 1.0), [n]).reshape([b, h, t, hd]);
+            let y = rope(x.clone().reshape([b, t, h, hd]), cos, sin);
+            let grads = (y.clone() * c).sum().backward();
+            [read(y), read(x.grad(&grads).expect("x's gradient"))]
+        };
+        let before = fused::calls_on_this_thread();
+        let [y, d_x] = run(fused::rope);
+        assert_eq!(fused::calls_on_this_thread(), before + 1);
+        let [want_y, want_d_x] = run(rope_reference);
+        assert!(gap(&y, &want_y) < 1e-6, "{:?} y", [b, t, h, hd]);
+        assert!(
+            gap(&d_x, &want_d_x) < 1e-6,
+            "{:?} ∂x: {}",
+            [b, t, h, hd],
+            gap(&d_x, &want_d_x)
+        );
+    }
+}
+
 #[test]
 fn a_forward_pass_runs_the_fused_blocks_with_and_without_autodiff() {
     let layers = 3;
@@ -143,15 +190,15 @@ fn a_forward_pass_runs_the_fused_blocks_with_and_without_autodiff() {
         5 * layers as u64 + 1
     );
 
-    // The same weights under autodiff (the trainable layers' path): RMSNorm and SiLU·up stay
-    // fused, RoPE and the attention's softmax are burn's operations.
+    // The same weights under autodiff (the trainable layers' path): every block fused too, the
+    // attention run with its backward pass.
     let autodiff = Device::flex().autodiff();
     let reference = model.clone().map(&mut Autodiff);
     let before = fused::calls_on_this_thread();
     let want = read(reference.hidden_states(ids(&autodiff)));
     assert_eq!(
         fused::calls_on_this_thread() - before,
-        3 * layers as u64 + 1
+        5 * layers as u64 + 1
     );
     assert!(
         gap(&fast, &want) < 1e-5,

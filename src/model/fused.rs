@@ -13,19 +13,20 @@
 //! rope       [B, T, h, hd] → [B, h, T, hd]:  y = x ⊙ cos + [x₂, x₁] ⊙ [−sin, sin]
 //! ```
 //!
-//! (RoPE's table layout is [`super::rope`]'s.) They take f32 tensors on `cpu` ([`takes`]).
-//! RMSNorm and SiLU·up also run under autodiff (the trainable layers), as a burn backend
-//! extension with their backward passes, keeping only their inputs (and RMSNorm's `r` per row)
-//! where burn's operations keep every intermediate:
+//! (RoPE's table layout is [`super::rope`]'s.) They take f32 tensors on `cpu` ([`takes`]), with
+//! autodiff too (the trainable layers): a burn backend extension with the backward passes below,
+//! keeping only the inputs (and RMSNorm's `r` per row) where burn's operations keep every
+//! intermediate:
 //!
 //! ```text
 //! rms_norm   r = (Σ x² / n + eps)^(−1/2)
 //!            ∂x = r · (∂y ⊙ g) − x · r³ · Σ(∂y ⊙ g ⊙ x) / n,   ∂g = Σ_rows ∂y ⊙ x · r
 //! silu_mul   s = σ(g):   ∂u = ∂y ⊙ g · s,   ∂g = ∂y ⊙ u ⊙ s · (1 + g · (1 − s))
+//! rope       ∂x_i = ∂y_i cos_i + ∂y_i' sin_i'   (i' = i ± hd/2; heads moved back behind T)
 //! ```
 //!
-//! The layers use burn's operations everywhere else (wgpu, 16-bit float types, RoPE under
-//! autodiff), and the two agree to f32 rounding (`tests/fused.rs`).
+//! The layers use burn's operations everywhere else (wgpu, 16-bit float types), and the two
+//! agree to f32 rounding (`tests/fused.rs`).
 
 use crate::extension::primitive;
 use crate::matmul::on_flex;
@@ -51,21 +52,13 @@ const MIN_ROWS_PER_TASK: usize = 16;
 /// Values of an element-wise pass handed to one rayon task.
 const CHUNK: usize = 1024;
 
-/// Whether the fused blocks take `x`: f32 on `cpu`, without autodiff (RoPE; RMSNorm and
-/// SiLU·up take autodiff tensors too, see [`takes_tracked`]).
-pub fn takes<const D: usize>(x: &Tensor<D>) -> bool {
-    takes_tracked(x) && !x.is_autodiff()
-}
-
-/// Whether RMSNorm and SiLU·up take `x`: f32 on `cpu`, with or without autodiff.
-pub fn takes_tracked<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32 && on_flex(&x.device())
-}
-
-/// Whether RMSNorm and SiLU·up take the pair `a`, `b`: both [`takes_tracked`], both with
-/// autodiff or both without.
-pub fn takes_both<const D: usize, const E: usize>(a: &Tensor<D>, b: &Tensor<E>) -> bool {
-    takes_tracked(a) && takes_tracked(b) && a.is_autodiff() == b.is_autodiff()
+/// Whether the fused blocks take the pair `a`, `b` (a block's input and its gain, its other
+/// input or its tables): both f32 on `cpu`, both with autodiff or both without.
+pub fn takes<const D: usize, const E: usize>(a: &Tensor<D>, b: &Tensor<E>) -> bool {
+    let on_cpu = |dtype, device: &Device| dtype == DType::F32 && on_flex(device);
+    on_cpu(a.dtype(), &a.device())
+        && on_cpu(b.dtype(), &b.device())
+        && a.is_autodiff() == b.is_autodiff()
 }
 
 /// Fused blocks this thread has run so far (a test compares it before and after a forward
@@ -83,7 +76,7 @@ fn count_call() {
 }
 
 /// RMSNorm over the last dimension: `x · (Σ x² / n + eps)^(−1/2) ⊙ gain`, `x`'s shape, for a
-/// `gain` of `n` values ([`takes_both`]).
+/// `gain` of `n` values ([`takes`]).
 pub fn rms_norm<const D: usize>(x: Tensor<D>, gain: Tensor<1>, eps: f64) -> Tensor<D> {
     let shape = x.dims();
     let n = shape[D - 1];
@@ -98,7 +91,7 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, gain: Tensor<1>, eps: f64) -> Tens
     Tensor::<2>::from_dispatch(y).reshape(shape)
 }
 
-/// `silu(gate) ⊙ up = gate / (1 + e^(−gate)) ⊙ up` (both of one shape, [`takes_both`]);
+/// `silu(gate) ⊙ up = gate / (1 + e^(−gate)) ⊙ up` (both of one shape, [`takes`]);
 /// without autodiff in place of `gate`.
 pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     assert_eq!(
@@ -124,6 +117,12 @@ pub trait FusedBackend: Backend {
     fn rms_norm(x: FloatTensor<Self>, gain: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
     /// `[len]` from `gate` and `up` `[len]`.
     fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `[B, h, T, hd]` from `x` `[B, T, h, hd]` and the tables `cos`, `signed_sin` `[T, hd]`.
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        signed_sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 impl FusedBackend for Flex {
@@ -138,6 +137,13 @@ impl FusedBackend for Flex {
         let start = gate.layout().start_offset();
         silu_mul_in_place(&mut gate.storage_mut::<f32>()[start..][..up.len()], up);
         gate
+    }
+
+    fn rope(x: FlexTensor, cos: FlexTensor, signed_sin: FlexTensor) -> FlexTensor {
+        let [x, cos, sin] = [x, cos, signed_sin].map(|t| t.to_contiguous());
+        let [b, t, h, hd] = dims4(&x);
+        let y = rotate(values(&x), values(&cos), values(&sin), [b, t, h, hd]);
+        primitive::<Flex, 4>(tensor(y, [b, h, t, hd]))
     }
 }
 
@@ -178,6 +184,49 @@ where
         {
             OpsKind::Tracked(prep) => prep.finish((gate, up), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        signed_sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        // The tables are constants: no gradient flows to them.
+        let (cos, _) = cos.into_parts();
+        let (sin, _) = signed_sin.into_parts();
+        let (x, cos, sin) = (flex::<B, 4>(x), flex::<B, 2>(cos), flex::<B, 2>(sin));
+        let [b, t, h, hd] = dims4(&x);
+        let y = rotate(values(&x), values(&cos), values(&sin), [b, t, h, hd]);
+        let y = primitive::<B, 4>(tensor(y, [b, h, t, hd]));
+        match RopeBackward
+            .prepare::<C>([x_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((cos, sin, [b, t, h, hd]), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl<B: Backend> Backward<B, 1> for RopeBackward
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    /// The tables and the input's shape `[B, T, h, hd]`.
+    type State = (FlexTensor, FlexTensor, [usize; 4]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_y = flex::<B, 4>(grads.consume::<B>(&ops.node));
+        let (cos, sin, dims) = ops.state;
+        if let [Some(node)] = ops.parents {
+            let d_x = rotate_back(values(&d_y), values(&cos), values(&sin), dims);
+            grads.register::<B>(node.id, primitive::<B, 4>(tensor(d_x, dims)));
         }
     }
 }
@@ -320,32 +369,70 @@ fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
 
 /// RoPE on `x` `[B, T, heads, hd]` (a projection's output, heads split off), returned with the
 /// heads first, `[B, heads, T, hd]`: `y = x ⊙ cos + [x₂, x₁] ⊙ signed_sin` for the tables
-/// `cos`, `signed_sin` `[T, hd]` of [`super::rope`] ([`takes`] all three).
+/// `cos`, `signed_sin` `[T, hd]` of [`super::rope`] ([`takes`] `x` and the tables, which
+/// are constants).
 pub fn rope(x: Tensor<4>, cos: Tensor<2>, signed_sin: Tensor<2>) -> Tensor<4> {
-    let [b, t, h, hd] = x.dims();
+    let [_, t, _, hd] = x.dims();
     assert_eq!(cos.dims(), [t, hd], "a cos row per position");
     assert_eq!(signed_sin.dims(), [t, hd], "a sin row per position");
-    let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(signed_sin));
-    let (x, cos, sin) = (values(&x), values(&cos), values(&sin));
+    let y = <Dispatch as FusedBackend>::rope(
+        x.into_dispatch(),
+        cos.into_dispatch(),
+        signed_sin.into_dispatch(),
+    );
+    count_call();
+    Tensor::<4>::from_dispatch(y)
+}
+
+/// Output row `r` of `[B, h, T, hd]` rows is (batch, head, position); its start in `[B, T, h,
+/// hd]`, and the position.
+fn heads_first_row(r: usize, [_, t, h, hd]: [usize; 4]) -> (usize, usize) {
+    let (batch, head, p) = (r / (h * t), (r / t) % h, r % t);
+    (((batch * t + p) * h + head) * hd, p)
+}
+
+/// `x` `[B, T, h, hd]` rotated into `[B, h, T, hd]`: `y_i = x_i cos_i + x_i' sin_i`, with
+/// `i' = i ± hd/2` the partner of `i` in the other half.
+fn rotate(x: &[f32], cos: &[f32], sin: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let hd = dims[3];
     let half = hd / 2;
     let mut y = vec![0.0f32; x.len()];
     if hd > 0 {
-        // Output row `r` is (batch, head, position) = (r / (h·T), (r / T) mod h, r mod T).
-        y.par_chunks_mut(hd)
-            .enumerate()
+        (y.par_chunks_mut(hd).enumerate())
             .with_min_len(4 * MIN_ROWS_PER_TASK)
             .for_each(|(r, y)| {
-                let (batch, head, p) = (r / (h * t), (r / t) % h, r % t);
-                let x = &x[((batch * t + p) * h + head) * hd..][..hd];
+                let (start, p) = heads_first_row(r, dims);
+                let x = &x[start..][..hd];
                 let (cos, sin) = (&cos[p * hd..][..hd], &sin[p * hd..][..hd]);
                 for i in 0..hd {
-                    let partner = if i < half { x[i + half] } else { x[i - half] };
-                    y[i] = x[i] * cos[i] + partner * sin[i];
+                    let partner = if i < half { i + half } else { i - half };
+                    y[i] = x[i] * cos[i] + x[partner] * sin[i];
                 }
             });
     }
-    count_call();
-    tensor(y, [b, h, t, hd])
+    y
+}
+
+/// The transpose of [`rotate`]: `∂y` `[B, h, T, hd]` back to `∂x` `[B, T, h, hd]`, `∂x_i =
+/// ∂y_i cos_i + ∂y_i' sin_i'` (the partner map is its own inverse).
+fn rotate_back(d_y: &[f32], cos: &[f32], sin: &[f32], [_, t, h, hd]: [usize; 4]) -> Vec<f32> {
+    let half = hd / 2;
+    let mut d_x = vec![0.0f32; d_y.len()];
+    if hd > 0 {
+        // Row `q` of `∂x` is (batch, position, head) = (q / (T·h), (q / h) mod T, q mod h).
+        (d_x.par_chunks_mut(hd).enumerate())
+            .with_min_len(4 * MIN_ROWS_PER_TASK)
+            .for_each(|(q, d_x)| {
+                let (batch, p, head) = (q / (t * h), (q / h) % t, q % h);
+                let d_y = &d_y[((batch * h + head) * t + p) * hd..][..hd];
+                let (cos, sin) = (&cos[p * hd..][..hd], &sin[p * hd..][..hd]);
+                for i in 0..hd {
+                    let partner = if i < half { i + half } else { i - half };
+                    d_x[i] = d_y[i] * cos[i] + d_y[partner] * sin[partner];
+                }
+            });
+    }
+    d_x
 }
 
 /// `Σ x²` over a row, eight lanes at a time.
@@ -370,6 +457,12 @@ where
     DispatchTensor: DispatchKindConversion<B>,
 {
     contiguous(Tensor::<D>::from_primitive::<B>(x))
+}
+
+/// The shape of a 4-d flex tensor.
+fn dims4(x: &FlexTensor) -> [usize; 4] {
+    let shape = x.layout().shape();
+    [shape[0], shape[1], shape[2], shape[3]]
 }
 
 /// A contiguous flex tensor's elements.

@@ -41,7 +41,7 @@ impl RmsNorm {
     /// without autodiff ([`fused::rms_norm`]), burn's operations otherwise.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let gain = self.gain();
-        if fused::takes_both(&x, &gain) {
+        if fused::takes(&x, &gain) {
             return fused::rms_norm(x, gain, self.eps);
         }
         let rms = (x.clone().powi_scalar(2).mean_dim(D - 1) + self.eps).sqrt();
@@ -209,7 +209,7 @@ impl Mlp {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
         let hidden = match self.activation {
-            Activation::Silu if fused::takes_both(&gate, &up) => fused::silu_mul(gate, up),
+            Activation::Silu if fused::takes(&gate, &up) => fused::silu_mul(gate, up),
             activation => activation.apply(gate) * up,
         };
         self.down_proj.forward(hidden)

@@ -51,11 +51,16 @@ impl Rope {
     }
 
     /// Rotate `x` `[B, T, heads, hd]` (a projection's output, heads split off) and return it
-    /// heads first, `[B, heads, T, hd]`: one fused pass on the inference path on `cpu`
+    /// heads first, `[B, heads, T, hd]`: one fused pass on `cpu`, with or without autodiff
     /// ([`fused::rope`]), burn's operations on the transposed view otherwise.
     pub(super) fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
-        let (cos, sin) = (self.cos.clone().inner(), self.signed_sin.clone().inner());
-        if fused::takes(&x) && fused::takes(&cos) {
+        // The tables as constants of `x`'s kind (with autodiff or without).
+        let table = |t: &Tensor<2>| match x.is_autodiff() {
+            true => t.clone().inner().autodiff(),
+            false => t.clone().inner(),
+        };
+        let (cos, sin) = (table(&self.cos), table(&self.signed_sin));
+        if fused::takes(&x, &cos) {
             return fused::rope(x, cos, sin);
         }
         self.apply(x.swap_dims(1, 2))
