@@ -53,12 +53,11 @@ const MIN_ROWS_PER_TASK: usize = 16;
 const CHUNK: usize = 1024;
 
 /// Whether the fused blocks take the pair `a`, `b` (a block's input and its gain, its other
-/// input or its tables): both f32 on `cpu`, both with autodiff or both without.
+/// input or its tables): both f32 on `cpu`, on one device (both with autodiff, under one
+/// checkpointing strategy, or both without).
 pub fn takes<const D: usize, const E: usize>(a: &Tensor<D>, b: &Tensor<E>) -> bool {
-    let on_cpu = |dtype, device: &Device| dtype == DType::F32 && on_flex(device);
-    on_cpu(a.dtype(), &a.device())
-        && on_cpu(b.dtype(), &b.device())
-        && a.is_autodiff() == b.is_autodiff()
+    let device = a.device();
+    a.dtype() == DType::F32 && b.dtype() == DType::F32 && on_flex(&device) && b.device() == device
 }
 
 /// Fused blocks this thread has run so far (a test compares it before and after a forward

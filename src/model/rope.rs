@@ -54,9 +54,10 @@ impl Rope {
     /// heads first, `[B, heads, T, hd]`: one fused pass on `cpu`, with or without autodiff
     /// ([`fused::rope`]), burn's operations on the transposed view otherwise.
     pub(super) fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
-        // The tables as constants of `x`'s kind (with autodiff or without).
+        // The tables as constants on `x`'s device: with autodiff (and its checkpointing
+        // strategy) where `x` has it, without where not.
         let table = |t: &Tensor<2>| match x.is_autodiff() {
-            true => t.clone().inner().autodiff(),
+            true => t.clone().to_device(&x.device()),
             false => t.clone().inner(),
         };
         let (cos, sin) = (table(&self.cos), table(&self.signed_sin));
