@@ -101,19 +101,7 @@ fn rope_matches_burns_operations_and_puts_heads_first() {
         let x = tensor(values(b * t * h * hd, 7, -2.0, 2.0), [b, t, h, hd]);
         let cos = tensor(values(t * hd, 8, -1.0, 1.0), [t, hd]);
         let sin = tensor(values(t * hd, 9, -1.0, 1.0), [t, hd]);
-        let want = {
-            let x = x.clone().swap_dims(1, 2); // [b, h, t, hd]
-            let half = hd / 2;
-            let swapped = Tensor::cat(
-                vec![
-                    x.clone().narrow(3, half, half),
-                    x.clone().narrow(3, 0, half),
-                ],
-                3,
-            );
-            let table = |t_: Tensor<2>| t_.reshape([1, 1, t, hd]).expand([b, h, t, hd]);
-            x * table(cos.clone()) + swapped * table(sin.clone())
-        };
+        let want = rope_reference(x.clone(), cos.clone(), sin.clone());
         let got = fused::rope(x, cos, sin);
         assert_eq!(got.dims(), [b, h, t, hd]);
         let (got, want) = (read(got), read(want));

@@ -141,7 +141,13 @@ impl FusedBackend for Flex {
     fn rope(x: FlexTensor, cos: FlexTensor, signed_sin: FlexTensor) -> FlexTensor {
         let [x, cos, sin] = [x, cos, signed_sin].map(|t| t.to_contiguous());
         let [b, t, h, hd] = dims4(&x);
-        let y = rotate(values(&x), values(&cos), values(&sin), [b, t, h, hd]);
+        let y = rotate(
+            values(&x),
+            values(&cos),
+            values(&sin),
+            [b, t, h, hd],
+            Direction::Forward,
+        );
         primitive::<Flex, 4>(tensor(y, [b, h, t, hd]))
     }
 }
@@ -197,7 +203,13 @@ where
         let (sin, _) = signed_sin.into_parts();
         let (x, cos, sin) = (flex::<B, 4>(x), flex::<B, 2>(cos), flex::<B, 2>(sin));
         let [b, t, h, hd] = dims4(&x);
-        let y = rotate(values(&x), values(&cos), values(&sin), [b, t, h, hd]);
+        let y = rotate(
+            values(&x),
+            values(&cos),
+            values(&sin),
+            [b, t, h, hd],
+            Direction::Forward,
+        );
         let y = primitive::<B, 4>(tensor(y, [b, h, t, hd]));
         match RopeBackward
             .prepare::<C>([x_node])
@@ -224,7 +236,13 @@ where
         let d_y = flex::<B, 4>(grads.consume::<B>(&ops.node));
         let (cos, sin, dims) = ops.state;
         if let [Some(node)] = ops.parents {
-            let d_x = rotate_back(values(&d_y), values(&cos), values(&sin), dims);
+            let d_x = rotate(
+                values(&d_y),
+                values(&cos),
+                values(&sin),
+                dims,
+                Direction::Backward,
+            );
             grads.register::<B>(node.id, primitive::<B, 4>(tensor(d_x, dims)));
         }
     }
@@ -383,55 +401,49 @@ pub fn rope(x: Tensor<4>, cos: Tensor<2>, signed_sin: Tensor<2>) -> Tensor<4> {
     Tensor::<4>::from_dispatch(y)
 }
 
-/// Output row `r` of `[B, h, T, hd]` rows is (batch, head, position); its start in `[B, T, h,
-/// hd]`, and the position.
-fn heads_first_row(r: usize, [_, t, h, hd]: [usize; 4]) -> (usize, usize) {
-    let (batch, head, p) = (r / (h * t), (r / t) % h, r % t);
-    (((batch * t + p) * h + head) * hd, p)
+/// Which way [`rotate`] runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Direction {
+    /// `x` `[B, T, h, hd]` into `y` `[B, h, T, hd]`: `y_i = x_i cos_i + x_i' sin_i`.
+    Forward,
+    /// Its transpose, `∂y` `[B, h, T, hd]` back into `∂x` `[B, T, h, hd]`:
+    /// `∂x_i = ∂y_i cos_i + ∂y_i' sin_i'` (the partner map `i' = i ± hd/2` is its own inverse).
+    Backward,
 }
 
-/// `x` `[B, T, h, hd]` rotated into `[B, h, T, hd]`: `y_i = x_i cos_i + x_i' sin_i`, with
-/// `i' = i ± hd/2` the partner of `i` in the other half.
-fn rotate(x: &[f32], cos: &[f32], sin: &[f32], dims: [usize; 4]) -> Vec<f32> {
-    let hd = dims[3];
+/// RoPE's rotation of `source`, `[B, T, h, hd]` as `dims` (see [`Direction`]), output rows side
+/// by side on rayon's threads.
+fn rotate(source: &[f32], cos: &[f32], sin: &[f32], dims: [usize; 4], way: Direction) -> Vec<f32> {
+    let [_, t, h, hd] = dims;
     let half = hd / 2;
-    let mut y = vec![0.0f32; x.len()];
-    if hd > 0 {
-        (y.par_chunks_mut(hd).enumerate())
-            .with_min_len(4 * MIN_ROWS_PER_TASK)
-            .for_each(|(r, y)| {
-                let (start, p) = heads_first_row(r, dims);
-                let x = &x[start..][..hd];
-                let (cos, sin) = (&cos[p * hd..][..hd], &sin[p * hd..][..hd]);
-                for i in 0..hd {
-                    let partner = if i < half { i + half } else { i - half };
-                    y[i] = x[i] * cos[i] + x[partner] * sin[i];
-                }
-            });
+    let mut out = vec![0.0f32; source.len()];
+    if hd == 0 {
+        return out;
     }
-    y
-}
-
-/// The transpose of [`rotate`]: `∂y` `[B, h, T, hd]` back to `∂x` `[B, T, h, hd]`, `∂x_i =
-/// ∂y_i cos_i + ∂y_i' sin_i'` (the partner map is its own inverse).
-fn rotate_back(d_y: &[f32], cos: &[f32], sin: &[f32], [_, t, h, hd]: [usize; 4]) -> Vec<f32> {
-    let half = hd / 2;
-    let mut d_x = vec![0.0f32; d_y.len()];
-    if hd > 0 {
-        // Row `q` of `∂x` is (batch, position, head) = (q / (T·h), (q / h) mod T, q mod h).
-        (d_x.par_chunks_mut(hd).enumerate())
-            .with_min_len(4 * MIN_ROWS_PER_TASK)
-            .for_each(|(q, d_x)| {
-                let (batch, p, head) = (q / (t * h), (q / h) % t, q % h);
-                let d_y = &d_y[((batch * h + head) * t + p) * hd..][..hd];
-                let (cos, sin) = (&cos[p * hd..][..hd], &sin[p * hd..][..hd]);
-                for i in 0..hd {
-                    let partner = if i < half { i + half } else { i - half };
-                    d_x[i] = d_y[i] * cos[i] + d_y[partner] * sin[partner];
-                }
-            });
-    }
-    d_x
+    (out.par_chunks_mut(hd).enumerate())
+        .with_min_len(4 * MIN_ROWS_PER_TASK)
+        .for_each(|(r, out)| {
+            // Output row `r` and the source row it reads, as (batch, head, position).
+            let (batch, head, p) = match way {
+                Direction::Forward => (r / (h * t), (r / t) % h, r % t),
+                Direction::Backward => (r / (t * h), r % h, (r / h) % t),
+            };
+            let start = match way {
+                Direction::Forward => ((batch * t + p) * h + head) * hd,
+                Direction::Backward => ((batch * h + head) * t + p) * hd,
+            };
+            let source = &source[start..][..hd];
+            let (cos, sin) = (&cos[p * hd..][..hd], &sin[p * hd..][..hd]);
+            for i in 0..hd {
+                let partner = if i < half { i + half } else { i - half };
+                let s = match way {
+                    Direction::Forward => sin[i],
+                    Direction::Backward => sin[partner],
+                };
+                out[i] = source[i] * cos[i] + source[partner] * s;
+            }
+        });
+    out
 }
 
 /// `Σ x²` over a row, eight lanes at a time.
