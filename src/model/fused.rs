@@ -1,5 +1,5 @@
-//! The decoder's element-wise blocks as single passes on the CPU, for the inference path
-//! (judging, evaluation, serving, and the frozen layers of `--train-layers` training).
+//! The decoder's element-wise blocks as single passes on the CPU, forward and backward: for
+//! judging, evaluation and serving, and for both the frozen and the trainable layers of training.
 //!
 //! burn's CPU backend (flex) runs RMSNorm as six element-wise passes (`x²`, mean, `+ eps`, `√`,
 //! `÷`, `× g`), SiLU and the product with the up projection as four more, and RoPE as strided
@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! rms_norm   y = x · (Σ x² / n + eps)^(−1/2) ⊙ g          per row of n (the last dimension)
-//! silu_mul   g ← g · σ(g) ⊙ u = g / (1 + e^(−g)) ⊙ u       in place of the gate g
+//! silu_mul   y = g · σ(g) ⊙ u = g / (1 + e^(−g)) ⊙ u       (without autodiff in place of g)
 //! rope       [B, T, h, hd] → [B, h, T, hd]:  y = x ⊙ cos + [x₂, x₁] ⊙ [−sin, sin]
 //! ```
 //!
@@ -108,7 +108,7 @@ pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     Tensor::<1>::from_dispatch(y).reshape(shape)
 }
 
-/// RMSNorm and SiLU·up as a burn backend extension: forward on flex, forward and backward on
+/// The three blocks as a burn backend extension: forward on flex, forward and backward on
 /// `Autodiff<Flex>`.
 #[backend_extension(Autodiff, Flex)]
 pub trait FusedBackend: Backend {

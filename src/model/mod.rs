@@ -20,7 +20,7 @@
 //! | `mod.rs` | [`Llama`]: the decoder stack, [`KvCache`] (shared prefixes), hidden states, logits |
 //! | [`layers`] | [`RmsNorm`], [`Projection`], [`Attention`], [`Mlp`], [`DecoderLayer`] |
 //! | [`rope`] | rotary position embeddings, Llama 3 frequency scaling |
-//! | [`fused`] | RMSNorm, SwiGLU and RoPE as single passes on the CPU's inference path |
+//! | [`fused`] | RMSNorm, SiLU·up and RoPE as single passes on the CPU, forward and backward |
 //! | [`lora`] | [`Lora`] adapters on projections |
 //! | [`trunk`] | [`Trunk`]: record the bottom layers' output once, replay it for fine-tunes |
 //! | [`config`] | [`ModelConfig`](config::ModelConfig), [`Architecture`](config::Architecture) (mirrors `config.json`) |
