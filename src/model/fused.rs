@@ -140,15 +140,7 @@ impl FusedBackend for Flex {
 
     fn rope(x: FlexTensor, cos: FlexTensor, signed_sin: FlexTensor) -> FlexTensor {
         let [x, cos, sin] = [x, cos, signed_sin].map(|t| t.to_contiguous());
-        let [b, t, h, hd] = dims4(&x);
-        let y = rotate(
-            values(&x),
-            values(&cos),
-            values(&sin),
-            [b, t, h, hd],
-            Direction::Forward,
-        );
-        primitive::<Flex, 4>(tensor(y, [b, h, t, hd]))
+        primitive::<Flex, 4>(rope_forward(&x, &cos, &sin).0)
     }
 }
 
@@ -202,21 +194,14 @@ where
         let (cos, _) = cos.into_parts();
         let (sin, _) = signed_sin.into_parts();
         let (x, cos, sin) = (flex::<B, 4>(x), flex::<B, 2>(cos), flex::<B, 2>(sin));
-        let [b, t, h, hd] = dims4(&x);
-        let y = rotate(
-            values(&x),
-            values(&cos),
-            values(&sin),
-            [b, t, h, hd],
-            Direction::Forward,
-        );
-        let y = primitive::<B, 4>(tensor(y, [b, h, t, hd]));
+        let (y, dims) = rope_forward(&x, &cos, &sin);
+        let y = primitive::<B, 4>(y);
         match RopeBackward
             .prepare::<C>([x_node])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((cos, sin, [b, t, h, hd]), y),
+            OpsKind::Tracked(prep) => prep.finish((cos, sin, dims), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
@@ -399,6 +384,21 @@ pub fn rope(x: Tensor<4>, cos: Tensor<2>, signed_sin: Tensor<2>) -> Tensor<4> {
     );
     count_call();
     Tensor::<4>::from_dispatch(y)
+}
+
+/// RoPE's forward pass on contiguous storage: `y` `[B, h, T, hd]` on `cpu`, and `x`'s shape
+/// `[B, T, h, hd]`.
+fn rope_forward(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> (Tensor<4>, [usize; 4]) {
+    let dims = dims4(x);
+    let [b, t, h, hd] = dims;
+    let y = rotate(
+        values(x),
+        values(cos),
+        values(sin),
+        dims,
+        Direction::Forward,
+    );
+    (tensor(y, [b, h, t, hd]), dims)
 }
 
 /// Which way [`rotate`] runs.
