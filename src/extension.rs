@@ -1,8 +1,9 @@
 //! What gram's burn backend extensions share (the stage-1 projection in `loss/projection.rs`,
-//! the BLAS product in `matmul/blas.rs`, the CPU attention in `matmul/attention.rs`): moving a
-//! tensor between burn's device-dispatched [`Tensor`] and the primitive of the backend an
-//! extension is implemented for.
+//! the BLAS product in `matmul/blas.rs`, the CPU attention in `matmul/attention.rs`, the fused
+//! blocks in `model/fused.rs`): moving a tensor between burn's device-dispatched [`Tensor`] and
+//! the primitive of the backend an extension is implemented for, and reading flex storage.
 
+use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DispatchKindConversion, DispatchTensor};
 use burn::tensor::Tensor;
@@ -16,4 +17,16 @@ where
     tensor
         .try_into_primitive::<B>()
         .expect("a backend extension's tensors live on the backend its inputs came from")
+}
+
+/// The shape of a 4-d flex tensor.
+pub(crate) fn dims4(x: &FlexTensor) -> [usize; 4] {
+    let shape = x.layout().shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// A contiguous flex tensor's f32 elements.
+pub(crate) fn elements(x: &FlexTensor) -> &[f32] {
+    let count = x.layout().num_elements();
+    &x.storage::<f32>()[x.layout().start_offset()..][..count]
 }

@@ -34,7 +34,7 @@
 
 use super::blas;
 use super::softmax::{exp_minus, softmax_in_place};
-use crate::extension::primitive;
+use crate::extension::{dims4, elements, primitive};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -153,7 +153,7 @@ where
         // Contiguous once, here: the backward pass reads the same copies.
         let [q, k, v] = [q, k, v].map(|x| flex(Tensor::<4>::from_primitive::<B>(x)));
         let (out, lse) = forward(&q, &k, &v);
-        let [b, h, t, _] = dims(&q);
+        let [b, h, t, _] = dims4(&q);
         let lse = Tensor::<3>::from_data(TensorData::new(lse, [b, h, t]), &Device::flex());
         let [q, k, v, out] = [q, k, v, out].map(Tensor::<4>::from_primitive::<Flex>);
         let y = primitive::<B, 4>(out.clone());
@@ -174,18 +174,6 @@ fn flex(x: Tensor<4>) -> FlexTensor {
     primitive::<Flex, 4>(x).to_contiguous()
 }
 
-/// The shape of a 4-d flex tensor.
-fn dims(x: &FlexTensor) -> [usize; 4] {
-    let shape = x.layout().shape();
-    [shape[0], shape[1], shape[2], shape[3]]
-}
-
-/// A contiguous flex tensor's elements.
-fn elements(x: &FlexTensor) -> &[f32] {
-    let count = x.layout().num_elements();
-    &x.storage::<f32>()[x.layout().start_offset()..][..count]
-}
-
 /// The sizes of one attention: batch, query heads, key/value heads, new rows `T`, keys `S`,
 /// head width.
 #[derive(Clone, Copy)]
@@ -200,7 +188,7 @@ struct Sizes {
 
 impl Sizes {
     fn of(q: &FlexTensor, k: &FlexTensor) -> Self {
-        let ([b, h, t, d], [_, kv, s, _]) = (dims(q), dims(k));
+        let ([b, h, t, d], [_, kv, s, _]) = (dims4(q), dims4(k));
         Sizes { b, h, kv, t, s, d }
     }
 

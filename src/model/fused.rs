@@ -28,7 +28,7 @@
 //! The layers use burn's operations everywhere else (wgpu, 16-bit float types), and the two
 //! agree to f32 rounding (`tests/fused.rs`).
 
-use crate::extension::primitive;
+use crate::extension::{dims4, elements, primitive};
 use crate::matmul::on_flex;
 use crate::matmul::softmax::exp;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -132,7 +132,7 @@ impl FusedBackend for Flex {
 
     fn silu_mul(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
         let (mut gate, up) = (gate.to_contiguous(), up.to_contiguous());
-        let up = values(&up);
+        let up = elements(&up);
         let start = gate.layout().start_offset();
         silu_mul_in_place(&mut gate.storage_mut::<f32>()[start..][..up.len()], up);
         gate
@@ -170,8 +170,8 @@ where
         let (gate, gate_node) = gate.into_parts();
         let (up, up_node) = up.into_parts();
         let (gate, up) = (flex::<B, 1>(gate), flex::<B, 1>(up));
-        let mut y = values(&gate).to_vec();
-        silu_mul_in_place(&mut y, values(&up));
+        let mut y = elements(&gate).to_vec();
+        silu_mul_in_place(&mut y, elements(&up));
         let len = y.len();
         let y = primitive::<B, 1>(tensor(y, [len]));
         match SiluMulBackward
@@ -222,9 +222,9 @@ where
         let (cos, sin, dims) = ops.state;
         if let [Some(node)] = ops.parents {
             let d_x = rotate(
-                values(&d_y),
-                values(&cos),
-                values(&sin),
+                elements(&d_y),
+                elements(&cos),
+                elements(&sin),
                 dims,
                 Direction::Backward,
             );
@@ -247,7 +247,7 @@ where
         let d_y = flex::<B, 2>(grads.consume::<B>(&ops.node));
         let (x, gain, r) = ops.state;
         let n = gain.layout().num_elements();
-        let (x, gain, d_y) = (values(&x), values(&gain), values(&d_y));
+        let (x, gain, d_y) = (elements(&x), elements(&gain), elements(&d_y));
         let [x_node, gain_node] = ops.parents;
         if let Some(node) = x_node {
             let mut d_x = vec![0.0f32; x.len()];
@@ -306,7 +306,7 @@ where
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_y = flex::<B, 1>(grads.consume::<B>(&ops.node));
         let (gate, up) = ops.state;
-        let (g, u, d_y) = (values(&gate), values(&up), values(&d_y));
+        let (g, u, d_y) = (elements(&gate), elements(&up), elements(&d_y));
         let len = g.len();
         let mut d_g = vec![0.0f32; len];
         let mut d_u = vec![0.0f32; len];
@@ -332,7 +332,7 @@ where
 /// `y = x · r ⊙ gain` row by row, and each row's `r = (Σ x² / n + eps)^(−1/2)`.
 fn norm_rows(x: &FlexTensor, gain: &FlexTensor, eps: f64) -> (FlexTensor, Vec<f32>) {
     let shape = x.layout().shape().to_vec();
-    let (x, gain) = (values(x), values(gain));
+    let (x, gain) = (elements(x), elements(gain));
     let n = gain.len();
     let mut y = vec![0.0f32; x.len()];
     let mut r = vec![0.0f32; x.len() / n.max(1)];
@@ -392,9 +392,9 @@ fn rope_forward(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> (Tensor<4
     let dims = dims4(x);
     let [b, t, h, hd] = dims;
     let y = rotate(
-        values(x),
-        values(cos),
-        values(sin),
+        elements(x),
+        elements(cos),
+        elements(sin),
         dims,
         Direction::Forward,
     );
@@ -468,18 +468,6 @@ where
     DispatchTensor: DispatchKindConversion<B>,
 {
     contiguous(Tensor::<D>::from_primitive::<B>(x))
-}
-
-/// The shape of a 4-d flex tensor.
-fn dims4(x: &FlexTensor) -> [usize; 4] {
-    let shape = x.layout().shape();
-    [shape[0], shape[1], shape[2], shape[3]]
-}
-
-/// A contiguous flex tensor's elements.
-fn values(x: &FlexTensor) -> &[f32] {
-    let count = x.layout().num_elements();
-    &x.storage::<f32>()[x.layout().start_offset()..][..count]
 }
 
 /// A tensor on `cpu` holding `values` in `shape`.
