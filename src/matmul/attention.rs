@@ -241,7 +241,8 @@ fn each_head<const N: usize>(
     }
 }
 
-/// The forward pass: the output `[B, h, T, d]` and `ℓ` (`B·h·T` values, row-major).
+/// The forward pass: the output `[B, h, T, d]` (stored `[B, T, h, d]`, [`rows_first`]) and `ℓ`
+/// (`B·h·T` values, row-major).
 fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Vec<f32>) {
     let size = Sizes::of(q, k);
     let Sizes { b, h, t, s, d, .. } = size;
@@ -272,8 +273,25 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Vec<f
             }
         },
     );
-    let shape = [b, h, t, d];
-    (flex_from(out, shape), lse)
+    (rows_first(&out, [b, h, t, d]), lse)
+}
+
+/// `out` (`[B, h, T, d]`, heads first, as the heads computed it) as a `[B, h, T, d]` view of
+/// `[B, T, h, d]` storage: the layout the output projection reads, `[B, T, h·d]`, so that the
+/// caller's `swap_dims(1, 2)` and reshape copy nothing, and under autodiff the one tensor is
+/// kept both here and by that projection. The copy runs on rayon's threads, row by row.
+fn rows_first(out: &[f32], [b, h, t, d]: [usize; 4]) -> FlexTensor {
+    let mut rows = vec![0.0f32; out.len()];
+    rows.par_chunks_mut(h * d)
+        .enumerate()
+        .for_each(|(row, into)| {
+            let (batch, i) = (row / t, row % t);
+            for (j, head) in into.chunks_exact_mut(d).enumerate() {
+                head.copy_from_slice(&out[((batch * h + j) * t + i) * d..][..d]);
+            }
+        });
+    let rows = Tensor::<4>::from_data(TensorData::new(rows, [b, t, h, d]), &Device::flex());
+    primitive::<Flex, 4>(rows.swap_dims(1, 2))
 }
 
 /// The backward pass: `[∂q, ∂k, ∂v]` from the inputs, the output, `ℓ` and `∂out`.
