@@ -1,8 +1,8 @@
 //! `gram::model::fused`, single-pass RMSNorm, SwiGLU and RoPE on the CPU: each against the same
 //! math in burn's tensor operations (shapes whose rows are not a multiple of the SIMD width, one
-//! row, extreme values), RMSNorm's and SiLU·up's gradients under autodiff against burn's, and a
-//! whole forward pass with and without autodiff, counting the fused calls so a silent fallback
-//! fails.
+//! row, extreme values), the gradients of RMSNorm, SiLU·up, RoPE and SiLU·up with the down
+//! projection under autodiff against burn's, and a whole forward pass with and without
+//! autodiff, counting the fused calls so a silent fallback fails.
 
 mod common;
 
@@ -252,6 +252,79 @@ fn silu_mul_gradients_match_burns() {
         let got = with_gradients(shape, shape, ranges, fused::silu_mul);
         let want = with_gradients(shape, shape, ranges, |g, u| silu(g) * u);
         check(&format!("{shape:?}"), ["y", "∂g", "∂u"], got, want);
+    }
+}
+
+#[test]
+fn silu_mul_down_and_its_gradients_match_burns() {
+    if !common::blas_loaded() {
+        return;
+    }
+    // Which inputs want a gradient: all (a trainable layer), the weight only, the inputs only
+    // (a frozen weight); and the forward pass without autodiff.
+    for ([rows, inner, d], wanted) in [
+        ([1, 1, 1], [true, true, true]),
+        ([7, 1030, 5], [true, true, true]),
+        ([33, 40, 24], [false, false, true]),
+        ([4, 9, 16], [true, true, false]),
+    ] {
+        let run = |autodiff: bool, op: fn(Tensor<2>, Tensor<2>, Tensor<2>) -> Tensor<2>| {
+            let device = match autodiff {
+                true => Device::flex().autodiff(),
+                false => Device::flex(),
+            };
+            let on = |values: Vec<f32>, shape: [usize; 2], grad: bool| {
+                let t = Tensor::<2>::from_data(TensorData::new(values, shape), &device);
+                if grad && autodiff {
+                    t.require_grad()
+                } else {
+                    t
+                }
+            };
+            let g = on(
+                values(rows * inner, 21, -12.0, 12.0),
+                [rows, inner],
+                wanted[0],
+            );
+            let u = on(
+                values(rows * inner, 22, -2.0, 2.0),
+                [rows, inner],
+                wanted[1],
+            );
+            let w = on(values(inner * d, 23, -1.0, 1.0), [inner, d], wanted[2]);
+            let y = op(g.clone(), u.clone(), w.clone());
+            if !autodiff {
+                return vec![read(y)];
+            }
+            let c = on(values(rows * d, 24, -1.0, 1.0), [rows, d], false);
+            let grads = (y.clone() * c).sum().backward();
+            let mut out = vec![read(y)];
+            for (t, want) in [g, u, w].into_iter().zip(wanted) {
+                let grad = t.grad(&grads).map(read);
+                assert_eq!(
+                    grad.is_some(),
+                    want,
+                    "a gradient exactly where one is wanted"
+                );
+                out.extend(grad);
+            }
+            out
+        };
+        let reference: fn(Tensor<2>, Tensor<2>, Tensor<2>) -> Tensor<2> =
+            |g, u, w| (silu(g) * u).matmul(w);
+        for autodiff in [false, true] {
+            let before = fused::calls_on_this_thread();
+            let got = run(autodiff, fused::silu_mul_down);
+            assert_eq!(fused::calls_on_this_thread(), before + 1);
+            let want = run(autodiff, reference);
+            for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+                let what = ["y", "first gradient", "second", "third"][i];
+                let case = format!("{:?} autodiff {autodiff} {what}", [rows, inner, d]);
+                // Sums of `inner` products, rounded in another order by the BLAS.
+                let tolerance = 1e-5 * (1.0 + inner as f32 / 100.0);
+                assert!(gap(got, want) < tolerance, "{case}: {}", gap(got, want));
+            }
+        }
     }
 }
 

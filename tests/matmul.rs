@@ -10,20 +10,6 @@ mod common;
 use burn::tensor::{Device, Tensor, TensorData};
 use gram::matmul::{attention, blas, linear};
 
-/// Whether a BLAS was loaded; without one, a skip (or, under `GRAM_REQUIRE_BLAS=1`, a failure).
-fn blas_loaded() -> bool {
-    if blas::name().is_some() {
-        return true;
-    }
-    assert!(
-        !common::required("GRAM_REQUIRE_BLAS"),
-        "GRAM_REQUIRE_BLAS is set but none of {:?} could be opened (apt-get install libopenblas0)",
-        blas::LIBRARIES
-    );
-    common::say_skipped("no system BLAS (install libopenblas0)");
-    false
-}
-
 /// `n` values in [-1, 1) from the seeded sequence of [`common::Numbers`].
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut numbers = common::Numbers(seed);
@@ -86,7 +72,7 @@ impl Case {
 
 #[test]
 fn blas_products_and_gradients_equal_flex_matmul() {
-    if !blas_loaded() {
+    if !common::blas_loaded() {
         return;
     }
     let cases = [
@@ -170,7 +156,7 @@ fn blas_products_and_gradients_equal_flex_matmul() {
 
 #[test]
 fn only_f32_products_on_the_cpu_go_to_the_blas() {
-    if !blas_loaded() {
+    if !common::blas_loaded() {
         return;
     }
     let cpu = Device::flex();
@@ -207,7 +193,7 @@ fn only_f32_products_on_the_cpu_go_to_the_blas() {
 /// the same verdicts and p_a to f32 rounding, and the log says which ran.
 #[test]
 fn judging_gives_the_same_scores_with_and_without_the_blas() {
-    if !blas_loaded() {
+    if !common::blas_loaded() {
         return;
     }
     let input = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pairs.jsonl");
@@ -264,7 +250,7 @@ fn plain_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 /// row; one kernel call counted each time, so a silent fallback fails.
 #[test]
 fn blas_attention_and_its_gradients_equal_plain_attention() {
-    if !blas_loaded() {
+    if !common::blas_loaded() {
         return;
     }
     let worst = common::max_difference;

@@ -16,12 +16,16 @@
 //! (RoPE's table layout is [`super::rope`]'s.) They take f32 tensors on `cpu` ([`takes`]), with
 //! autodiff too (the trainable layers): a burn backend extension with the backward passes below,
 //! keeping only the inputs (and RMSNorm's `r` per row) where burn's operations keep every
-//! intermediate:
+//! intermediate. The MLP's SiLU·up and its down projection are one operation under autodiff
+//! ([`silu_mul_down`]), so that the `[tokens, intermediate]` product `silu(g) ⊙ u` is not kept
+//! as the projection's input but formed again in the backward pass:
 //!
 //! ```text
 //! rms_norm   r = (Σ x² / n + eps)^(−1/2)
 //!            ∂x = r · (∂y ⊙ g) − x · r³ · Σ(∂y ⊙ g ⊙ x) / n,   ∂g = Σ_rows ∂y ⊙ x · r
 //! silu_mul   s = σ(g):   ∂u = ∂y ⊙ g · s,   ∂g = ∂y ⊙ u ⊙ s · (1 + g · (1 − s))
+//! silu_mul_down   y = (silu(g) ⊙ u) · W:   h = silu(g) ⊙ u formed again,
+//!            ∂W = hᵀ · ∂y,   ∂h = ∂y · Wᵀ,   then ∂g, ∂u as silu_mul's from ∂h
 //! rope       ∂x_i = ∂y_i cos_i + ∂y_i' sin_i'   (i' = i ± hd/2; heads moved back behind T)
 //! ```
 //!
@@ -29,8 +33,8 @@
 //! agree to f32 rounding (`tests/fused.rs`).
 
 use crate::extension::{dims4, elements, primitive};
-use crate::matmul::on_flex;
 use crate::matmul::softmax::exp;
+use crate::matmul::{blas, on_flex};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -108,7 +112,31 @@ pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     Tensor::<1>::from_dispatch(y).reshape(shape)
 }
 
-/// The three blocks as a burn backend extension: forward on flex, forward and backward on
+/// The MLP's down projection of its gated product, `(silu(gate) ⊙ up) · w`, `[..., d]`, for
+/// `gate`, `up` `[..., I]` and `w` `[I, d]` (all [`takes`], and a BLAS for the product,
+/// [`crate::matmul::blas::takes`]). Without autodiff it is [`silu_mul`] in place of `gate`
+/// and one BLAS product; under autodiff it keeps `gate` and `up` (and `w`), not their product.
+pub fn silu_mul_down<const D: usize>(gate: Tensor<D>, up: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    assert_eq!(
+        gate.dims(),
+        up.dims(),
+        "the gate and up projections' shapes"
+    );
+    let [inner, d] = w.dims();
+    let mut shape = gate.dims();
+    assert_eq!(shape[D - 1], inner, "the down projection's input width");
+    let rows = gate.shape().num_elements() / inner.max(1);
+    let y = <Dispatch as FusedBackend>::silu_mul_down(
+        gate.reshape([rows, inner]).into_dispatch(),
+        up.reshape([rows, inner]).into_dispatch(),
+        w.into_dispatch(),
+    );
+    count_call();
+    shape[D - 1] = d;
+    Tensor::<2>::from_dispatch(y).reshape(shape)
+}
+
+/// The four blocks as a burn backend extension: forward on flex, forward and backward on
 /// `Autodiff<Flex>`.
 #[backend_extension(Autodiff, Flex)]
 pub trait FusedBackend: Backend {
@@ -116,6 +144,12 @@ pub trait FusedBackend: Backend {
     fn rms_norm(x: FloatTensor<Self>, gain: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
     /// `[len]` from `gate` and `up` `[len]`.
     fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `[rows, d]` from `gate`, `up` `[rows, I]` and `w` `[I, d]`.
+    fn silu_mul_down(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
     /// `[B, h, T, hd]` from `x` `[B, T, h, hd]` and the tables `cos`, `signed_sin` `[T, hd]`.
     fn rope(
         x: FloatTensor<Self>,
@@ -136,6 +170,11 @@ impl FusedBackend for Flex {
         let start = gate.layout().start_offset();
         silu_mul_in_place(&mut gate.storage_mut::<f32>()[start..][..up.len()], up);
         gate
+    }
+
+    fn silu_mul_down(gate: FlexTensor, up: FlexTensor, w: FlexTensor) -> FlexTensor {
+        let hidden = Tensor::<2>::from_primitive::<Flex>(Self::silu_mul(gate, up));
+        primitive::<Flex, 2>(blas::matmul(hidden, Tensor::from_primitive::<Flex>(w)))
     }
 
     fn rope(x: FlexTensor, cos: FlexTensor, signed_sin: FlexTensor) -> FlexTensor {
@@ -180,6 +219,27 @@ where
             .stateful()
         {
             OpsKind::Tracked(prep) => prep.finish((gate, up), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn silu_mul_down(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (gate, gate_node) = gate.into_parts();
+        let (up, up_node) = up.into_parts();
+        let (w, w_node) = w.into_parts();
+        let (gate, up) = (flex::<B, 2>(gate), flex::<B, 2>(up));
+        let w = Tensor::<2>::from_primitive::<B>(w);
+        let y = primitive::<B, 2>(blas::matmul(gated(&gate, &up), w.clone()));
+        match SiluMulDownBackward
+            .prepare::<C>([gate_node, up_node, w_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((gate, up, w), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
@@ -306,27 +366,79 @@ where
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_y = flex::<B, 1>(grads.consume::<B>(&ops.node));
         let (gate, up) = ops.state;
-        let (g, u, d_y) = (elements(&gate), elements(&up), elements(&d_y));
-        let len = g.len();
-        let mut d_g = vec![0.0f32; len];
-        let mut d_u = vec![0.0f32; len];
-        (d_g.par_chunks_mut(CHUNK).zip(d_u.par_chunks_mut(CHUNK)))
-            .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-            .zip(d_y.par_chunks(CHUNK))
-            .for_each(|(((d_g, d_u), (g, u)), d_y)| {
-                for i in 0..g.len() {
-                    let s = 1.0 / (1.0 + (-g[i]).exp());
-                    d_u[i] = d_y[i] * g[i] * s;
-                    d_g[i] = d_y[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
-                }
-            });
-        let [gate_node, up_node] = ops.parents;
-        for (node, gradient) in [(gate_node, d_g), (up_node, d_u)] {
+        let len = gate.layout().num_elements();
+        let gradients = silu_mul_gradients(&gate, &up, elements(&d_y));
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
             if let Some(node) = node {
                 grads.register::<B>(node.id, primitive::<B, 1>(tensor(gradient, [len])));
             }
         }
     }
+}
+
+#[derive(Debug)]
+struct SiluMulDownBackward;
+
+impl<B: Backend> Backward<B, 3> for SiluMulDownBackward
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    /// `gate` and `up` `[rows, I]`, and `w` `[I, d]`.
+    type State = (FlexTensor, FlexTensor, Tensor<2>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_y = Tensor::<2>::from_primitive::<Flex>(flex::<B, 2>(grads.consume::<B>(&ops.node)));
+        let (gate, up, w) = ops.state;
+        let [gate_node, up_node, w_node] = ops.parents;
+        if let Some(node) = w_node {
+            let d_w = blas::matmul(gated(&gate, &up).transpose(), d_y.clone());
+            grads.register::<B>(node.id, primitive::<B, 2>(d_w));
+        }
+        if gate_node.is_none() && up_node.is_none() {
+            return;
+        }
+        let d_hidden = contiguous(blas::matmul(d_y, w.transpose()));
+        let shape = dims2(&gate);
+        let gradients = silu_mul_gradients(&gate, &up, elements(&d_hidden));
+        for (node, gradient) in [gate_node, up_node].into_iter().zip(gradients) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, primitive::<B, 2>(tensor(gradient, shape)));
+            }
+        }
+    }
+}
+
+/// `[∂g, ∂u]` of `y = silu(g) ⊙ u` from `∂y` (see the module doc), chunks side by side on
+/// rayon's threads.
+fn silu_mul_gradients(gate: &FlexTensor, up: &FlexTensor, d_y: &[f32]) -> [Vec<f32>; 2] {
+    let (g, u) = (elements(gate), elements(up));
+    let len = g.len();
+    let mut d_g = vec![0.0f32; len];
+    let mut d_u = vec![0.0f32; len];
+    (d_g.par_chunks_mut(CHUNK).zip(d_u.par_chunks_mut(CHUNK)))
+        .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
+        .zip(d_y.par_chunks(CHUNK))
+        .for_each(|(((d_g, d_u), (g, u)), d_y)| {
+            for i in 0..g.len() {
+                let s = 1.0 / (1.0 + (-g[i]).exp());
+                d_u[i] = d_y[i] * g[i] * s;
+                d_g[i] = d_y[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+            }
+        });
+    [d_g, d_u]
+}
+
+/// `silu(gate) ⊙ up` as a new `[rows, I]` tensor on `cpu` (the inputs are kept).
+fn gated(gate: &FlexTensor, up: &FlexTensor) -> Tensor<2> {
+    let mut hidden = elements(gate).to_vec();
+    silu_mul_in_place(&mut hidden, elements(up));
+    tensor(hidden, dims2(gate))
+}
+
+/// The shape of a 2-d flex tensor.
+fn dims2(x: &FlexTensor) -> [usize; 2] {
+    let shape = x.layout().shape();
+    [shape[0], shape[1]]
 }
 
 /// `y = x · r ⊙ gain` row by row, and each row's `r = (Σ x² / n + eps)^(−1/2)`.

@@ -24,6 +24,7 @@ use super::lora::Lora;
 use super::rope::Rope;
 use super::variant::Activation;
 use super::{CausalMask, LayerKv};
+use crate::matmul::blas;
 
 /// Root-mean-square layer norm with a learned gain `g`.
 #[derive(Module, Debug)]
@@ -187,6 +188,7 @@ impl Attention {
             let scores = scores.mask_fill(mask.explicit(&device).unsqueeze::<4>(), -1.0e9);
             softmax(scores, 3).matmul(v).reshape([b, h, t, hd]) // [B, kv, G·T, hd] → [B, h, T, hd]
         };
+        // [B, T, h·hd]: a copy, except after gram's CPU attention, whose output is stored so.
         let out = out.swap_dims(1, 2).reshape([b, t, h * hd]);
         (self.o_proj.forward(out), new)
     }
@@ -204,10 +206,18 @@ pub struct Mlp {
 
 impl Mlp {
     /// `W_down (act(W_gate x) ⊙ W_up x)`; SiLU and the product are one fused pass on `cpu`,
-    /// with or without autodiff ([`fused::silu_mul`]).
+    /// with or without autodiff ([`fused::silu_mul`]), and one operation with a plain down
+    /// projection ([`fused::silu_mul_down`], which under autodiff does not keep the product).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
+        let down = &self.down_proj;
+        if let (Activation::Silu, None, None) = (self.activation, &down.bias, &down.lora) {
+            let w = down.weight.val();
+            if fused::takes(&gate, &up) && fused::takes(&gate, &w) && blas::takes(&gate, &w) {
+                return fused::silu_mul_down(gate, up, w);
+            }
+        }
         let hidden = match self.activation {
             Activation::Silu if fused::takes(&gate, &up) => fused::silu_mul(gate, up),
             activation => activation.apply(gate) * up,

@@ -162,6 +162,22 @@ pub fn required(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| v.trim() == "1")
 }
 
+/// Whether a system BLAS was loaded ([`gram::matmul::blas`]); without one, a skip (or, under
+/// `GRAM_REQUIRE_BLAS=1`, a failure).
+pub fn blas_loaded() -> bool {
+    use gram::matmul::blas;
+    if blas::name().is_some() {
+        return true;
+    }
+    assert!(
+        !required("GRAM_REQUIRE_BLAS"),
+        "GRAM_REQUIRE_BLAS is set but none of {:?} could be opened (apt-get install libopenblas0)",
+        blas::LIBRARIES
+    );
+    say_skipped("no system BLAS (install libopenblas0)");
+    false
+}
+
 /// Say on stderr, past the test harness's capture (so it shows for a passing test too), that
 /// the current test skipped for `reason`.
 pub fn say_skipped(reason: &str) {
