@@ -22,13 +22,14 @@
 //! prefixes once, then the rest of each sequence, padding included),
 //! `ModelConfig::forward_flops` plus 2·2·d for the two verdict logits; for PyTorch, every
 //! sequence whole, plus 2·vocab·d for its output projection at the last position. Each side's
-//! matmul rate (a square f32 `--matmul-size` matmul, best of 5) is measured in the same run,
+//! matmul rate (a square f32 `--matmul-size` matmul, the best probe of the run: before the
+//! timed rounds and after each, [`bench::MatmulRate`]) is measured in the same run,
 //! and gram's also in the weights' type when `--dtype` makes it 16-bit (its utilisation is
 //! then of that rate). The PyTorch side always runs f32.
 
 mod bench;
 
-use bench::{Result, Torch, arg_or, cell, matmul_gflops, matmul_seconds, share};
+use bench::{MatmulRate, Result, Torch, arg_or, cell, share};
 use burn::tensor::FloatDType;
 use clap::ValueEnum;
 use gram::dtype::Dtype;
@@ -97,26 +98,19 @@ fn main() -> Result<()> {
     if let Some(report) = judge.load_report() {
         println!("weights: {report}");
     }
-    let gram_f32_peak = matmul_gflops(
-        matmul_size,
-        matmul_seconds(&device, matmul_size, FloatDType::F32),
-    );
-    // gram's yardstick: the matmul rate in the weights' type (bf16 matmuls widen to f32 on flex).
-    let gram_peak = match weights {
-        FloatDType::F32 => gram_f32_peak,
-        other => {
-            let rate = matmul_gflops(matmul_size, matmul_seconds(&device, matmul_size, other));
-            println!("gram {other:?} matmul {matmul_size}³: {rate:.1} GFLOP/s");
-            rate
+    // gram's yardstick is the matmul rate in the weights' type (bf16 matmuls widen to f32 on
+    // flex); its f32 rate is shown beside PyTorch's.
+    let mut gram_f32_rate = MatmulRate::new(matmul_size);
+    let mut gram_rate = MatmulRate::new(matmul_size);
+    let mut torch_rate = MatmulRate::new(matmul_size);
+    let mut probe = |torch: Option<&mut Torch>| -> Result<()> {
+        gram_f32_rate.probe_gram(&device, FloatDType::F32);
+        if weights != FloatDType::F32 {
+            gram_rate.probe_gram(&device, weights);
         }
+        torch_rate.probe_torch(torch)
     };
-    let torch_peak = match torch.as_mut() {
-        Some(t) => Some(matmul_gflops(
-            matmul_size,
-            Torch::number(&t.ask(&format!("matmul {matmul_size}"))?, "seconds")?,
-        )),
-        None => None,
-    };
+    probe(torch.as_mut())?;
 
     // Warm-up (kernel compilation, autotune, the template prefix) before timing.
     judge.margins(&sequences[..2])?;
@@ -148,13 +142,22 @@ fn main() -> Result<()> {
         println!("round {}: gram {seconds:.2} s{beside}", round + 1);
         gram_best = gram_best.min(seconds);
         torch_best = torch_best.min(torch_seconds);
+        probe(torch.as_mut())?;
     }
+    let (gram_f32_peak, torch_peak) = (gram_f32_rate.gflops(), torch_rate.gflops());
+    let gram_peak = match weights {
+        FloatDType::F32 => gram_f32_peak,
+        other => {
+            let rate = gram_rate.gflops();
+            println!("gram {other:?} matmul {matmul_size}³: {rate:.1} GFLOP/s");
+            rate
+        }
+    };
 
     let n = pairs.len() as f64;
     println!("\n| judging, batch {batch_size} | gram | transformers + PyTorch | ratio |");
     println!("|---|---|---|---|");
     let torch_rate = n / torch_best;
-    let torch_peak = torch_peak.unwrap_or(f64::NAN);
     println!(
         "| pairs/s | {:.3} | {} | {} |",
         n / gram_best,

@@ -20,12 +20,15 @@
 //! for the backward pass through the trainable layers, and for stage 1 2·2·vocab·d per target
 //! token (logits and their gradient with respect to the hidden state).
 //!
+//! Each side's matmul rate is its best square f32 `--matmul-size` probe of the run, before the
+//! timed rounds and after each ([`bench::MatmulRate`]).
+//!
 //! Peak memory is each process's peak resident set during the timed steps (reset before them;
 //! the weights count, so both sides start from what they hold after loading).
 
 mod bench;
 
-use bench::{Result, Torch, arg_or, cell, matmul_gflops, matmul_seconds, share};
+use bench::{MatmulRate, Result, Torch, arg_or, cell, share};
 use burn::tensor::FloatDType;
 use gram::checkpoint::Checkpoint;
 use gram::model::Llama;
@@ -123,17 +126,10 @@ fn main() -> Result<()> {
         pairs.len(),
         tokens
     );
-    let gram_peak = matmul_gflops(
-        matmul_size,
-        matmul_seconds(&device, matmul_size, FloatDType::F32),
-    );
-    let torch_peak = match torch.as_mut() {
-        Some(t) => matmul_gflops(
-            matmul_size,
-            Torch::number(&t.ask(&format!("matmul {matmul_size}"))?, "seconds")?,
-        ),
-        None => f64::NAN,
-    };
+    let (mut gram_rate, mut torch_rate) =
+        (MatmulRate::new(matmul_size), MatmulRate::new(matmul_size));
+    gram_rate.probe_gram(&device, FloatDType::F32);
+    torch_rate.probe_torch(torch.as_mut())?;
 
     trainer.train_step(batches[0], lr)?; // untimed: first-call allocations
     // NaN until a round is timed (`f64::min` skips NaN): without the PyTorch side its
@@ -171,7 +167,10 @@ fn main() -> Result<()> {
         );
         gram_best = gram_best.min(seconds);
         torch_best = torch_best.min(torch_seconds);
+        gram_rate.probe_gram(&device, FloatDType::F32);
+        torch_rate.probe_torch(torch.as_mut())?;
     }
+    let (gram_peak, torch_peak) = (gram_rate.gflops(), torch_rate.gflops());
 
     let n = examples.len() as f64;
     let unit = if stage == 2 { "pairs/s" } else { "examples/s" };

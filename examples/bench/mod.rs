@@ -119,6 +119,43 @@ pub fn matmul_seconds(device: &Device, n: usize, dtype: FloatDType) -> f64 {
     best
 }
 
+/// A side's matmul rate: the best `n × n` probe of the whole run. The probe runs before the
+/// timed rounds and again after each one, so that one slow moment of a shared machine does not
+/// set the yardstick (single probes on the 2-core CI VM ranged from 100 to 230 GFLOP/s).
+pub struct MatmulRate {
+    n: usize,
+    best_seconds: f64,
+}
+
+impl MatmulRate {
+    /// No probe yet: the rate is NaN (shown as "—") until one is added.
+    pub fn new(n: usize) -> Self {
+        MatmulRate {
+            n,
+            best_seconds: f64::NAN,
+        }
+    }
+
+    /// One more gram probe ([`matmul_seconds`]) in `dtype` on `device`.
+    pub fn probe_gram(&mut self, device: &Device, dtype: FloatDType) {
+        self.best_seconds = self.best_seconds.min(matmul_seconds(device, self.n, dtype));
+    }
+
+    /// One more probe on the PyTorch side, if there is one.
+    pub fn probe_torch(&mut self, torch: Option<&mut Torch>) -> Result<()> {
+        if let Some(torch) = torch {
+            let reply = torch.ask(&format!("matmul {}", self.n))?;
+            self.best_seconds = self.best_seconds.min(Torch::number(&reply, "seconds")?);
+        }
+        Ok(())
+    }
+
+    /// GFLOP/s of the best probe so far.
+    pub fn gflops(&self) -> f64 {
+        matmul_gflops(self.n, self.best_seconds)
+    }
+}
+
 /// GFLOP/s of an `n × n` matmul that took `seconds`.
 pub fn matmul_gflops(n: usize, seconds: f64) -> f64 {
     2.0 * (n as f64).powi(3) / seconds / 1e9
