@@ -199,7 +199,12 @@ fn initialise(name: &str) -> Result<Device> {
 pub fn describe(device: &Device) -> String {
     if *device == Device::flex() {
         return match crate::matmul::blas::name() {
-            Some(blas) => format!("cpu (burn flex; f32 products through {blas})"),
+            Some(blas) => match crate::matmul::blas::kernels() {
+                Some(kernels) => {
+                    format!("cpu (burn flex; f32 products through {blas}, {kernels} kernels)")
+                }
+                None => format!("cpu (burn flex; f32 products through {blas})"),
+            },
             None => "cpu (burn flex, pure Rust)".into(),
         };
     }

@@ -70,13 +70,16 @@ type Sgemm = unsafe extern "C" fn(
 /// product may use, process-wide.
 type SetThreads = unsafe extern "C" fn(threads: c_int);
 type GetThreads = unsafe extern "C" fn() -> c_int;
+/// OpenBLAS's `openblas_get_corename`: the CPU its kernels were chosen for (a static string).
+type CoreName = unsafe extern "C" fn() -> *const std::os::raw::c_char;
 
-/// A loaded BLAS: its `cblas_sgemm`, OpenBLAS's thread count where it can be set, and the
-/// library it came from (kept open).
+/// A loaded BLAS: its `cblas_sgemm`, OpenBLAS's thread count where it can be set, the library
+/// it came from (kept open) and, for OpenBLAS, the CPU its kernels are for.
 struct Library {
     sgemm: Sgemm,
     threads: Option<ThreadCount>,
     name: &'static str,
+    kernels: Option<String>,
     _library: libloading::Library,
 }
 
@@ -151,10 +154,16 @@ fn library() -> Option<&'static Library> {
                         inside: Mutex::new((false, 0)),
                         left: Condvar::new(),
                     });
+                    let core = library.get::<CoreName>(b"openblas_get_corename\0").ok();
+                    let kernels = core.map(|core| core()).filter(|p| !p.is_null());
+                    // SAFETY: a NUL-terminated static string from OpenBLAS.
+                    let kernels = kernels
+                        .map(|p| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned());
                     Some(Library {
                         sgemm,
                         threads,
                         name,
+                        kernels,
                         _library: library,
                     })
                 }
@@ -166,6 +175,12 @@ fn library() -> Option<&'static Library> {
 /// The library f32 products on `cpu` go to, if one was found (e.g. `libopenblas.so.0`).
 pub fn name() -> Option<&'static str> {
     library().map(|l| l.name)
+}
+
+/// The CPU whose kernels OpenBLAS runs (e.g. `Cooperlake`, `Haswell`), where the library
+/// says: its own choice for this CPU, or the one `OPENBLAS_CORETYPE` names.
+pub fn kernels() -> Option<&'static str> {
+    library().and_then(|l| l.kernels.as_deref())
 }
 
 /// Whether [`super::linear`] gives `x · w` to the BLAS: both f32, on `cpu`, a BLAS loaded, and
