@@ -157,8 +157,8 @@ fn library() -> Option<&'static Library> {
                     let core = library.get::<CoreName>(b"openblas_get_corename\0").ok();
                     let kernels = core.map(|core| core()).filter(|p| !p.is_null());
                     // SAFETY: a NUL-terminated static string from OpenBLAS.
-                    let kernels = kernels
-                        .map(|p| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned());
+                    let kernels =
+                        kernels.map(|p| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned());
                     Some(Library {
                         sgemm,
                         threads,
