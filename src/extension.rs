@@ -19,6 +19,12 @@ where
         .expect("a backend extension's tensors live on the backend its inputs came from")
 }
 
+/// The shape of a 2-d flex tensor.
+pub(crate) fn dims2(x: &FlexTensor) -> [usize; 2] {
+    let shape = x.layout().shape();
+    [shape[0], shape[1]]
+}
+
 /// The shape of a 4-d flex tensor.
 pub(crate) fn dims4(x: &FlexTensor) -> [usize; 4] {
     let shape = x.layout().shape();

@@ -32,7 +32,7 @@
 //! The layers use burn's operations everywhere else (wgpu, 16-bit float types), and the two
 //! agree to f32 rounding (`tests/fused.rs`).
 
-use crate::extension::{dims4, elements, primitive};
+use crate::extension::{dims2, dims4, elements, primitive};
 use crate::matmul::softmax::exp;
 use crate::matmul::{blas, on_flex};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -209,8 +209,7 @@ where
         let (gate, gate_node) = gate.into_parts();
         let (up, up_node) = up.into_parts();
         let (gate, up) = (flex::<B, 1>(gate), flex::<B, 1>(up));
-        let mut y = elements(&gate).to_vec();
-        silu_mul_in_place(&mut y, elements(&up));
+        let y = gated_values(&gate, &up);
         let len = y.len();
         let y = primitive::<B, 1>(tensor(y, [len]));
         match SiluMulBackward
@@ -428,22 +427,21 @@ fn silu_mul_gradients(gate: &FlexTensor, up: &FlexTensor, d_y: &[f32]) -> [Vec<f
     [d_g, d_u]
 }
 
-/// `silu(gate) ⊙ up` as a new `[rows, I]` tensor on `cpu` (the inputs are kept).
-fn gated(gate: &FlexTensor, up: &FlexTensor) -> Tensor<2> {
+/// `silu(gate) ⊙ up` as new values (the inputs are kept, for a backward pass).
+fn gated_values(gate: &FlexTensor, up: &FlexTensor) -> Vec<f32> {
     let mut hidden = elements(gate).to_vec();
     silu_mul_in_place(&mut hidden, elements(up));
-    tensor(hidden, dims2(gate))
+    hidden
 }
 
-/// The shape of a 2-d flex tensor.
-fn dims2(x: &FlexTensor) -> [usize; 2] {
-    let shape = x.layout().shape();
-    [shape[0], shape[1]]
+/// `silu(gate) ⊙ up` as a new `[rows, I]` tensor on `cpu`.
+fn gated(gate: &FlexTensor, up: &FlexTensor) -> Tensor<2> {
+    tensor(gated_values(gate, up), dims2(gate))
 }
 
 /// `y = x · r ⊙ gain` row by row, and each row's `r = (Σ x² / n + eps)^(−1/2)`.
 fn norm_rows(x: &FlexTensor, gain: &FlexTensor, eps: f64) -> (FlexTensor, Vec<f32>) {
-    let shape = x.layout().shape().to_vec();
+    let shape = dims2(x);
     let (x, gain) = (elements(x), elements(gain));
     let n = gain.len();
     let mut y = vec![0.0f32; x.len()];
@@ -460,7 +458,7 @@ fn norm_rows(x: &FlexTensor, gain: &FlexTensor, eps: f64) -> (FlexTensor, Vec<f3
                 }
             });
     }
-    (primitive::<Flex, 2>(tensor(y, [shape[0], shape[1]])), r)
+    (primitive::<Flex, 2>(tensor(y, shape)), r)
 }
 
 /// `g ← g / (1 + e^(−g)) ⊙ u`, eight lanes at a time, chunks side by side on rayon's threads.
