@@ -19,8 +19,8 @@
 //! the keys `0..P+i1` the block sees (keys after its last row are never formed):
 //!
 //! ```text
-//! forward    S  = c · Q_blk · K[..P+i1]ᵀ,  row-wise softmax over the visible columns (ℓ kept),
-//!            O_blk = P · V
+//! forward    S  = c · Q_blk · K[..P+i1]ᵀ,  E = exp(S − rowmax S) on the visible columns,
+//!            O_blk = diag(1 / Σ_σ E) · E · V   (ℓ kept)
 //! backward   P recomputed from S and ℓ;  D_i = Σ_c ∂o_i,c · o_i,c
 //!            ∂V += Pᵀ · ∂O_blk,   ∂P = ∂O_blk · Vᵀ,   ∂S = P ⊙ (∂P − D)
 //!            ∂Q_blk = c · ∂S · K,   ∂K += c · ∂Sᵀ · Q_blk
@@ -33,7 +33,7 @@
 //! shapes (`cargo run --example attention_bench`). f32 only; [`takes`] says when.
 
 use super::blas;
-use super::softmax::{exp_minus, softmax_in_place};
+use super::softmax::{exp_minus, log_sum_exp_in_place, scale_in_place};
 use crate::extension::{dims4, elements, primitive};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -256,20 +256,26 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> (FlexTensor, Vec<f
             let q = &q[head * t * d..][..t * d];
             let kv = size.kv_start(head);
             let (k, v) = (&k[kv..][..s * d], &v[kv..][..s * d]);
+            let mut sums = [0.0f32; BLOCK];
             for (i0, rows, seen) in size.blocks() {
                 scores.resize(rows * seen, 0.0);
+                // E = exp(S − max) per row; P = E / Σ E is applied to the rows of E · V below,
+                // `d` wide, rather than to E, `seen` wide.
                 block_scores(q, k, (i0, rows, seen), d, scores, |r, visible| {
-                    lse[i0 + r] = softmax_in_place(visible)
+                    (lse[i0 + r], sums[r]) = log_sum_exp_in_place(visible)
                 });
-                let o_block = (&mut o[i0 * d..], d);
+                let o_block = &mut o[i0 * d..][..rows * d];
                 blas::sgemm_slices(
                     (rows, d, seen),
                     1.0,
                     (scores, seen, false),
                     (v, d, false),
                     0.0,
-                    o_block,
+                    (o_block, d),
                 );
+                for (o_row, sum) in o_block.chunks_exact_mut(d).zip(sums) {
+                    scale_in_place(o_row, 1.0 / sum);
+                }
             }
         },
     );
