@@ -57,6 +57,7 @@ pub mod prompt;
 pub mod rank;
 pub mod reward;
 pub mod serve;
+mod simd;
 pub mod tokenizer;
 pub mod train;
 

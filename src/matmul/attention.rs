@@ -33,8 +33,9 @@
 //! shapes (`cargo run --example attention_bench`). f32 only; [`takes`] says when.
 
 use super::blas;
-use super::softmax::{exp_minus, log_sum_exp_in_place, scale_in_place};
+use super::softmax::log_sum_exp_in_place;
 use crate::extension::{dims4, elements, primitive};
+use crate::simd::{exp_minus, scale_in_place};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;

@@ -33,7 +33,6 @@
 //! agree to f32 rounding (`tests/fused.rs`).
 
 use crate::extension::{dims2, dims4, elements, primitive};
-use crate::matmul::softmax::exp;
 use crate::matmul::{blas, on_flex};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -461,22 +460,12 @@ fn norm_rows(x: &FlexTensor, gain: &FlexTensor, eps: f64) -> (FlexTensor, Vec<f3
     (primitive::<Flex, 2>(tensor(y, shape)), r)
 }
 
-/// `g ← g / (1 + e^(−g)) ⊙ u`, eight lanes at a time, chunks side by side on rayon's threads.
+/// `g ← g / (1 + e^(−g)) ⊙ u`, eight lanes at a time ([`crate::simd::silu_mul`]), chunks
+/// side by side on rayon's threads.
 fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
     g.par_chunks_mut(CHUNK)
         .zip(u.par_chunks(CHUNK))
-        .for_each(|(g, u)| {
-            let (g8, g_tail) = g.as_chunks_mut::<8>();
-            let (u8, u_tail) = u.as_chunks::<8>();
-            let one = f32x8::splat(1.0);
-            for (g, u) in g8.iter_mut().zip(u8) {
-                let x = f32x8::from(*g);
-                *g = (x / (one + exp(-x)) * f32x8::from(*u)).to_array();
-            }
-            for (g, &u) in g_tail.iter_mut().zip(u_tail) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }
-        });
+        .for_each(|(g, u)| crate::simd::silu_mul(g, u));
 }
 
 /// RoPE on `x` `[B, T, heads, hd]` (a projection's output, heads split off), returned with the
