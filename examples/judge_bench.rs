@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example judge_bench -- [--device cpu] [--dtype auto|f32|f16|bf16]
-//!     [--pairs 32] [--batch-size 1] [--rounds 2] [--model PATH] [--no-torch]
+//!     [--pairs 32] [--batch-size B] [--rounds 2] [--model PATH] [--no-torch]
 //!     [--workload hh|rm-bench]
 //! ```
 //!
@@ -16,7 +16,9 @@
 //! The two sides alternate, round by round (gram, PyTorch, gram, PyTorch, …), and each reports
 //! its best round, so a burst of load on a shared machine hurts both alike; the ratio is of
 //! the bests. gram runs its judge ([`GramJudge::margins`]: shared prefixes once, batches sorted
-//! by length); PyTorch runs the usual recipe, each ordered sequence whole at batch 1.
+//! by length, `--batch-size` by default what `gram judge` takes on the device,
+//! [`gram::judge::default_batch_size`]); PyTorch runs the usual recipe, each ordered sequence
+//! whole at batch 1.
 //!
 //! FLOPs are counted, not estimated from time: for gram, each forward pass it runs (shared
 //! prefixes once, then the rest of each sequence, padding included),
@@ -39,7 +41,7 @@ use std::time::Instant;
 fn main() -> Result<()> {
     let device = gram::device::select(&bench::arg("--device").unwrap_or_else(|| "cpu".into()))?;
     let n_pairs: usize = arg_or("--pairs", 32)?;
-    let batch_size: usize = arg_or("--batch-size", 1)?;
+    let batch_size: usize = arg_or("--batch-size", gram::judge::default_batch_size(&device))?;
     let rounds: usize = arg_or("--rounds", 2)?;
     let matmul_size: usize = arg_or("--matmul-size", 1024)?;
     let dtype_flag = bench::arg("--dtype").unwrap_or_else(|| "auto".into());

@@ -20,8 +20,8 @@ from collections import defaultdict
 CLASSES = [
     ("load", r"dequantize|weights::transpose|tokenizers|gguf|checkpoint"),
     ("matmul", r"gemm|blas_thread_server|exec_blas|inner_thread"),
-    ("attention", r"expf|xflowf|attention|softmax"),
-    ("elementwise", r"macerator|burn_flex::(zip|ops::unary|ops::binary)|scalar_op|FnOnce::call_once"),
+    ("attention", r"expf|xflowf|attention|softmax|simd::.*(exp_minus|row_max|scale_in_place)"),
+    ("elementwise", r"macerator|burn_flex::(zip|ops::unary|ops::binary)|scalar_op|FnOnce::call_once|simd::.*silu_mul"),
     ("threads", r"sched|finish_task_switch|futex|switch_to|syscall|irqentry"),
     ("memory", r"page|memmove|memset|memcpy|alloc|malloc|free|mmap|munmap|clear_page|copy_2d|mem_cgroup|memcg|lruvec"),
 ]

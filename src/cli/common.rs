@@ -19,8 +19,8 @@ pub struct JudgeArgs {
     pub dtype: DtypeArg,
     #[command(flatten)]
     pub prompt: PromptArgs,
-    /// Sequences per forward pass (default: 1 on `cpu`, where padding and attention memory
-    /// cost more than batching saves — measured 146 vs 121 tokens/s at 1 vs 8 — and 8 on GPUs).
+    /// Sequences per forward pass [default: 2 on `cpu`, one pair's two orders, unpadded; 8 on
+    /// GPUs] (see `gram::judge::default_batch_size`).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Longest judge input in tokens [default: the model's context length, at most 4096, as
@@ -176,13 +176,8 @@ impl JudgeArgs {
         let options = gram::judge::JudgeOptions {
             template: self.prompt.template_text()?,
             labels: self.prompt.labels()?,
-            batch_size: self
-                .batch_size
-                .unwrap_or(if device == burn::tensor::Device::flex() {
-                    1
-                } else {
-                    8
-                }),
+            batch_size: (self.batch_size)
+                .unwrap_or_else(|| gram::judge::default_batch_size(&device)),
             max_len: self.max_len,
             chat_template: !self.prompt.no_chat_template,
             chat_template_kwargs: self.prompt.chat_template_kwargs()?,

@@ -1,6 +1,7 @@
 //! Row-wise softmax and log-sum-exp on the CPU, eight lanes at a time ([`crate::simd`]: AVX2
-//! with FMA where the CPU has them, `wide`'s portable lanes elsewhere), for the CPU attention ([`super::attention`]) and
-//! the stage-1 projection's rows of vocabulary logits ([`crate::loss`]).
+//! with FMA where the CPU has them, `wide`'s portable lanes elsewhere), for the CPU attention
+//! ([`super::attention`]) and the stage-1 projection's rows of vocabulary logits
+//! ([`crate::loss`]).
 //!
 //! ```text
 //! lse(z)     = max z + log Σ_v exp(z_v − max z)

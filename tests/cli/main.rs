@@ -107,7 +107,8 @@ fn library_verdicts() -> &'static [Verdict] {
     static VERDICTS: OnceLock<Vec<Verdict>> = OnceLock::new();
     VERDICTS.get_or_init(|| {
         let options = JudgeOptions {
-            batch_size: 1, // as `gram judge --device cpu`
+            // As `gram judge --device cpu` batches.
+            batch_size: gram::judge::default_batch_size(&Device::flex()),
             ..JudgeOptions::default()
         };
         let mut judge = GramJudge::load(&common::model_path(), &Device::flex(), options).unwrap();
