@@ -6,8 +6,8 @@
 //! The crate is built for the x86-64 baseline (SSE2), where `wide`'s eight lanes are two
 //! 4-lane halves and every `a · b + c` is two roundings. Each pass therefore has two
 //! implementations, chosen at run time: AVX2 with fused multiply-adds ([`avx2`], where the CPU
-//! has them: every x86-64 CPU since 2013–2015), and `wide`'s portable lanes ([`portable`]: SSE2,
-//! or NEON on ARM) everywhere else. Both compute
+//! has them: most x86-64 CPUs since Intel's Haswell and AMD's Excavator, 2013–2015), and
+//! `wide`'s portable lanes ([`portable`]: SSE2, or NEON on ARM) everywhere else. Both compute
 //!
 //! ```text
 //! e^x = 2^n · e^r,   n = round(x / ln 2),   r = x − n·ln 2 ∈ [−ln 2 / 2, ln 2 / 2],
@@ -77,7 +77,7 @@ pub(crate) fn silu_mul(g: &mut [f32], u: &[f32]) {
 
 /// `e^x` lane by lane in `wide`'s portable lanes (see the module docs).
 #[inline(always)]
-pub(crate) fn exp(x: f32x8) -> f32x8 {
+fn exp(x: f32x8) -> f32x8 {
     let c = f32x8::splat;
     // Adding and subtracting 1.5 · 2²³ rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
