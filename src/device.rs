@@ -199,12 +199,11 @@ fn initialise(name: &str) -> Result<Device> {
 pub fn describe(device: &Device) -> String {
     if *device == Device::flex() {
         return match crate::matmul::blas::name() {
-            Some(blas) => match crate::matmul::blas::kernels() {
-                Some(kernels) => {
-                    format!("cpu (burn flex; f32 products through {blas}, {kernels} kernels)")
-                }
-                None => format!("cpu (burn flex; f32 products through {blas})"),
-            },
+            Some(blas) => {
+                let kernels = crate::matmul::blas::kernels().map(|k| format!(", {k} kernels"));
+                let kernels = kernels.unwrap_or_default();
+                format!("cpu (burn flex; f32 products through {blas}{kernels})")
+            }
             None => "cpu (burn flex, pure Rust)".into(),
         };
     }

@@ -34,12 +34,12 @@
 
 use super::blas;
 use super::softmax::log_sum_exp_in_place;
-use crate::extension::{dims4, elements, primitive};
+use crate::extension::{dims4, elements, primitive, record};
 use crate::simd::{exp_minus, scale_in_place};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
@@ -158,15 +158,8 @@ where
         let lse = Tensor::<3>::from_data(TensorData::new(lse, [b, h, t]), &Device::flex());
         let [q, k, v, out] = [q, k, v, out].map(Tensor::<4>::from_primitive::<Flex>);
         let y = primitive::<B, 4>(out.clone());
-        // Compute-bound: keep the inputs rather than recompute under gradient checkpointing.
-        match AttentionBackward
-            .prepare::<C>([q_node, k_node, v_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((q, k, v, out, lse), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        let nodes = [q_node, k_node, v_node];
+        record::<B, C, _, _>(AttentionBackward, nodes, (q, k, v, out, lse), y)
     }
 }
 

@@ -18,11 +18,11 @@
 //! flex's gemm. `GRAM_BLAS=off` keeps gemm even where a BLAS is found (to compare the two, or
 //! to rule the library out). Transposed views are passed as BLAS transposes, not copied.
 
-use crate::extension::primitive;
+use crate::extension::{primitive, record};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
@@ -265,15 +265,7 @@ where
         let a = Tensor::<2>::from_primitive::<B>(a);
         let b = Tensor::<2>::from_primitive::<B>(b);
         let y = primitive::<B, 2>(matmul(a.clone(), b.clone()));
-        // Compute-bound: keep the factors rather than recompute under gradient checkpointing.
-        match MatmulBackward
-            .prepare::<C>([a_node, b_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((a, b), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        record::<B, C, _, _>(MatmulBackward, [a_node, b_node], (a, b), y)
     }
 }
 

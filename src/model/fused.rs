@@ -32,12 +32,12 @@
 //! The layers use burn's operations everywhere else (wgpu, 16-bit float types), and the two
 //! agree to f32 rounding (`tests/fused.rs`).
 
-use crate::extension::{dims2, dims4, elements, primitive};
+use crate::extension::{dims2, dims4, elements, primitive, record};
 use crate::matmul::{blas, on_flex};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
@@ -193,15 +193,7 @@ where
         let gain = flex::<B, 1>(gain);
         let (y, r) = norm_rows(&x, &gain, eps);
         let y = primitive::<B, 2>(Tensor::<2>::from_primitive::<Flex>(y));
-        // Compute-bound: keep the inputs rather than recompute under gradient checkpointing.
-        match RmsNormBackward
-            .prepare::<C>([x_node, gain_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((x, gain, r), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        record::<B, C, _, _>(RmsNormBackward, [x_node, gain_node], (x, gain, r), y)
     }
 
     fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -211,14 +203,7 @@ where
         let y = gated_values(&gate, &up);
         let len = y.len();
         let y = primitive::<B, 1>(tensor(y, [len]));
-        match SiluMulBackward
-            .prepare::<C>([gate_node, up_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((gate, up), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        record::<B, C, _, _>(SiluMulBackward, [gate_node, up_node], (gate, up), y)
     }
 
     fn silu_mul_down(
@@ -232,14 +217,8 @@ where
         let (gate, up) = (flex::<B, 2>(gate), flex::<B, 2>(up));
         let w = Tensor::<2>::from_primitive::<B>(w);
         let y = primitive::<B, 2>(blas::matmul(gated(&gate, &up), w.clone()));
-        match SiluMulDownBackward
-            .prepare::<C>([gate_node, up_node, w_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((gate, up, w), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        let nodes = [gate_node, up_node, w_node];
+        record::<B, C, _, _>(SiluMulDownBackward, nodes, (gate, up, w), y)
     }
 
     fn rope(
@@ -254,14 +233,7 @@ where
         let (x, cos, sin) = (flex::<B, 4>(x), flex::<B, 2>(cos), flex::<B, 2>(sin));
         let (y, dims) = rope_forward(&x, &cos, &sin);
         let y = primitive::<B, 4>(y);
-        match RopeBackward
-            .prepare::<C>([x_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((cos, sin, dims), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        record::<B, C, _, _>(RopeBackward, [x_node], (cos, sin, dims), y)
     }
 }
 
