@@ -15,9 +15,9 @@
 //!
 //! The two sides alternate, round by round (gram, PyTorch, gram, PyTorch, …), and each reports
 //! its best round, so a burst of load on a shared machine hurts both alike; the ratio is of
-//! the bests. gram runs its judge ([`GramJudge::margins`]: shared prefixes once, batches sorted
-//! by length, `--batch-size` by default what `gram judge` takes on the device,
-//! [`gram::judge::default_batch_size`]); PyTorch runs the usual recipe, each ordered sequence
+//! the bests. gram runs its judge ([`GramJudge::margins`]: shared prefixes once, passes of
+//! `--batch-size` sequences, by default what `gram judge` takes,
+//! [`gram::judge::DEFAULT_BATCH_SIZE`]); PyTorch runs the usual recipe, each ordered sequence
 //! whole at batch 1.
 //!
 //! FLOPs are counted, not estimated from time: for gram, each forward pass it runs (shared
@@ -41,7 +41,7 @@ use std::time::Instant;
 fn main() -> Result<()> {
     let device = gram::device::select(&bench::arg("--device").unwrap_or_else(|| "cpu".into()))?;
     let n_pairs: usize = arg_or("--pairs", 32)?;
-    let batch_size: usize = arg_or("--batch-size", gram::judge::default_batch_size(&device))?;
+    let batch_size: usize = arg_or("--batch-size", gram::judge::DEFAULT_BATCH_SIZE)?;
     let rounds: usize = arg_or("--rounds", 2)?;
     let matmul_size: usize = arg_or("--matmul-size", 1024)?;
     let dtype_flag = bench::arg("--dtype").unwrap_or_else(|| "auto".into());

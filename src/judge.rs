@@ -10,8 +10,7 @@
 //! p_a = ( σ(z_A − z_B)|_(a,b)  +  σ(z_B − z_A)|_(b,a) ) / 2
 //! ```
 //!
-//! which cancels the model's position bias. Sequences are sorted by length and right-padded in
-//! batches; padding never changes a score (see [`crate::model`]).
+//! which cancels the model's position bias.
 //!
 //! A Bradley–Terry reward model (a checkpoint with a scalar value head `score.weight`, as
 //! `gram finetune --objective bt` exports it) is judged through the same path: each response
@@ -22,13 +21,19 @@
 //! Shared prefixes are computed once ([`KvCache`]): the judge instruction before `{prompt}` is the
 //! same for every pair, so its keys and values are kept for the judge's lifetime; sequences that
 //! share more than that (the two orders of a pair share the question; a ranking's comparisons
-//! share the prompt) form a *family* whose common prefix is run once when the family is run in
-//! batches of its own (batch sizes up to the family size, e.g. 1 or 2 on `cpu`). Families nest:
-//! within one, the sequences that share still more form families of their own — RM-Bench's 3 × 3
-//! grid of one prompt shows each of its six responses first in three comparisons, a best-of-n
-//! ranking each candidate first in n − 1, and that response is run once, not three or n − 1
-//! times. Only the remaining tokens of each sequence go through the model; the scores are the
-//! same as running every sequence whole (tested to 1e-4).
+//! share the prompt) form a *family* whose common prefix is run once, and its members run after
+//! it. Families nest: within one, the sequences that share still more form families of their
+//! own — RM-Bench's 3 × 3 grid of one prompt shows each of its six responses first in three
+//! comparisons, a best-of-n ranking each candidate first in n − 1, and that response is run
+//! once, not three or n − 1 times. Only the remaining tokens of each sequence go through the
+//! model; the scores are the same as running every sequence whole (tested to 1e-4).
+//!
+//! A forward pass ([`Llama::pass`]) packs up to `batch_size` sequences (a prefix run counts as
+//! one), each continuing its own cache: every projection is one product over all their token
+//! rows, and each attends only to its own keys and values. On a GPU, sequences of different
+//! lengths after the same cache are also right-padded into one batch (padding never changes a
+//! score, see [`crate::model`]); on `cpu`, where padding costs its full arithmetic, they are
+//! not.
 //!
 //! With a [`TrunkStore`] ([`GramJudge::with_trunk_store`]) each call's decoder passes record
 //! the input of the store's layer `L` on disk, and a later judge whose bottom `L` layers are
@@ -38,32 +43,34 @@
 use crate::checkpoint::Checkpoint;
 use crate::dtype::Dtype;
 use crate::model::layout::VALUE_HEAD;
-use crate::model::{KvCache, Llama, LoadReport, Trunk, TrunkStore, common_prefix, trunk};
+use crate::model::{
+    Keep, KvCache, Llama, LoadReport, PassGroup, Trunk, TrunkStore, common_prefix, trunk,
+};
 use crate::prompt::{PromptBuilder, PromptTemplate, reward_sequence, verdict_tokens};
 use crate::tokenizer::{ChatTemplateKwargs, TextCodec};
 use crate::{Error, Judge, Pair, Result, Verdict};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
 
-/// Tells a judge call's trunk recordings from other computations' ([`trunk::computation_key`]).
-const JUDGE_CALL: u64 = 1;
+/// Tells a judge call's trunk recordings from other computations' ([`trunk::computation_key`]);
+/// a new value whenever the judge lays out its passes differently, so that recordings of the
+/// old layout are not replayed.
+const JUDGE_CALL: u64 = 2;
 
 /// The longest judge input by default (when the model's context is longer): attention memory
 /// grows with the square of the length, and 32k-token contexts do not fit a batch.
 pub const DEFAULT_MAX_LEN: usize = 4096;
 
-/// Sequences per forward pass when the user names none: 2 on `cpu`, 8 on a GPU.
+/// Sequences per forward pass when the user names none, on `cpu` and on a GPU.
 ///
-/// On `cpu` a batch pays only through taller products. The two orders of a pair have the same
-/// prompt and length, so a batch of 2 holds one pair, unpadded, after its prompt run once, and
-/// every projection's product has twice the rows: a loop of the decoder layer's products on
-/// OpenBLAS reached 67–76% of its 1024³ rate at 100 rows, 79–88% at 200 and 91–100% at 400.
-/// Measured (`judge_bench --pairs 8 --rounds 3 --no-torch`, 2-core VM, nine alternating runs
-/// each): 2 was faster in seven, by 5% on the mean; on RM-Bench's grids, whose families are
-/// larger, the two were equal. Larger batches pad (4: 0.67 against 0.93 pairs/s, one run).
-pub fn default_batch_size(device: &Device) -> usize {
-    if crate::matmul::on_flex(device) { 2 } else { 8 }
-}
+/// On `cpu` a pass pays through taller products: its sequences' token rows are packed, unpadded,
+/// each after its own cached prefix, so every projection is one product over all of them. A
+/// loop of the decoder layer's products on OpenBLAS reached 67–76% of its 1024³ rate at 100
+/// rows, 79–88% at 200 and 91–100% at 400; a pass of 8 HH sequences holds about 1,600.
+/// Measured (`judge_bench --pairs 16 --rounds 2 --no-torch`, 2-core VM): 8 judged 1.03–1.07
+/// pairs/s at 72% of the matmul rate against 0.93–0.98 at 65–70% for one pair per pass
+/// (batch 2, unpacked); 4 and 16 were within 3% of 8.
+pub const DEFAULT_BATCH_SIZE: usize = 8;
 
 /// How the judge builds its input and batches work.
 #[derive(Debug, Clone)]
@@ -91,7 +98,7 @@ impl Default for JudgeOptions {
         JudgeOptions {
             template: None,
             labels: ("A".into(), "B".into()),
-            batch_size: 8,
+            batch_size: DEFAULT_BATCH_SIZE,
             max_len: None,
             chat_template: true,
             chat_template_kwargs: ChatTemplateKwargs::new(),
@@ -145,6 +152,9 @@ pub struct GramJudge {
     verdict_tokens: [u32; 2],
     pad_id: u32,
     batch_size: usize,
+    /// Whether sequences of different lengths are right-padded into one batch (on a GPU), or
+    /// only equal lengths share one (on `cpu`; see [`GramJudge::jobs`]).
+    pads: bool,
     stats: JudgeStats,
     /// Token ids of the judge prompt up to its first variable text.
     template_prefix: Vec<u32>,
@@ -158,6 +168,39 @@ pub struct GramJudge {
     load_report: Option<LoadReport>,
     /// Where the bottom layers' outputs are recorded and replayed from, if anywhere.
     trunk_store: Option<TrunkStore>,
+}
+
+/// Sequences (`members`, indices into a call's sequences) that all continue one cache.
+struct Group {
+    members: Vec<usize>,
+    past: Option<KvCache>,
+}
+
+/// One piece of a pass: members of group `group`, either run once up to `prefix` (their
+/// common prefix, kept as the cache of a new group of them) or, with no `prefix`, scored as
+/// one right-padded batch.
+struct Job {
+    group: usize,
+    members: Vec<usize>,
+    prefix: Option<usize>,
+}
+
+impl Job {
+    fn batch(group: usize, members: Vec<usize>) -> Self {
+        Job {
+            group,
+            members,
+            prefix: None,
+        }
+    }
+
+    /// Sequences this job adds to a pass: a prefix run is one.
+    fn load(&self) -> usize {
+        match self.prefix {
+            Some(_) => 1,
+            None => self.members.len(),
+        }
+    }
 }
 
 /// Sequences sharing a common prefix beyond what is already cached: `members` index the
@@ -259,12 +302,14 @@ impl GramJudge {
         let one = prompts.encode("x", "y", "z")?;
         let two = prompts.encode("1", "2", "3")?;
         let template_prefix = one[..common_prefix(&one, &two)].to_vec();
+        let pads = !crate::matmul::on_flex(&model.device());
         Ok(GramJudge {
             model,
             prompts,
             verdict_tokens,
             pad_id,
             batch_size: options.batch_size,
+            pads,
             stats: JudgeStats::default(),
             template_prefix,
             template_cache: None,
@@ -354,8 +399,8 @@ impl GramJudge {
     /// Verdict margins `z_A − z_B` for already tokenized sequences, in input order (with a
     /// value head, each sequence's reward `r` instead).
     ///
-    /// Sequences run `batch_size` at a time, right-padded, grouped by shared prefix and length;
-    /// shared prefixes are run once, nested (see the module docs and [`GramJudge::run_family`]).
+    /// Sequences run in passes of up to `batch_size`, grouped by shared prefix and length;
+    /// shared prefixes are run once, nested (see the module docs and [`GramJudge::run_groups`]).
     pub fn margins(&mut self, sequences: &[Vec<u32>]) -> Result<Vec<f64>> {
         if let Some(i) = sequences.iter().position(|s| s.is_empty()) {
             return Err(Error::invalid(format!(
@@ -381,70 +426,119 @@ impl GramJudge {
                     && sequences[i].len() > template.len()
                     && sequences[i].starts_with(template)
             });
+        let mut groups = Vec::new();
         if !after_template.is_empty() {
-            let cache = self.template_cache()?;
-            let past = Some(&cache);
-            self.run_family(
-                sequences,
-                &after_template,
+            let past = Some(self.template_cache()?);
+            groups.push(Group {
+                members: after_template,
                 past,
-                &mut margins,
-                trunk.as_mut(),
-            )?;
+            });
         }
-        self.run_family(sequences, &whole, None, &mut margins, trunk.as_mut())?;
+        if !whole.is_empty() {
+            groups.push(Group {
+                members: whole,
+                past: None,
+            });
+        }
+        self.run_groups(sequences, &groups, &mut margins, trunk.as_mut())?;
         if let (Some(store), Some(key), Some(trunk)) = (&self.trunk_store, key, trunk) {
             store.finish(key, trunk)?;
         }
         Ok(margins)
     }
 
-    /// Score `members`, which all continue `past` (`None`: from the first token), into
-    /// `margins`. Members that share more than `past` form families ([`families`]); a family
-    /// that fills at least one batch has its common prefix run once, after `past`, and is
-    /// scored the same way from there — so a ranking's comparisons share the prompt, and
-    /// within it the first response that several of them show first. The rest are pooled and
-    /// run in batches after `past`.
-    fn run_family(
+    /// Score the members of `groups` into `margins`, each group's members continuing its cache.
+    ///
+    /// Within a group, members that share more than its cache form families ([`families`]); a
+    /// family with its own prefix run (see [`GramJudge::jobs`]) becomes a group of its own,
+    /// after that run — so a ranking's comparisons share the prompt, and within it the first
+    /// response that several of them show first. Jobs are packed into passes of up to
+    /// `batch_size` sequences (a prefix run counts as one), and the groups a pass's prefix runs
+    /// open are scored before the next pass, so at most one pass's caches are held per level.
+    fn run_groups(
         &mut self,
         sequences: &[Vec<u32>],
-        members: &[usize],
-        past: Option<&KvCache>,
+        groups: &[Group],
         margins: &mut [f64],
         mut trunk: Option<&mut Trunk>,
     ) -> Result<()> {
-        let shared = past.map_or(0, KvCache::len);
-        let mut pooled = Vec::new();
-        for family in families(sequences, members, shared) {
-            let own_batches = family.members.len() > 1
-                && family.members.len() >= self.batch_size
-                && family.prefix > shared;
-            if !own_batches {
-                pooled.extend(family.members);
-                continue;
-            }
-            let head = &sequences[family.members[0]][shared..family.prefix];
-            let cache = self.prefill(head, past, trunk.as_deref_mut())?;
-            let members = &family.members;
-            self.run_family(
-                sequences,
-                members,
-                Some(&cache),
-                margins,
-                trunk.as_deref_mut(),
-            )?;
-        }
-        for chunk in pooled.chunks(self.batch_size) {
-            self.run_batch(sequences, chunk, past, margins, trunk.as_deref_mut())?;
+        let jobs = self.jobs(sequences, groups);
+        let mut rest = jobs.as_slice();
+        while !rest.is_empty() {
+            let mut load = 0;
+            let take = (rest.iter())
+                .take_while(|job| {
+                    load += job.load();
+                    load <= self.batch_size
+                })
+                .count()
+                .max(1);
+            let (pass, later) = rest.split_at(take);
+            let children = self.run_pass(sequences, groups, pass, margins, trunk.as_deref_mut())?;
+            self.run_groups(sequences, &children, margins, trunk.as_deref_mut())?;
+            rest = later;
         }
         Ok(())
+    }
+
+    /// The jobs of `groups`, in order: each family that runs its common prefix once (a
+    /// [`Job`] with a `prefix`), then the group's other members, in length order, as padded
+    /// batches.
+    ///
+    /// On a GPU (`pads`), a family runs its prefix only when it fills a batch, and the other
+    /// members are right-padded `batch_size` at a time: fewer, fuller attention launches. On
+    /// `cpu`, where padding costs its full arithmetic and a pass's height comes from packing,
+    /// every family of two or more runs its prefix, and only members of equal length share a
+    /// batch.
+    fn jobs(&self, sequences: &[Vec<u32>], groups: &[Group]) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let shared = group.past.as_ref().map_or(0, KvCache::len);
+            let mut pooled = Vec::new();
+            for family in families(sequences, &group.members, shared) {
+                let fills = !self.pads || family.members.len() >= self.batch_size;
+                if family.members.len() > 1 && family.prefix > shared && fills {
+                    jobs.push(Job {
+                        group: g,
+                        members: family.members,
+                        prefix: Some(family.prefix),
+                    });
+                } else {
+                    pooled.extend(family.members);
+                }
+            }
+            pooled.sort_by_key(|&i| sequences[i].len());
+            let mut batch: Vec<usize> = Vec::new();
+            for i in pooled {
+                let joins = batch.len() < self.batch_size
+                    && (self.pads
+                        || batch
+                            .iter()
+                            .all(|&j| sequences[j].len() == sequences[i].len()));
+                if !joins && !batch.is_empty() {
+                    jobs.push(Job::batch(g, std::mem::take(&mut batch)));
+                }
+                batch.push(i);
+            }
+            if !batch.is_empty() {
+                jobs.push(Job::batch(g, batch));
+            }
+        }
+        jobs
     }
 
     /// The keys and values of the template prefix, run on first use.
     fn template_cache(&mut self) -> Result<KvCache> {
         if self.template_cache.is_none() {
             let ids = self.template_prefix.clone();
-            self.template_cache = Some(self.prefill(&ids, None, None)?);
+            let group = PassGroup {
+                ids: vec![&ids],
+                past: None,
+                keep: Keep::Cache,
+            };
+            self.count_pass(std::slice::from_ref(&group), 1.0, 0);
+            let (_, mut caches) = self.model.pass(&[group], self.pad_id, None)?;
+            self.template_cache = caches.pop().flatten();
         }
         Ok(self.template_cache.clone().expect("filled above"))
     }
@@ -459,73 +553,90 @@ impl GramJudge {
         }
     }
 
-    /// Run `ids` after `past` and keep the keys and values, counting the work.
-    fn prefill(
-        &mut self,
-        ids: &[u32],
-        past: Option<&KvCache>,
-        trunk: Option<&mut Trunk>,
-    ) -> Result<KvCache> {
-        let start = past.map_or(0, KvCache::len);
-        self.stats.computed_tokens += ids.len();
+    /// Count a pass over `pass` at `share` of a whole forward's work, each sequence of a
+    /// [`Keep::LastRows`] group read as `outputs` scores.
+    fn count_pass(&mut self, pass: &[PassGroup], share: f64, outputs: usize) {
+        let config = &self.model.config;
         self.stats.batches += 1;
-        self.stats.flops += self.work_share(trunk.as_deref())
-            * self
-                .model
-                .config
-                .forward_flops(ids.len(), 2 * start + ids.len());
-        self.model.prefill(ids, past, trunk)
+        for group in pass {
+            let skip = group.past.map_or(0, KvCache::len);
+            let width = group.ids.iter().map(|s| s.len()).max().unwrap_or(0);
+            let b = group.ids.len();
+            self.stats.computed_tokens += b * width;
+            self.stats.flops += b as f64 * share * config.forward_flops(width, 2 * skip + width);
+            if group.keep == Keep::LastRows {
+                for seq in &group.ids {
+                    self.stats.tokens += skip + seq.len();
+                    self.stats.padding += width - seq.len();
+                }
+                self.stats.flops += b as f64 * 2.0 * (outputs * config.hidden_size) as f64;
+            }
+        }
     }
 
-    /// Score one right-padded batch `chunk` of `sequences`, each continuing `prefix` (whose ids
-    /// every member starts with), and write `z_A − z_B` (or the reward `r`) into `margins`.
-    fn run_batch(
+    /// Run one pass of `jobs` (of `groups`): write `z_A − z_B` (or the reward `r`) of each
+    /// batch's members into `margins`, and return the groups that the prefix runs open.
+    fn run_pass(
         &mut self,
         sequences: &[Vec<u32>],
-        chunk: &[usize],
-        prefix: Option<&KvCache>,
+        groups: &[Group],
+        jobs: &[Job],
         margins: &mut [f64],
         trunk: Option<&mut Trunk>,
-    ) -> Result<()> {
-        let batch: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
-        let skip = prefix.map_or(0, KvCache::len);
-        let width = batch.iter().map(|s| s.len() - skip).max().unwrap_or(0);
-        let b = batch.len();
-        for seq in &batch {
-            self.stats.tokens += seq.len();
-            self.stats.padding += width - (seq.len() - skip);
-        }
-        self.stats.computed_tokens += b * width;
-        self.stats.batches += 1;
+    ) -> Result<Vec<Group>> {
+        let share = self.work_share(trunk.as_deref());
         // Scores read per sequence: the two verdict logits, or one reward.
         let outputs = if self.value_head.is_some() { 1 } else { 2 };
-        let share = self.work_share(trunk.as_deref());
-        let config = &self.model.config;
-        self.stats.flops += b as f64
-            * (share * config.forward_flops(width, 2 * skip + width)
-                + 2.0 * (outputs * config.hidden_size) as f64);
-        let last = self
-            .model
-            .last_hidden_states(&batch, prefix, self.pad_id, trunk)?;
-        // [B, outputs]
-        let scores = match &self.value_head {
-            None => self.model.token_logits(last, &self.verdict_tokens),
-            Some(w) => last.matmul(w.clone()),
-        };
-        // A failed device computation (e.g. a buffer over the adapter's limits) surfaces here,
-        // at the read-back: an error, not a panic.
-        let fail = |e: &dyn std::fmt::Debug| {
-            Error::Device(format!("reading scores back from the device: {e:?}"))
-        };
-        let scores = scores.try_into_data().map_err(|e| fail(&e))?;
-        let scores = scores.try_to_vec::<f32>().map_err(|e| fail(&e))?;
-        for (k, &i) in chunk.iter().enumerate() {
-            margins[i] = match outputs {
-                2 => (scores[2 * k] - scores[2 * k + 1]) as f64,
-                _ => scores[k] as f64,
+        let pass: Vec<PassGroup> = jobs
+            .iter()
+            .map(|job| {
+                let past = groups[job.group].past.as_ref();
+                let skip = past.map_or(0, KvCache::len);
+                match job.prefix {
+                    Some(prefix) => PassGroup {
+                        ids: vec![&sequences[job.members[0]][skip..prefix]],
+                        past,
+                        keep: Keep::Cache,
+                    },
+                    None => PassGroup {
+                        ids: job.members.iter().map(|&i| &sequences[i][skip..]).collect(),
+                        past,
+                        keep: Keep::LastRows,
+                    },
+                }
+            })
+            .collect();
+        self.count_pass(&pass, share, outputs);
+        let (last, caches) = self.model.pass(&pass, self.pad_id, trunk)?;
+        if let Some(last) = last {
+            // [Σ B, outputs]
+            let scores = match &self.value_head {
+                None => self.model.token_logits(last, &self.verdict_tokens),
+                Some(w) => last.matmul(w.clone()),
             };
+            // A failed device computation (e.g. a buffer over the adapter's limits) surfaces
+            // here, at the read-back: an error, not a panic.
+            let fail = |e: &dyn std::fmt::Debug| {
+                Error::Device(format!("reading scores back from the device: {e:?}"))
+            };
+            let scores = scores.try_into_data().map_err(|e| fail(&e))?;
+            let scores = scores.try_to_vec::<f32>().map_err(|e| fail(&e))?;
+            let scored = (jobs.iter()).filter(|job| job.prefix.is_none());
+            for (k, &i) in scored.flat_map(|job| &job.members).enumerate() {
+                margins[i] = match outputs {
+                    2 => (scores[2 * k] - scores[2 * k + 1]) as f64,
+                    _ => scores[k] as f64,
+                };
+            }
         }
-        Ok(())
+        Ok((jobs.iter().zip(caches))
+            .filter_map(|(job, cache)| {
+                cache.map(|past| Group {
+                    members: job.members.clone(),
+                    past: Some(past),
+                })
+            })
+            .collect())
     }
 }
 

@@ -38,8 +38,10 @@ fn pairs() -> Vec<Pair> {
     ]
 }
 
-/// Each pair scored alone and inside padded batches of mixed lengths gives the same verdict.
-fn padding_never_changes_a_score(device: &Device, pairs: &[Pair]) {
+/// Each pair scored alone and inside one pass of mixed lengths gives the same verdict: on a
+/// GPU the sequences are right-padded into one batch, on `cpu` each length is its own group
+/// in one packed pass.
+fn batching_never_changes_a_score(device: &Device, pairs: &[Pair], packs: bool) {
     let plain = |batch_size| JudgeOptions {
         chat_template: false,
         ..short_options(batch_size)
@@ -52,7 +54,13 @@ fn padding_never_changes_a_score(device: &Device, pairs: &[Pair]) {
         .collect();
     let together = batched.judge(pairs).unwrap();
     let stats = batched.stats();
-    assert!(stats.padding > 0, "the batch must actually contain padding");
+    if packs {
+        assert_eq!(stats.padding, 0, "cpu packs, never pads");
+        // The template's head, then every pair's question, then every order, in two passes.
+        assert_eq!(stats.batches, 3, "{stats:?}");
+    } else {
+        assert!(stats.padding > 0, "the batch must actually contain padding");
+    }
     for (a, b) in single.iter().zip(&together) {
         assert!(
             (a.p_a_forward - b.p_a_forward).abs() < 1e-5,
@@ -66,17 +74,17 @@ fn padding_never_changes_a_score(device: &Device, pairs: &[Pair]) {
 }
 
 #[test]
-fn padding_never_changes_a_score_on_cpu() {
-    padding_never_changes_a_score(&Device::flex(), &pairs());
+fn batching_never_changes_a_score_on_cpu() {
+    batching_never_changes_a_score(&Device::flex(), &pairs(), true);
 }
 
 #[test]
-fn padding_never_changes_a_score_on_wgpu() {
+fn batching_never_changes_a_score_on_wgpu() {
     // Two pairs keep the number of distinct shapes (kernel compilations on lavapipe) small.
     let Some(device) = common::wgpu_device() else {
         return;
     };
-    padding_never_changes_a_score(&device, &pairs()[..2]);
+    batching_never_changes_a_score(&device, &pairs()[..2], false);
 }
 
 /// `z_A − z_B` of each sequence run whole and alone: the reference for prefix reuse.

@@ -79,3 +79,77 @@ fn long_sequences_attend_alike_fused_or_explicit() {
     let gap = worst(&last(&fused), &last(&explicit));
     assert!(gap < 1e-4, "after a cached prefix: {gap:.2e}");
 }
+
+/// One packed pass ([`Llama::pass`]) over groups that each continue their own cache (or none),
+/// of different lengths, padded within a group, gives every group what running it alone
+/// gives: the last rows within 1e-5, and a kept cache that scores a continuation alike.
+fn a_packed_pass_equals_each_group_alone(device: &Device) {
+    use gram::model::{Keep, PassGroup};
+    let model = Llama::random(&common::tiny_config(200, 2), device);
+    let seq =
+        |start: u32, len: u32| -> Vec<u32> { (start..start + len).map(|t| t % 200).collect() };
+    let (a, b) = (seq(3, 9), seq(50, 6));
+    let cache_a = model.prefill(&a[..5], None, None).unwrap();
+    let cache_b = model.prefill(&b[..3], None, None).unwrap();
+    let after_a = [seq(100, 4), seq(120, 4)];
+    let whole = [seq(7, 3), seq(30, 8), seq(60, 1)];
+    let groups = || {
+        vec![
+            PassGroup {
+                ids: after_a.iter().map(Vec::as_slice).collect(),
+                past: Some(&cache_a),
+                keep: Keep::LastRows,
+            },
+            PassGroup {
+                ids: vec![&b[3..]],
+                past: Some(&cache_b),
+                keep: Keep::Cache,
+            },
+            PassGroup {
+                ids: whole.iter().map(Vec::as_slice).collect(),
+                past: None,
+                keep: Keep::LastRows,
+            },
+        ]
+    };
+    let rows = |t: burn::tensor::Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    let (packed, caches) = model.pass(&groups(), 0, None).unwrap();
+    let mut alone = Vec::new();
+    let mut kept = Vec::new();
+    for group in groups() {
+        let (last, mut cache) = model.pass(&[group], 0, None).unwrap();
+        alone.extend(last.map(rows).unwrap_or_default());
+        kept.extend(cache.pop().flatten());
+    }
+    let gap = common::max_difference(&rows(packed.unwrap()), &alone);
+    assert!(gap < 1e-5, "packed vs alone, last rows: {gap:.2e}");
+    assert_eq!(caches.len(), 3);
+    assert!(caches[0].is_none() && caches[2].is_none());
+    let packed_cache = caches[1].as_ref().unwrap();
+    assert_eq!(packed_cache.ids(), b.as_slice());
+    let next: Vec<u32> = b.iter().copied().chain([9, 10]).collect();
+    let continue_from = |cache| {
+        rows(
+            model
+                .last_hidden_states(&[&next], Some(cache), 0, None)
+                .unwrap(),
+        )
+    };
+    let gap = common::max_difference(&continue_from(packed_cache), &continue_from(&kept[0]));
+    assert!(gap < 1e-5, "packed vs alone, kept cache: {gap:.2e}");
+}
+
+#[test]
+fn a_packed_pass_equals_each_group_alone_on_cpu() {
+    a_packed_pass_equals_each_group_alone(&Device::flex());
+    // Under autodiff: the explicit-mask attention, segment by segment.
+    a_packed_pass_equals_each_group_alone(&Device::flex().autodiff());
+}
+
+#[test]
+fn a_packed_pass_equals_each_group_alone_on_wgpu() {
+    let Some(device) = common::wgpu_device() else {
+        return;
+    };
+    a_packed_pass_equals_each_group_alone(&device);
+}

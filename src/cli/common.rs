@@ -19,10 +19,10 @@ pub struct JudgeArgs {
     pub dtype: DtypeArg,
     #[command(flatten)]
     pub prompt: PromptArgs,
-    /// Sequences per forward pass [default: 2 on `cpu`, one pair's two orders, unpadded; 8 on
-    /// GPUs] (see `gram::judge::default_batch_size`).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
+    /// Sequences per forward pass, packed without padding on `cpu` (see
+    /// `gram::judge::DEFAULT_BATCH_SIZE`).
+    #[arg(long, default_value_t = gram::judge::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
     /// Longest judge input in tokens [default: the model's context length, at most 4096, as
     /// attention memory grows with its square]; longer inputs have their responses shortened.
     /// Above the model's context length it is an error.
@@ -176,8 +176,7 @@ impl JudgeArgs {
         let options = gram::judge::JudgeOptions {
             template: self.prompt.template_text()?,
             labels: self.prompt.labels()?,
-            batch_size: (self.batch_size)
-                .unwrap_or_else(|| gram::judge::default_batch_size(&device)),
+            batch_size: self.batch_size,
             max_len: self.max_len,
             chat_template: !self.prompt.no_chat_template,
             chat_template_kwargs: self.prompt.chat_template_kwargs()?,

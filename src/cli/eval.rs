@@ -69,9 +69,9 @@ pub fn run(args: Args) -> gram::Result<()> {
     let mut judge = args.scale.load(&args.judge)?;
     let options = EvalOptions {
         by: args.by.clone(),
-        // Four batches per replica, in pairs (each judged as two sequences): each call's
-        // verdicts are journaled before the next.
-        chunk: (4 * judge.judges()[0].batch_size()).div_ceil(2) * judge.judges().len(),
+        // A pass of pairs per replica (each pair judged as two sequences), after their prompts'
+        // pass: each call's verdicts are journaled before the next.
+        chunk: judge.judges()[0].batch_size().div_ceil(2) * judge.judges().len(),
         progress: true,
     };
     let comparisons: Vec<Vec<gram::Pair>> =

@@ -21,9 +21,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::fused;
 use super::lora::Lora;
-use super::rope::Rope;
 use super::variant::Activation;
-use super::{CausalMask, LayerKv};
+use super::{CausalMask, LayerKv, Segment};
 use crate::matmul::blas;
 
 /// Root-mean-square layer norm with a learned gain `g`.
@@ -112,21 +111,21 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// `x`: `[B, T, d]` at positions `P..P+T`, where `P` is the length of `past` (0 without);
-    /// `rope`: cos/sin tables for those positions; `mask`: query `P + i` sees keys `≤ P + i`.
-    /// Returns the output `[B, T, d]` and this call's keys and values (after RoPE),
-    /// `[B, kv, T, hd]` each, so a caller can extend a [`KvCache`].
+    /// `x`: the rows of a pass's `segments` (`[B, T, d]` for one segment, `[1, R, d]` for
+    /// several stacked), each segment at positions `P..P+T` after its cached prefix of `P`
+    /// (this is layer `layer`): query `P + i` sees keys `≤ P + i` of its own sequence only.
+    /// Returns the output, `x`'s shape, and each segment's keys and values of this call
+    /// (after RoPE), `[B, kv, T, hd]` each, so a caller can extend a [`KvCache`](super::KvCache).
+    ///
+    /// The projections run once over all rows; the attention segment by segment.
     pub(super) fn forward(
         &self,
         x: Tensor<3>,
-        rope: &Rope,
-        mask: &CausalMask,
-        past: Option<&LayerKv>,
-    ) -> (Tensor<3>, LayerKv) {
+        segments: &[Segment],
+        layer: usize,
+    ) -> (Tensor<3>, Vec<LayerKv>) {
         let [b, t, _] = x.dims();
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let group = h / kv;
-
         let q = self.q_proj.forward(x.clone()).reshape([b, t, h, hd]);
         let k = self.k_proj.forward(x.clone()).reshape([b, t, kv, hd]);
         let v = self.v_proj.forward(x).reshape([b, t, kv, hd]);
@@ -134,16 +133,56 @@ impl Attention {
             (Some(qn), Some(kn)) => (qn.forward(q), kn.forward(k)),
             _ => (q, k),
         };
+        let (out, fresh) = match segments {
+            [one] => {
+                let (out, fresh) = self.attend(q, k, v, one, layer);
+                (out, vec![fresh])
+            }
+            _ => {
+                // [B·T, heads, hd] rows of segment `s`, as [B_s, T_s, heads, hd].
+                let rows = |x: &Tensor<4>, s: &Segment| {
+                    let [_, _, heads, _] = x.dims();
+                    (x.clone().reshape([b * t, heads, hd]))
+                        .narrow(0, s.offset, s.b * s.t)
+                        .reshape([s.b, s.t, heads, hd])
+                };
+                let (outs, fresh): (Vec<_>, Vec<_>) = segments
+                    .iter()
+                    .map(|s| {
+                        let (out, fresh) =
+                            self.attend(rows(&q, s), rows(&k, s), rows(&v, s), s, layer);
+                        (out.reshape([1, s.b * s.t, h * hd]), fresh)
+                    })
+                    .unzip();
+                (Tensor::cat(outs, 1), fresh)
+            }
+        };
+        (self.o_proj.forward(out), fresh)
+    }
+
+    /// One segment's attention: `q` `[B, T, h, hd]`, `k`, `v` `[B, T, kv, hd]` at positions
+    /// `P..P+T`; returns `[B, T, h·hd]` and the segment's keys and values.
+    fn attend(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        segment: &Segment,
+        layer: usize,
+    ) -> (Tensor<3>, LayerKv) {
+        let [b, t, _, _] = q.dims();
+        let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let group = h / kv;
         // [B, heads, T, hd]
-        let q = rope.rotate(q);
-        let k = rope.rotate(k);
+        let q = segment.rope.rotate(q);
+        let k = segment.rope.rotate(k);
         let v = v.swap_dims(1, 2);
         let new = LayerKv {
             keys: k.clone(),
             values: v.clone(),
         };
         // Keys and values of the shared prefix (batch 1) come first, seen by every row.
-        let (k, v) = match past {
+        let (k, v) = match segment.past.map(|past| past.layer(layer)) {
             Some(past) => {
                 let [_, _, p, _] = past.keys.dims();
                 (
@@ -185,12 +224,12 @@ impl Attention {
             // one key/value head are stacked along the time axis, [B, kv, group·T, hd].
             let q = q.reshape([b, kv, group * t, hd]);
             let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, kv, G·T, P+T]
-            let scores = scores.mask_fill(mask.explicit(&device).unsqueeze::<4>(), -1.0e9);
+            let mask = segment.mask.explicit(&device).unsqueeze::<4>();
+            let scores = scores.mask_fill(mask, -1.0e9);
             softmax(scores, 3).matmul(v).reshape([b, h, t, hd]) // [B, kv, G·T, hd] → [B, h, T, hd]
         };
         // [B, T, h·hd]: a copy, except after gram's CPU attention, whose output is stored so.
-        let out = out.swap_dims(1, 2).reshape([b, t, h * hd]);
-        (self.o_proj.forward(out), new)
+        (out.swap_dims(1, 2).reshape([b, t, h * hd]), new)
     }
 }
 
@@ -236,16 +275,15 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    /// `x' = h + MLP(RMSNorm(h))` with `h = x + Attn(RMSNorm(x))`, and this call's keys and
-    /// values (see [`Attention::forward`]).
+    /// `x' = h + MLP(RMSNorm(h))` with `h = x + Attn(RMSNorm(x))`, and each segment's keys and
+    /// values of this call (see [`Attention::forward`]).
     pub(super) fn forward(
         &self,
         x: Tensor<3>,
-        rope: &Rope,
-        mask: &CausalMask,
-        past: Option<&LayerKv>,
-    ) -> (Tensor<3>, LayerKv) {
-        let (h, kv) = self.attend(x, rope, mask, past);
+        segments: &[Segment],
+        layer: usize,
+    ) -> (Tensor<3>, Vec<LayerKv>) {
+        let (h, kv) = self.attend(x, segments, layer);
         (self.feed_forward(h), kv)
     }
 
@@ -261,17 +299,15 @@ impl DecoderLayer {
         x.inner()
     }
 
-    /// The attention half: `h = x + Attn(RMSNorm(x))`, and this call's keys and values.
+    /// The attention half: `h = x + Attn(RMSNorm(x))`, and each segment's keys and values.
     pub(super) fn attend(
         &self,
         x: Tensor<3>,
-        rope: &Rope,
-        mask: &CausalMask,
-        past: Option<&LayerKv>,
-    ) -> (Tensor<3>, LayerKv) {
-        let (attn, kv) =
-            self.self_attn
-                .forward(self.input_layernorm.forward(x.clone()), rope, mask, past);
+        segments: &[Segment],
+        layer: usize,
+    ) -> (Tensor<3>, Vec<LayerKv>) {
+        let normed = self.input_layernorm.forward(x.clone());
+        let (attn, kv) = self.self_attn.forward(normed, segments, layer);
         (x + attn, kv)
     }
 

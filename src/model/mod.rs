@@ -13,11 +13,14 @@
 //! with causal grouped-query attention and rotary position embeddings. Batches are
 //! right-padded. With a causal mask, the output at a real position `t < len` attends only to
 //! keys `≤ t`, all real tokens, so padding never changes a real position's output and no
-//! separate key-padding mask is needed; outputs at padded positions are never read.
+//! separate key-padding mask is needed; outputs at padded positions are never read. One pass
+//! can stack several such batches, each continuing its own cached prefix ([`Llama::pass`]):
+//! every step that acts on each position alone (norms, projections, the MLP) runs once over all
+//! their rows, and the attention batch by batch.
 //!
 //! | file | what |
 //! |---|---|
-//! | `mod.rs` | [`Llama`]: the decoder stack, [`KvCache`] (shared prefixes), hidden states, logits |
+//! | `mod.rs` | [`Llama`]: the decoder stack, [`KvCache`] (shared prefixes), packed passes ([`Llama::pass`]), hidden states, logits |
 //! | [`layers`] | [`RmsNorm`], [`Projection`], [`Attention`], [`Mlp`], [`DecoderLayer`] |
 //! | [`rope`] | rotary position embeddings, Llama 3 frequency scaling |
 //! | [`fused`] | RMSNorm, SiLU·up and RoPE as single passes on the CPU, forward and backward |
@@ -77,7 +80,8 @@ impl Llama {
     /// Final-normed hidden states `[B, T, d]` for right-padded token ids `[B, T]`.
     pub fn hidden_states(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [b, t] = ids.dims();
-        self.decode(ids, None, Rows::All, None)
+        let segment = Segment::new(&self.config, 0, b, t, None, &ids.device());
+        self.decode(ids, &[segment], Rows::All, None)
             .expect("no trunk to replay")
             .0
             .expect("every row kept")
@@ -96,18 +100,14 @@ impl Llama {
         pad_id: u32,
         trunk: Option<&mut Trunk>,
     ) -> Result<Tensor<2>> {
-        let device = self.device();
         let skip = prefix.map_or(0, KvCache::len);
-        let rest: Vec<&[u32]> = sequences.iter().map(|s| &s[skip..]).collect();
-        let (ids, width) = right_pad(&rest, pad_id, &device);
-        let last: Vec<i64> = rest
-            .iter()
-            .enumerate()
-            .map(|(row, s)| (row * width + s.len() - 1) as i64)
-            .collect();
-        let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rest.len()]), &device);
-        let (hidden, _) = self.decode(ids, prefix, Rows::Only(Box::new(last)), trunk)?;
-        Ok(hidden.expect("the last rows kept"))
+        let group = PassGroup {
+            ids: sequences.iter().map(|s| &s[skip..]).collect(),
+            past: prefix,
+            keep: Keep::LastRows,
+        };
+        let (last, _) = self.pass(&[group], pad_id, trunk)?;
+        Ok(last.expect("the last rows kept"))
     }
 
     /// Run `ids` (one sequence, not empty) after `past` (if any) and keep every layer's keys and
@@ -119,41 +119,117 @@ impl Llama {
         past: Option<&KvCache>,
         trunk: Option<&mut Trunk>,
     ) -> Result<KvCache> {
-        assert!(!ids.is_empty(), "prefill needs at least one token");
-        let device = self.device();
-        let mut all = past.map(|p| p.ids.clone()).unwrap_or_default();
-        all.extend_from_slice(ids);
-        let tensor = Tensor::<2, Int>::from_data(
-            TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]),
-            &device,
-        );
-        let (_, fresh) = self.decode(tensor, past, Rows::None, trunk)?;
-        let first = self.layers.len() - fresh.len();
-        let layers = match past {
-            None => fresh,
-            Some(past) => fresh
-                .into_iter()
-                .enumerate()
-                .map(|(i, new)| {
-                    let old = past.layer(first + i);
-                    LayerKv {
-                        keys: Tensor::cat(vec![old.keys.clone(), new.keys], 2),
-                        values: Tensor::cat(vec![old.values.clone(), new.values], 2),
-                    }
-                })
-                .collect(),
+        let group = PassGroup {
+            ids: vec![ids],
+            past,
+            keep: Keep::Cache,
         };
-        Ok(KvCache {
-            ids: all,
-            first,
-            layers,
-        })
+        let (_, mut caches) = self.pass(&[group], 0, trunk)?;
+        Ok(caches.pop().flatten().expect("the cache kept"))
     }
 
-    /// The decoder stack on `ids` `[B, T]` at positions `P..P+T` after an optional prefix of
-    /// length `P`: the final-normed hidden states of the `rows` asked for, `[rows, d]` (rows
-    /// numbered `b·T + t`), and the new keys and values of each layer run (all of them, or,
-    /// replaying a `trunk`, those from its layer up).
+    /// One forward pass over several groups of sequences, each group right-padded on its own
+    /// and continuing its own cached prefix: the groups' token rows are stacked, so every
+    /// projection of the pass is one product over all of them (taller products run nearer the
+    /// device's matmul rate), while each group's attention reads only its own keys and values.
+    ///
+    /// Returns the final-normed hidden states at the last token of every sequence of the
+    /// [`Keep::LastRows`] groups, in order (`[Σ B, d]`; `None` if no group keeps rows), and for
+    /// each group the cache of `past ++ ids` where it asked for one ([`Keep::Cache`]).
+    pub fn pass(
+        &self,
+        groups: &[PassGroup],
+        pad_id: u32,
+        trunk: Option<&mut Trunk>,
+    ) -> Result<(Option<Tensor<2>>, Vec<Option<KvCache>>)> {
+        assert!(!groups.is_empty(), "a pass runs at least one group");
+        let device = self.device();
+        let mut ids = Vec::new();
+        let mut segments = Vec::with_capacity(groups.len());
+        let mut last = Vec::new();
+        for group in groups {
+            assert!(
+                group.ids.iter().all(|s| !s.is_empty()),
+                "every sequence of a pass runs at least one token"
+            );
+            assert!(
+                matches!(group.keep, Keep::LastRows) || group.ids.len() == 1,
+                "a cache is kept for a group of one sequence"
+            );
+            let offset = ids.len();
+            let (padded, width) = padded_ids(&group.ids, pad_id);
+            ids.extend(padded);
+            if let Keep::LastRows = group.keep {
+                last.extend(
+                    (group.ids.iter().enumerate())
+                        .map(|(r, s)| (offset + r * width + s.len() - 1) as i64),
+                );
+            }
+            let b = group.ids.len();
+            segments.push(Segment::new(
+                &self.config,
+                offset,
+                b,
+                width,
+                group.past,
+                &device,
+            ));
+        }
+        // One group keeps its [B, T] shape; several are stacked as one row of tokens.
+        let shape = match segments.as_slice() {
+            [one] => [one.b, one.t],
+            _ => [1, ids.len()],
+        };
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, shape), &device);
+        let rows = match last.len() {
+            0 => Rows::None,
+            n => Rows::Only(Box::new(Tensor::from_data(
+                TensorData::new(last, [n]),
+                &device,
+            ))),
+        };
+        let (hidden, fresh) = self.decode(ids, &segments, rows, trunk)?;
+        let first = self.layers.len() - fresh.len();
+        let mut fresh: Vec<_> = fresh.into_iter().map(Vec::into_iter).collect();
+        let caches = groups
+            .iter()
+            .map(|group| {
+                // This group's keys and values of every layer run, in layer order.
+                let layers: Vec<LayerKv> = (fresh.iter_mut())
+                    .map(|layer| layer.next().expect("one per group"))
+                    .collect();
+                let Keep::Cache = group.keep else {
+                    return None;
+                };
+                let mut all = group.past.map(|p| p.ids.clone()).unwrap_or_default();
+                all.extend_from_slice(group.ids[0]);
+                let layers = (layers.into_iter().enumerate())
+                    .map(|(i, new)| match group.past {
+                        None => new,
+                        Some(past) => {
+                            let old = past.layer(first + i);
+                            LayerKv {
+                                keys: Tensor::cat(vec![old.keys.clone(), new.keys], 2),
+                                values: Tensor::cat(vec![old.values.clone(), new.values], 2),
+                            }
+                        }
+                    })
+                    .collect();
+                Some(KvCache {
+                    ids: all,
+                    first,
+                    layers,
+                })
+            })
+            .collect();
+        Ok((hidden, caches))
+    }
+
+    /// The decoder stack on `ids`, the rows of the pass's `segments` (`[B, T]` for one
+    /// segment, `[1, R]` for several stacked): the final-normed hidden states of the `rows`
+    /// asked for, `[rows, d]` (rows numbered as `ids`' elements), and for each layer run (all
+    /// of them, or, replaying a `trunk`, those from its layer up) each segment's new keys and
+    /// values.
     ///
     /// Every layer's attention needs the keys and values of every position, but the last
     /// layer's feed-forward block and the final norm act on each position alone, so they run
@@ -161,17 +237,13 @@ impl Llama {
     fn decode(
         &self,
         ids: Tensor<2, Int>,
-        past: Option<&KvCache>,
+        segments: &[Segment],
         rows: Rows,
         mut trunk: Option<&mut Trunk>,
-    ) -> Result<(Option<Tensor<2>>, Vec<LayerKv>)> {
+    ) -> Result<(Option<Tensor<2>>, Vec<Vec<LayerKv>>)> {
         let [b, t] = ids.dims();
         let device = ids.device();
         let config = &self.config;
-        let group = config.num_attention_heads / config.num_key_value_heads;
-        let start = past.map_or(0, KvCache::len);
-        let rope = Rope::new(config, start, t, &device);
-        let mask = CausalMask::new(start, t, group);
         let replayed = match trunk.as_deref_mut() {
             Some(trunk) => trunk
                 .next_input([b, t, config.hidden_size])?
@@ -199,7 +271,7 @@ impl Llama {
                 trunk.keep(i, &x);
             }
             x = layer.take_input(x);
-            let (out, kv) = layer.forward(x, &rope, &mask, past.map(|p| p.layer(i)));
+            let (out, kv) = layer.forward(x, segments, i);
             x = out;
             fresh.push(kv);
         }
@@ -208,7 +280,7 @@ impl Llama {
         }
         let last = &self.layers[n - 1];
         x = last.take_input(x);
-        let (h, kv) = last.attend(x, &rope, &mask, past.map(|p| p.layer(n - 1)));
+        let (h, kv) = last.attend(x, segments, n - 1);
         fresh.push(kv);
         let hidden = rows
             .select(h.reshape([b * t, config.hidden_size]))
@@ -263,6 +335,59 @@ impl Rows {
     }
 }
 
+/// Sequences that run together in a [`Llama::pass`]: right-padded among themselves, all
+/// continuing the same cached prefix (or starting from the first token).
+pub struct PassGroup<'a> {
+    /// Each sequence's ids after the prefix's tokens (none empty).
+    pub ids: Vec<&'a [u32]>,
+    /// The cached prefix every sequence continues.
+    pub past: Option<&'a KvCache>,
+    /// What the pass keeps of the group.
+    pub keep: Keep,
+}
+
+/// What a [`Llama::pass`] keeps of a [`PassGroup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Each sequence's final-normed hidden state at its last token.
+    LastRows,
+    /// The cache of `past ++ ids` (a group of one sequence).
+    Cache,
+}
+
+/// Where one group sits in a pass's rows, and what its attention needs: `B` sequences of `T`
+/// rows each from row `offset`, at positions `P..P+T` after a prefix of `P`.
+struct Segment<'a> {
+    offset: usize,
+    b: usize,
+    t: usize,
+    past: Option<&'a KvCache>,
+    rope: Rope,
+    mask: CausalMask,
+}
+
+impl<'a> Segment<'a> {
+    fn new(
+        config: &ModelConfig,
+        offset: usize,
+        b: usize,
+        t: usize,
+        past: Option<&'a KvCache>,
+        device: &Device,
+    ) -> Self {
+        let start = past.map_or(0, KvCache::len);
+        let group = config.num_attention_heads / config.num_key_value_heads;
+        Segment {
+            offset,
+            b,
+            t,
+            past,
+            rope: Rope::new(config, start, t, device),
+            mask: CausalMask::new(start, t, group),
+        }
+    }
+}
+
 /// One layer's keys (after RoPE) and values, `[B, kv_heads, T, head_dim]` each.
 #[derive(Debug, Clone)]
 pub(crate) struct LayerKv {
@@ -313,13 +438,19 @@ impl KvCache {
 
 /// Right-pad `sequences` with `pad_id` into `[B, T]` ids; returns them and the width `T`.
 pub fn right_pad(sequences: &[&[u32]], pad_id: u32, device: &Device) -> (Tensor<2, Int>, usize) {
+    let (ids, width) = padded_ids(sequences, pad_id);
+    let ids = Tensor::from_data(TensorData::new(ids, [sequences.len(), width]), device);
+    (ids, width)
+}
+
+/// `sequences` right-padded with `pad_id` to the longest, row after row, and that width.
+fn padded_ids(sequences: &[&[u32]], pad_id: u32) -> (Vec<i64>, usize) {
     let width = sequences.iter().map(|s| s.len()).max().unwrap_or(1);
     let mut ids = Vec::with_capacity(sequences.len() * width);
     for s in sequences {
         ids.extend(s.iter().map(|&t| t as i64));
         ids.extend(std::iter::repeat_n(pad_id as i64, width - s.len()));
     }
-    let ids = Tensor::from_data(TensorData::new(ids, [sequences.len(), width]), device);
     (ids, width)
 }
 
@@ -328,7 +459,7 @@ pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// The causal mask of one decoder pass over `T` tokens after a prefix of `P`: query position
+/// The causal mask of one segment of a decoder pass, `T` tokens after a prefix of `P`: query position
 /// `P + i` sees keys `0..=P + i`.
 ///
 /// Without autodiff, attention runs as burn's fused attention op ([`CausalMask::fused`]), whose

@@ -107,8 +107,8 @@ fn library_verdicts() -> &'static [Verdict] {
     static VERDICTS: OnceLock<Vec<Verdict>> = OnceLock::new();
     VERDICTS.get_or_init(|| {
         let options = JudgeOptions {
-            // As `gram judge --device cpu` batches.
-            batch_size: gram::judge::default_batch_size(&Device::flex()),
+            // As `gram judge` batches.
+            batch_size: gram::judge::DEFAULT_BATCH_SIZE,
             ..JudgeOptions::default()
         };
         let mut judge = GramJudge::load(&common::model_path(), &Device::flex(), options).unwrap();
