@@ -468,7 +468,7 @@ pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 /// they are repeated to one per query head, and burn's autotune picks its flash kernel (no
 /// `[T, P+T]` scores held) or its plain kernels by shape. Under autodiff, where burn would
 /// decompose the op anyway, attention is written out with an explicit `[G·T, P+T]` mask, built
-/// once per pass on first use and shared by the layers.
+/// once per segment of a pass on first use and shared by the layers.
 pub(crate) struct CausalMask {
     prefix: usize,
     t: usize,
