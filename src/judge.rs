@@ -536,9 +536,8 @@ impl GramJudge {
                 past: None,
                 keep: Keep::Cache,
             };
-            self.count_pass(std::slice::from_ref(&group), 1.0, 0);
-            let (_, mut caches) = self.model.pass(&[group], self.pad_id, None)?;
-            self.template_cache = caches.pop().flatten();
+            self.count_pass(&[group], 1.0, 0);
+            self.template_cache = Some(self.model.prefill(&ids, None, None)?);
         }
         Ok(self.template_cache.clone().expect("filled above"))
     }

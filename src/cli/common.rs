@@ -172,7 +172,6 @@ impl JudgeArgs {
 
     /// Load the judge these options describe on `device` (instead of `--device`).
     pub fn load_on(&self, device: &burn::tensor::Device) -> gram::Result<gram::judge::GramJudge> {
-        let device = device.clone();
         let options = gram::judge::JudgeOptions {
             template: self.prompt.template_text()?,
             labels: self.prompt.labels()?,
@@ -182,7 +181,7 @@ impl JudgeArgs {
             chat_template_kwargs: self.prompt.chat_template_kwargs()?,
             dtype: self.dtype.dtype,
         };
-        let mut judge = gram::judge::GramJudge::load(&self.model, &device, options)?;
+        let mut judge = gram::judge::GramJudge::load(&self.model, device, options)?;
         if let (Some(dir), Some(layers)) = (&self.trunk_cache, self.trunk_layers) {
             let store = gram::model::TrunkStore::open(dir, judge.model(), layers)?;
             judge = judge.with_trunk_store(store);

@@ -153,13 +153,13 @@ impl Llama {
                 "every sequence of a pass runs at least one token"
             );
             assert!(
-                matches!(group.keep, Keep::LastRows) || group.ids.len() == 1,
+                group.keep == Keep::LastRows || group.ids.len() == 1,
                 "a cache is kept for a group of one sequence"
             );
             let offset = ids.len();
             let (padded, width) = padded_ids(&group.ids, pad_id);
             ids.extend(padded);
-            if let Keep::LastRows = group.keep {
+            if group.keep == Keep::LastRows {
                 last.extend(
                     (group.ids.iter().enumerate())
                         .map(|(r, s)| (offset + r * width + s.len() - 1) as i64),
@@ -198,9 +198,9 @@ impl Llama {
                 let layers: Vec<LayerKv> = (fresh.iter_mut())
                     .map(|layer| layer.next().expect("one per group"))
                     .collect();
-                let Keep::Cache = group.keep else {
+                if group.keep != Keep::Cache {
                     return None;
-                };
+                }
                 let mut all = group.past.map(|p| p.ids.clone()).unwrap_or_default();
                 all.extend_from_slice(group.ids[0]);
                 let layers = (layers.into_iter().enumerate())
